@@ -1,0 +1,374 @@
+"""Write and read the TDS artifact, format version 1 (docs/artifact-format.md).
+
+This module is the contract between compute/ and dashboard/: it imports only
+h5py and numpy, so the dashboard can use the same checked reader without
+pulling in torch. Every read goes through `open_artifact`, which refuses a file
+that is not a complete format-v1 artifact with one `ArtifactError` line.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+FORMAT = "tds-artifact"
+FORMAT_VERSION = 1
+SIDE_NAMES = ("aligned", "base")
+NUL_STANDIN = "\u2400"  # HDF5 strings cannot hold NUL
+
+# Shift categories from the base side's rank of o_t (as in the URIAL paper).
+UNSHIFTED, MARGINAL, SHIFTED = "unshifted", "marginal", "shifted"
+CATEGORIES = (UNSHIFTED, MARGINAL, SHIFTED)
+MARGINAL_MAX_RANK = 2
+
+_STR = h5py.string_dtype("utf-8")
+_COMPRESSION = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
+
+
+class ArtifactError(Exception):
+    """An artifact that cannot be read or written; the message is one line for the user."""
+
+
+@dataclass
+class SideScores:
+    """One side's numbers for one example: T answer positions, k top tokens."""
+
+    context_ids: np.ndarray  # (C,) int32, the exact context before the answer
+    topk_ids: np.ndarray  # (T, k) int32, most likely first
+    topk_logprobs: np.ndarray  # (T, k) float32
+    logprob: np.ndarray  # (T,) float32, log P(o_t)
+    rank: np.ndarray  # (T,) int32, entries with a strictly greater log-prob
+    entropy: np.ndarray  # (T,) float32, nats
+
+
+@dataclass
+class ExampleScores:
+    """Everything an artifact keeps about one example."""
+
+    index: int  # position of the example in the dataset
+    id: str
+    prompt: str
+    response: str
+    token_ids: np.ndarray  # (T,) int32, the answer o
+    kl: np.ndarray  # (T,) float32, KL(P_aligned || P_base)
+    sides: dict[str, SideScores]
+
+
+@dataclass
+class RunMeta:
+    """The run-level facts written as attributes."""
+
+    name: str
+    top_k: int
+    side_attrs: dict[str, dict[str, str]]  # side -> model, template, dtype, ...
+    attrs: dict[str, str] = field(default_factory=dict)  # extra root attributes
+
+
+def shift_category(base_rank: np.ndarray) -> np.ndarray:
+    """0 unshifted (rank 0), 1 marginal (rank 1-2), 2 shifted (rank 3+)."""
+    return np.where(base_rank == 0, 0, np.where(base_rank <= MARGINAL_MAX_RANK, 1, 2)).astype(np.int8)
+
+
+def _clean(text: str) -> str:
+    return text.replace("\x00", NUL_STANDIN)
+
+
+def _strings(values: list[str]) -> np.ndarray:
+    return np.array([_clean(v) for v in values], dtype=object)
+
+
+def _offsets(lengths: list[int]) -> np.ndarray:
+    return np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]).astype(np.int64)
+
+
+def _concat(arrays: list[np.ndarray], dtype, width: int | None = None) -> np.ndarray:
+    if arrays:
+        return np.concatenate(arrays).astype(dtype, copy=False)
+    return np.zeros((0,) if width is None else (0, width), dtype=dtype)
+
+
+def _put(group: h5py.Group, name: str, data: np.ndarray) -> None:
+    kwargs = dict(_COMPRESSION) if len(data) > 0 else {}
+    if data.dtype == object:
+        group.create_dataset(name, data=data, dtype=_STR, **kwargs)
+    else:
+        group.create_dataset(name, data=data, **kwargs)
+
+
+def write_artifact(
+    path: Path,
+    meta: RunMeta,
+    examples: list[ExampleScores],
+    token_text: dict[int, str],
+    overwrite: bool = False,
+) -> None:
+    """Write one run atomically: a temp file beside `path`, `complete` last, then renamed.
+
+    Without `overwrite` an existing file at `path` is never replaced, even if it
+    appeared while the run was going on.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise ArtifactError(f"{path}: an artifact of that name exists (use --overwrite to replace it)")
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        with h5py.File(tmp, "w") as f:
+            _write_body(f, meta, examples, token_text)
+            f.attrs["complete"] = True
+            f.flush()
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o644 & ~umask)
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)  # fails if path exists: never clobber
+            except FileExistsError:
+                raise ArtifactError(f"{path}: an artifact of that name exists (use --overwrite to replace it)")
+            tmp.unlink()
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _write_body(f: h5py.File, meta: RunMeta, examples: list[ExampleScores], token_text: dict[int, str]) -> None:
+    k = meta.top_k
+    f.attrs["format"] = FORMAT
+    f.attrs["format_version"] = FORMAT_VERSION
+    f.attrs["name"] = meta.name
+    f.attrs["top_k"] = k
+    f.attrs["created_utc"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    for key, value in meta.attrs.items():
+        f.attrs[key] = value
+
+    lengths = [len(e.token_ids) for e in examples]
+    ex = f.create_group("examples")
+    _put(ex, "id", _strings([e.id for e in examples]))
+    _put(ex, "prompt", _strings([e.prompt for e in examples]))
+    _put(ex, "response", _strings([e.response for e in examples]))
+    _put(ex, "offsets", _offsets(lengths))
+    _put(ex, "index", np.array([e.index for e in examples], dtype=np.int64))
+
+    pos = f.create_group("positions")
+    _put(pos, "example", np.repeat(np.arange(len(examples), dtype=np.int32), lengths))
+    _put(pos, "t", _concat([np.arange(n, dtype=np.int32) for n in lengths], np.int32))
+    _put(pos, "token_id", _concat([e.token_ids for e in examples], np.int32))
+    _put(pos, "kl", _concat([e.kl for e in examples], np.float32))
+
+    sides = f.create_group("sides")
+    for side in SIDE_NAMES:
+        g = sides.create_group(side)
+        for key, value in meta.side_attrs[side].items():
+            g.attrs[key] = value
+        scores = [e.sides[side] for e in examples]
+        _put(g, "context_ids", _concat([s.context_ids for s in scores], np.int32))
+        _put(g, "context_offsets", _offsets([len(s.context_ids) for s in scores]))
+        _put(g, "topk_ids", _concat([s.topk_ids for s in scores], np.int32, k))
+        _put(g, "topk_logprobs", _concat([s.topk_logprobs for s in scores], np.float32, k))
+        _put(g, "logprob", _concat([s.logprob for s in scores], np.float32))
+        _put(g, "rank", _concat([s.rank for s in scores], np.int32))
+        _put(g, "entropy", _concat([s.entropy for s in scores], np.float32))
+
+    ids = sorted(token_text)
+    tok = f.create_group("tokens")
+    _put(tok, "id", np.array(ids, dtype=np.int32))
+    _put(tok, "text", _strings([token_text[i] for i in ids]))
+
+
+# ---------------------------------------------------------------- reading
+
+_EXAMPLE_ROWS = ("examples/id", "examples/prompt", "examples/response", "examples/index")
+_POSITION_ROWS = ("positions/example", "positions/t", "positions/token_id", "positions/kl")
+_SIDE_ROWS = ("logprob", "rank", "entropy")
+_SIDE_TOPK = ("topk_ids", "topk_logprobs")
+_SIDE_ATTRS = ("model", "template", "dtype")
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A checked, complete format-v1 artifact; columns are read on demand."""
+
+    path: Path
+    name: str
+    top_k: int
+    n_examples: int
+    n_positions: int
+    attrs: dict[str, object]
+    side_attrs: dict[str, dict[str, object]]
+
+    def read(self, dataset: str, rows: slice | np.ndarray | None = None) -> np.ndarray:
+        """One dataset (e.g. "sides/base/rank"), all rows or the given ones; strings as str."""
+        try:
+            with h5py.File(self.path, "r") as f:
+                ds = f[dataset]
+                if h5py.check_string_dtype(ds.dtype) is not None:
+                    ds = ds.asstr()
+                return ds[()] if rows is None else ds[rows]
+        except (OSError, KeyError, ValueError) as err:
+            raise ArtifactError(f"{self.path}: cannot read {dataset}: {_one_line(err)}") from None
+
+    def example_rows(self, e: int) -> slice:
+        offsets = self.read("examples/offsets", slice(e, e + 2))
+        return slice(int(offsets[0]), int(offsets[1]))
+
+    def context_ids(self, side: str, e: int) -> np.ndarray:
+        bounds = self.read(f"sides/{side}/context_offsets", slice(e, e + 2))
+        return self.read(f"sides/{side}/context_ids", slice(int(bounds[0]), int(bounds[1])))
+
+    def token_texts(self) -> dict[int, str]:
+        return dict(zip(self.read("tokens/id").tolist(), self.read("tokens/text").tolist()))
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+def _text(value: object) -> object:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def open_artifact(path: Path | str) -> Artifact:
+    """Open and check an artifact; raise ArtifactError naming the file and the fault."""
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f"{path}: no such artifact file")
+    try:
+        with h5py.File(path, "r") as f:
+            return _check(path, f)
+    except ArtifactError:
+        raise
+    except (OSError, KeyError, ValueError, TypeError) as err:
+        raise ArtifactError(f"{path}: not a readable HDF5 artifact (truncated or corrupt?): {_one_line(err)}") from None
+
+
+def _check(path: Path, f: h5py.File) -> Artifact:
+    def fail(what: str) -> ArtifactError:
+        return ArtifactError(f"{path}: {what}")
+
+    attrs = {key: _text(f.attrs[key]) for key in f.attrs}
+    if attrs.get("format") != FORMAT:
+        raise fail(f"not a TDS artifact (attribute format is {attrs.get('format')!r}, expected {FORMAT!r})")
+    version = attrs.get("format_version")
+    if not isinstance(version, (int, np.integer)):
+        raise fail("attribute format_version is missing or not an integer")
+    if version > FORMAT_VERSION:
+        raise fail(f"format_version {version} is newer than this reader (reads up to {FORMAT_VERSION}); update the project")
+    if version < 1:
+        raise fail(f"format_version {version} is not a known version")
+    if not bool(attrs.get("complete", False)):
+        raise fail("incomplete artifact (no 'complete' attribute: the run did not finish writing it)")
+    for key in ("name", "top_k", "created_utc"):
+        if key not in attrs:
+            raise fail(f"attribute {key} is missing")
+    k = int(attrs["top_k"])
+
+    def shape(name: str) -> tuple[int, ...]:
+        if name not in f or not isinstance(f[name], h5py.Dataset):
+            raise fail(f"dataset /{name} is missing")
+        return f[name].shape
+
+    offsets_shape = shape("examples/offsets")
+    if len(offsets_shape) != 1 or offsets_shape[0] < 1:
+        raise fail("/examples/offsets must be a 1-D array of E+1 entries")
+    n_examples = offsets_shape[0] - 1
+    offsets = f["examples/offsets"][()]
+    n_positions = int(offsets[-1])
+    if offsets[0] != 0 or np.any(np.diff(offsets) < 0):
+        raise fail("/examples/offsets must start at 0 and never decrease")
+    for name in _EXAMPLE_ROWS:
+        if shape(name) != (n_examples,):
+            raise fail(f"/{name} has shape {shape(name)}, expected ({n_examples},)")
+    for name in _POSITION_ROWS:
+        if shape(name) != (n_positions,):
+            raise fail(f"/{name} has shape {shape(name)}, expected ({n_positions},)")
+    side_attrs = {}
+    for side in SIDE_NAMES:
+        group = f"sides/{side}"
+        if group not in f:
+            raise fail(f"group /{group} is missing")
+        s_attrs = {key: _text(f[group].attrs[key]) for key in f[group].attrs}
+        for key in _SIDE_ATTRS:
+            if key not in s_attrs:
+                raise fail(f"attribute {key} of /{group} is missing")
+        side_attrs[side] = s_attrs
+        for name in _SIDE_ROWS:
+            if shape(f"{group}/{name}") != (n_positions,):
+                raise fail(f"/{group}/{name} has shape {shape(f'{group}/{name}')}, expected ({n_positions},)")
+        for name in _SIDE_TOPK:
+            if shape(f"{group}/{name}") != (n_positions, k):
+                raise fail(f"/{group}/{name} has shape {shape(f'{group}/{name}')}, expected ({n_positions}, {k})")
+        if shape(f"{group}/context_offsets") != (n_examples + 1,):
+            raise fail(f"/{group}/context_offsets must have E+1 = {n_examples + 1} entries")
+        context_end = int(f[f"{group}/context_offsets"][-1])
+        if shape(f"{group}/context_ids") != (context_end,):
+            raise fail(f"/{group}/context_ids has {shape(f'{group}/context_ids')[0]} ids, offsets say {context_end}")
+    if shape("tokens/id") != shape("tokens/text"):
+        raise fail("/tokens/id and /tokens/text differ in length")
+    return Artifact(
+        path=path,
+        name=str(attrs["name"]),
+        top_k=k,
+        n_examples=n_examples,
+        n_positions=n_positions,
+        attrs=attrs,
+        side_attrs=side_attrs,
+    )
+
+
+def read_examples(artifact: Artifact) -> list[ExampleScores]:
+    """All examples of an artifact as ExampleScores (used to merge shards)."""
+    cols = {name: artifact.read(name) for name in (*_EXAMPLE_ROWS, "examples/offsets", "positions/token_id", "positions/kl")}
+    index = artifact.read("examples/index")
+    side_cols = {
+        side: {name: artifact.read(f"sides/{side}/{name}") for name in (*_SIDE_ROWS, *_SIDE_TOPK, "context_ids", "context_offsets")}
+        for side in SIDE_NAMES
+    }
+    offsets = cols["examples/offsets"]
+    examples = []
+    for e in range(artifact.n_examples):
+        rows = slice(int(offsets[e]), int(offsets[e + 1]))
+        sides = {}
+        for side, c in side_cols.items():
+            ctx = slice(int(c["context_offsets"][e]), int(c["context_offsets"][e + 1]))
+            sides[side] = SideScores(
+                context_ids=c["context_ids"][ctx],
+                topk_ids=c["topk_ids"][rows],
+                topk_logprobs=c["topk_logprobs"][rows],
+                logprob=c["logprob"][rows],
+                rank=c["rank"][rows],
+                entropy=c["entropy"][rows],
+            )
+        examples.append(
+            ExampleScores(
+                index=int(index[e]),
+                id=cols["examples/id"][e],
+                prompt=cols["examples/prompt"][e],
+                response=cols["examples/response"][e],
+                token_ids=cols["positions/token_id"][rows],
+                kl=cols["positions/kl"][rows],
+                sides=sides,
+            )
+        )
+    return examples
+
+
+def summarize(artifact: Artifact) -> dict[str, float]:
+    """Shares of the three shift categories, mean KL and mean entropy of each side."""
+    n = artifact.n_positions
+    categories = shift_category(artifact.read("sides/base/rank"))
+    counts = np.bincount(categories, minlength=3) if n else np.zeros(3, dtype=np.int64)
+    summary: dict[str, float] = {"examples": artifact.n_examples, "positions": n}
+    for i, cat in enumerate(CATEGORIES):
+        summary[f"share_{cat}"] = float(counts[i] / n) if n else float("nan")
+    summary["mean_kl"] = float(artifact.read("positions/kl").mean()) if n else float("nan")
+    for side in SIDE_NAMES:
+        summary[f"mean_entropy_{side}"] = float(artifact.read(f"sides/{side}/entropy").mean()) if n else float("nan")
+    return summary
