@@ -132,8 +132,8 @@ def write_artifact(
         else:
             try:
                 os.link(tmp, path)  # fails if path exists: never clobber
-            except FileExistsError:
-                raise ArtifactError(f"{path}: an artifact of that name exists (use --overwrite to replace it)")
+            except FileExistsError as err:
+                raise ArtifactError(f"{path}: an artifact of that name exists (use --overwrite to replace it)") from err
             tmp.unlink()
     finally:
         tmp.unlink(missing_ok=True)
@@ -224,7 +224,7 @@ class Artifact:
         return self.read(f"sides/{side}/context_ids", slice(int(bounds[0]), int(bounds[1])))
 
     def token_texts(self) -> dict[int, str]:
-        return dict(zip(self.read("tokens/id").tolist(), self.read("tokens/text").tolist()))
+        return dict(zip(self.read("tokens/id").tolist(), self.read("tokens/text").tolist(), strict=True))
 
 
 def _one_line(err: BaseException) -> str:
@@ -260,7 +260,7 @@ def _check(path: Path, f: h5py.File) -> Artifact:
     if not isinstance(version, (int, np.integer)):
         raise fail("attribute format_version is missing or not an integer")
     if version > FORMAT_VERSION:
-        raise fail(f"format_version {version} is newer than this reader (reads up to {FORMAT_VERSION}); update the project")
+        raise fail(f"format_version {version} is newer than this reader ({FORMAT_VERSION}); update the project")
     if version < 1:
         raise fail(f"format_version {version} is not a known version")
     if not bool(attrs.get("complete", False)):
@@ -325,10 +325,15 @@ def _check(path: Path, f: h5py.File) -> Artifact:
 
 def read_examples(artifact: Artifact) -> list[ExampleScores]:
     """All examples of an artifact as ExampleScores (used to merge shards)."""
-    cols = {name: artifact.read(name) for name in (*_EXAMPLE_ROWS, "examples/offsets", "positions/token_id", "positions/kl")}
+    cols = {
+        name: artifact.read(name) for name in (*_EXAMPLE_ROWS, "examples/offsets", "positions/token_id", "positions/kl")
+    }
     index = artifact.read("examples/index")
     side_cols = {
-        side: {name: artifact.read(f"sides/{side}/{name}") for name in (*_SIDE_ROWS, *_SIDE_TOPK, "context_ids", "context_offsets")}
+        side: {
+            name: artifact.read(f"sides/{side}/{name}")
+            for name in (*_SIDE_ROWS, *_SIDE_TOPK, "context_ids", "context_offsets")
+        }
         for side in SIDE_NAMES
     }
     offsets = cols["examples/offsets"]
