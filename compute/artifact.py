@@ -45,6 +45,7 @@ class SideScores:
     logprob: np.ndarray  # (T,) float32, log P(o_t)
     rank: np.ndarray  # (T,) int32, entries with a strictly greater log-prob
     entropy: np.ndarray  # (T,) float32, nats
+    context_text: str = ""  # the rendered context before tokenisation
 
 
 @dataclass
@@ -171,6 +172,9 @@ def _write_body(f: h5py.File, meta: RunMeta, examples: list[ExampleScores], toke
         scores = [e.sides[side] for e in examples]
         _put(g, "context_ids", _concat([s.context_ids for s in scores], np.int32))
         _put(g, "context_offsets", _offsets([len(s.context_ids) for s in scores]))
+        texts = [s.context_text.encode("utf-8") for s in scores]
+        _put(g, "context_text", np.frombuffer(b"".join(texts), dtype=np.uint8))
+        _put(g, "context_text_offsets", _offsets([len(t) for t in texts]))
         _put(g, "topk_ids", _concat([s.topk_ids for s in scores], np.int32, k))
         _put(g, "topk_logprobs", _concat([s.topk_logprobs for s in scores], np.float32, k))
         _put(g, "logprob", _concat([s.logprob for s in scores], np.float32))
@@ -222,6 +226,10 @@ class Artifact:
     def context_ids(self, side: str, e: int) -> np.ndarray:
         bounds = self.read(f"sides/{side}/context_offsets", slice(e, e + 2))
         return self.read(f"sides/{side}/context_ids", slice(int(bounds[0]), int(bounds[1])))
+
+    def context_text(self, side: str, e: int) -> str:
+        bounds = self.read(f"sides/{side}/context_text_offsets", slice(e, e + 2))
+        return self.read(f"sides/{side}/context_text", slice(int(bounds[0]), int(bounds[1]))).tobytes().decode()
 
     def token_texts(self) -> dict[int, str]:
         return dict(zip(self.read("tokens/id").tolist(), self.read("tokens/text").tolist(), strict=True))
@@ -310,6 +318,8 @@ def _check(path: Path, f: h5py.File) -> Artifact:
         context_end = int(f[f"{group}/context_offsets"][-1])
         if shape(f"{group}/context_ids") != (context_end,):
             raise fail(f"/{group}/context_ids has {shape(f'{group}/context_ids')[0]} ids, offsets say {context_end}")
+        if shape(f"{group}/context_text_offsets") != (n_examples + 1,):
+            raise fail(f"/{group}/context_text_offsets must have E+1 = {n_examples + 1} entries")
     if shape("tokens/id") != shape("tokens/text"):
         raise fail("/tokens/id and /tokens/text differ in length")
     return Artifact(
@@ -332,7 +342,7 @@ def read_examples(artifact: Artifact) -> list[ExampleScores]:
     side_cols = {
         side: {
             name: artifact.read(f"sides/{side}/{name}")
-            for name in (*_SIDE_ROWS, *_SIDE_TOPK, "context_ids", "context_offsets")
+            for name in (*_SIDE_ROWS, *_SIDE_TOPK, "context_ids", "context_offsets", "context_text", "context_text_offsets")
         }
         for side in SIDE_NAMES
     }
@@ -343,6 +353,7 @@ def read_examples(artifact: Artifact) -> list[ExampleScores]:
         sides = {}
         for side, c in side_cols.items():
             ctx = slice(int(c["context_offsets"][e]), int(c["context_offsets"][e + 1]))
+            text_rows = slice(int(c["context_text_offsets"][e]), int(c["context_text_offsets"][e + 1]))
             sides[side] = SideScores(
                 context_ids=c["context_ids"][ctx],
                 topk_ids=c["topk_ids"][rows],
@@ -350,6 +361,7 @@ def read_examples(artifact: Artifact) -> list[ExampleScores]:
                 logprob=c["logprob"][rows],
                 rank=c["rank"][rows],
                 entropy=c["entropy"][rows],
+                context_text=c["context_text"][text_rows].tobytes().decode(),
             )
         examples.append(
             ExampleScores(
