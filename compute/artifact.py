@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import tempfile
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import h5py
@@ -146,7 +146,7 @@ def _write_body(f: h5py.File, meta: RunMeta, examples: list[ExampleScores], toke
     f.attrs["format_version"] = FORMAT_VERSION
     f.attrs["name"] = meta.name
     f.attrs["top_k"] = k
-    f.attrs["created_utc"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    f.attrs["created_utc"] = datetime.now(UTC).isoformat(timespec="seconds")
     for key, value in meta.attrs.items():
         f.attrs[key] = value
 
@@ -342,7 +342,14 @@ def read_examples(artifact: Artifact) -> list[ExampleScores]:
     side_cols = {
         side: {
             name: artifact.read(f"sides/{side}/{name}")
-            for name in (*_SIDE_ROWS, *_SIDE_TOPK, "context_ids", "context_offsets", "context_text", "context_text_offsets")
+            for name in (
+                *_SIDE_ROWS,
+                *_SIDE_TOPK,
+                "context_ids",
+                "context_offsets",
+                "context_text",
+                "context_text_offsets",
+            )
         }
         for side in SIDE_NAMES
     }

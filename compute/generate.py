@@ -1,0 +1,70 @@
+"""Batched greedy decoding of the aligned side with transformers' generate.
+
+An answer stops before the first EOS (the EOS is not a position) and, when
+stop strings are configured, before the first of them (URIAL-style prompts
+otherwise run on into the next "# Query:").
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers import GenerationConfig
+
+from compute.sides import Side
+
+
+def eos_ids(side: Side) -> list[int]:
+    """Every id that ends an answer: the generation config's EOS ids and the tokenizer's."""
+    ids = side.model.generation_config.eos_token_id
+    ids = [] if ids is None else [ids] if isinstance(ids, int) else list(ids)
+    if side.tokenizer.eos_token_id is not None:
+        ids.append(side.tokenizer.eos_token_id)
+    return sorted(set(ids))
+
+
+@torch.inference_mode()
+def generate_answers(
+    side: Side, contexts: list[list[int]], max_new_tokens: int, stop: tuple[str, ...]
+) -> list[list[int]]:
+    """Greedy answers for a batch of contexts (left-padded), as id lists cut at EOS and stop strings."""
+    width = max(len(c) for c in contexts)
+    pad = side.tokenizer.pad_token_id if side.tokenizer.pad_token_id is not None else 0
+    input_ids = torch.full((len(contexts), width), pad, dtype=torch.long)
+    attention_mask = torch.zeros((len(contexts), width), dtype=torch.long)
+    for i, ctx in enumerate(contexts):
+        input_ids[i, width - len(ctx) :] = torch.tensor(ctx)
+        attention_mask[i, width - len(ctx) :] = 1
+    ends = eos_ids(side)
+    config = GenerationConfig(
+        do_sample=False,
+        max_new_tokens=max_new_tokens,
+        eos_token_id=ends or None,
+        pad_token_id=pad,
+        stop_strings=list(stop) or None,
+    )
+    output = side.model.generate(
+        input_ids=input_ids.to(side.device),
+        attention_mask=attention_mask.to(side.device),
+        generation_config=config,
+        tokenizer=side.tokenizer if stop else None,
+    )
+    answers = []
+    for row in output[:, width:].tolist():
+        cut = next((i for i, t in enumerate(row) if t in ends), len(row))
+        answers.append(cut_at_stop(side, row[:cut], stop))
+    return answers
+
+
+def cut_at_stop(side: Side, ids: list[int], stop: tuple[str, ...]) -> list[int]:
+    """The longest prefix of ids whose text ends before the first stop string."""
+    if not stop:
+        return ids
+    text = side.tokenizer.decode(ids)
+    hits = [text.find(s) for s in stop if s in text]
+    if not hits:
+        return ids
+    kept = text[: min(hits)]
+    n = len(ids)
+    while n > 0 and not kept.startswith(side.tokenizer.decode(ids[:n])):
+        n -= 1
+    return ids[:n]

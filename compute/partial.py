@@ -1,0 +1,70 @@
+"""Partial work of a run: one small artifact per finished batch, so a killed run resumes.
+
+The folder out_dir/.NAME.partial/ holds `fingerprint` (a hash of the config and
+the dataset) and batch files, each a complete artifact of a few examples
+written atomically. A rerun with the same fingerprint skips what they hold; a
+different fingerprint discards them, saying so. All ranks of a torchrun job
+write into the same folder (a filesystem they share).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from compute.artifact import ArtifactError, ExampleScores, RunMeta, open_artifact, read_examples, write_artifact
+
+
+class PartialWork:
+    def __init__(self, folder: Path, fingerprint: str):
+        self.folder = folder
+        self.fingerprint = fingerprint
+
+    @property
+    def _stamp(self) -> Path:
+        return self.folder / "fingerprint"
+
+    def open(self, log) -> None:
+        """Make the folder, or clear it when it holds work of another config or dataset (main rank only)."""
+        if self.folder.exists():
+            stamp = self._stamp.read_text().strip() if self._stamp.exists() else ""
+            if stamp == self.fingerprint:
+                return
+            log(f"discarding partial work in {self.folder}: it is from a different config or dataset")
+            shutil.rmtree(self.folder)
+        self.folder.mkdir(parents=True)
+        self._stamp.write_text(self.fingerprint + "\n")
+
+    def _batch_files(self) -> list[Path]:
+        return sorted(self.folder.glob("batch-*.h5"))
+
+    def done(self) -> set[int]:
+        """Dataset indices of the examples already scored."""
+        indices: set[int] = set()
+        for path in self._batch_files():
+            try:
+                indices.update(int(i) for i in open_artifact(path).read("examples/index"))
+            except ArtifactError:
+                continue  # unreadable: its examples are scored again
+        return indices
+
+    def save(self, meta: RunMeta, examples: list[ExampleScores], token_text: dict[int, str]) -> None:
+        first = min(e.index for e in examples)
+        write_artifact(self.folder / f"batch-{first:08d}-{len(examples)}.h5", meta, examples, token_text, True)
+
+    def collect(self) -> tuple[dict[int, ExampleScores], dict[int, str]]:
+        """Every scored example by dataset index, and the union of the token tables."""
+        examples: dict[int, ExampleScores] = {}
+        token_text: dict[int, str] = {}
+        for path in self._batch_files():
+            try:
+                artifact = open_artifact(path)
+            except ArtifactError:
+                continue
+            for example in read_examples(artifact):
+                examples[example.index] = example
+            token_text.update(artifact.token_texts())
+        return examples, token_text
+
+    def remove(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)

@@ -1,0 +1,298 @@
+"""One run: config in, one checked artifact out.
+
+Everything that can be checked without a model (config, dataset, output
+place) is checked first. Then the sides load, the examples are split over the
+ranks (one rank without torchrun), batched longest first, answered (greedy, or
+from the file), scored, and saved batch by batch as partial work; the main
+rank merges the batches in dataset order into out_dir/NAME.h5.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from compute import __version__, distributed
+from compute.artifact import ExampleScores, RunMeta, SideScores, open_artifact, summarize, write_artifact
+from compute.config import RunConfig
+from compute.datasets import Example, load_examples
+from compute.generate import generate_answers
+from compute.partial import PartialWork
+from compute.score import ScoreItem, check_logits_path, score_batch
+from compute.sides import Side, load_sides
+
+SIDES = ("aligned", "base")
+
+
+class RunError(Exception):
+    """A run that cannot start or finish; one line for the user."""
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+@dataclass
+class Planned:
+    """An example ready to run: each side's context, and the answer ids when the file gives them."""
+
+    example: Example
+    contexts: dict[str, list[int]]
+    context_texts: dict[str, str]
+    answer: list[int] | None
+    cost: int  # the longest side's sequence length, generation budget included
+
+
+def output_path(config: RunConfig) -> Path:
+    return config.out_dir / f"{config.name}.h5"
+
+
+def check_output(config: RunConfig, overwrite: bool) -> Path:
+    """The artifact's final path; refuse an existing one and an out_dir that cannot be written."""
+    path = output_path(config)
+    if path.exists() and not overwrite:
+        raise RunError(f"{path}: an artifact of that name exists (use --overwrite to replace it)")
+    try:
+        config.out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=config.out_dir):
+            pass
+    except OSError as err:
+        raise RunError(f"out_dir {config.out_dir} is not writable: {err.strerror or err}") from None
+    return path
+
+
+def select_examples(config: RunConfig, limit: int | None) -> list[Example]:
+    examples = load_examples(config.dataset)
+    return examples[:limit] if limit else examples
+
+
+def plan(sides: dict[str, Side], examples: list[Example], max_new_tokens: int) -> dict[int, Planned]:
+    """Render contexts and tokenise file answers once (alone, no special tokens) for both sides."""
+    tokenizer = sides["aligned"].tokenizer
+    planned = {}
+    for example in examples:
+        texts = {name: sides[name].render(example.instruction) for name in SIDES}
+        contexts = {name: sides[name].context_ids(example.instruction) for name in SIDES}
+        answer = None
+        if example.response is not None:
+            answer = tokenizer(example.response, add_special_tokens=False).input_ids
+        longest_context = max(len(c) for c in contexts.values())
+        cost = longest_context + (len(answer) if answer is not None else max_new_tokens)
+        planned[example.index] = Planned(example, contexts, texts, answer, cost)
+    return planned
+
+
+def make_batches(indices: list[int], planned: dict[int, Planned], config: RunConfig) -> list[list[int]]:
+    """Longest first; at most batch_size examples and, when set, max_batch_tokens padded tokens."""
+    ordered = sorted(indices, key=lambda i: (-planned[i].cost, i))
+    batches: list[list[int]] = []
+    for index in ordered:
+        if batches:
+            batch = batches[-1]
+            width = planned[batch[0]].cost  # the longest, as the batch is sorted
+            fits_tokens = config.max_batch_tokens is None or width * (len(batch) + 1) <= config.max_batch_tokens
+            if len(batch) < config.batch_size and fits_tokens:
+                batch.append(index)
+                continue
+        batches.append([index])
+    return batches
+
+
+def _is_out_of_memory(err: BaseException) -> bool:
+    return isinstance(err, torch.OutOfMemoryError) or "out of memory" in str(err).lower()
+
+
+class Runner:
+    """Holds the loaded sides and turns batches of planned examples into ExampleScores."""
+
+    def __init__(self, config: RunConfig, sides: dict[str, Side]):
+        self.config = config
+        self.sides = sides
+        self.models = {name: side.model for name, side in sides.items()}
+        self.devices = {name: side.device for name, side in sides.items()}
+        self.generated_tokens = 0
+        self.scored_tokens = 0
+
+    def process(self, batch: list[Planned]) -> list[ExampleScores]:
+        """Answer and score a batch; a batch that runs out of GPU memory is split in two and retried."""
+        try:
+            return self._process(batch)
+        except (torch.OutOfMemoryError, RuntimeError) as err:
+            if not _is_out_of_memory(err) or len(batch) == 1:
+                raise
+            torch.cuda.empty_cache()
+            half = len(batch) // 2
+            log(f"out of memory on a batch of {len(batch)}; retrying as {half} + {len(batch) - half}")
+            return self.process(batch[:half]) + self.process(batch[half:])
+
+    def _process(self, batch: list[Planned]) -> list[ExampleScores]:
+        aligned = self.sides["aligned"]
+        answers = {p.example.index: p.answer for p in batch}
+        to_generate = [p for p in batch if p.answer is None]
+        if to_generate:
+            contexts = [p.contexts["aligned"] for p in to_generate]
+            generated = generate_answers(aligned, contexts, self.config.max_new_tokens, self.config.stop)
+            for p, ids in zip(to_generate, generated, strict=True):
+                answers[p.example.index] = ids
+                self.generated_tokens += len(ids)
+        items = [ScoreItem(p.contexts, answers[p.example.index]) for p in batch]
+        stats = score_batch(self.models, self.devices, items, self.config.top_k)
+        results = []
+        for p, item, s in zip(batch, items, stats, strict=True):
+            self.scored_tokens += len(item.answer)
+            example = p.example
+            response = example.response
+            if response is None:
+                response = aligned.tokenizer.decode(item.answer)
+            sides = {
+                name: SideScores(
+                    context_ids=np.asarray(p.contexts[name], dtype=np.int32),
+                    context_text=p.context_texts[name],
+                    **s[name],
+                )
+                for name in SIDES
+            }
+            results.append(
+                ExampleScores(
+                    index=example.index,
+                    id=example.id,
+                    prompt=example.instruction,
+                    response=response,
+                    token_ids=np.asarray(item.answer, dtype=np.int32),
+                    kl=s["kl"],
+                    sides=sides,
+                )
+            )
+        return results
+
+
+def token_table(sides: dict[str, Side], examples: list[ExampleScores]) -> dict[int, str]:
+    """Decoded text of every id in the answers and the top-k lists."""
+    ids: set[int] = set()
+    for example in examples:
+        ids.update(example.token_ids.tolist())
+        for scores in example.sides.values():
+            ids.update(scores.topk_ids.ravel().tolist())
+    tokenizer = sides["aligned"].tokenizer
+    return {i: tokenizer.decode([i]) for i in sorted(ids)}
+
+
+def run_meta(config: RunConfig, sides: dict[str, Side], fingerprint: str) -> RunMeta:
+    return RunMeta(
+        name=config.name,
+        top_k=config.top_k,
+        side_attrs={name: side.artifact_attrs() for name, side in sides.items()},
+        attrs={
+            "tool_version": __version__,
+            "dataset": config.dataset.name,
+            "config": config.text,
+            "config_fingerprint": fingerprint,
+        },
+    )
+
+
+def run(config: RunConfig, limit: int | None = None, overwrite: bool = False) -> Path | None:
+    """Run the whole job; returns the artifact's path on the main rank (None on the others)."""
+    started = time.perf_counter()
+    examples = select_examples(config, limit)
+    final_path = check_output(config, overwrite)
+    fingerprint = config.fingerprint(config.dataset.read_bytes())
+    ranks = distributed.setup()
+    try:
+        sides = load_sides(config)
+        for name, side in sides.items():
+            check_logits_path(side.model, side.device, name)
+        meta = run_meta(config, sides, fingerprint)
+        work = PartialWork(config.out_dir / f".{config.name}.partial", fingerprint)
+        if ranks.is_main:
+            work.open(log)
+        distributed.barrier(ranks)
+        done = work.done()
+        wanted = {e.index for e in examples}
+        if done & wanted and ranks.is_main:
+            log(f"resuming: {len(done & wanted)} of {len(examples)} examples already scored")
+        todo = [e for e in examples if e.index not in done]
+        planned = plan(sides, todo, config.max_new_tokens)
+        mine = distributed.balanced_share({i: p.cost for i, p in planned.items()}, ranks)
+        _score_share(
+            Runner(config, sides),
+            [[planned[i] for i in b] for b in make_batches(mine, planned, config)],
+            work,
+            meta,
+            sides,
+            ranks,
+        )
+        distributed.barrier(ranks)
+        if not ranks.is_main:
+            return None
+        scored, token_text = work.collect()
+        missing = wanted - set(scored)
+        if missing:
+            raise RunError(f"{len(missing)} examples have no scores in {work.folder}; run again to finish them")
+        write_artifact(final_path, meta, [scored[e.index] for e in examples], token_text, overwrite)
+        work.remove()
+        _print_summary(final_path, time.perf_counter() - started)
+        return final_path
+    finally:
+        distributed.teardown(ranks)
+
+
+def _score_share(
+    runner: Runner, batches: list[list[Planned]], work: PartialWork, meta: RunMeta, sides: dict[str, Side], ranks
+) -> None:
+    n_examples = sum(len(b) for b in batches)
+    quiet = not ranks.is_main
+    to_generate = sum(1 for b in batches for p in b if p.answer is None)
+    gen_bar = tqdm(total=to_generate, desc="generate", unit="ex", disable=quiet or not to_generate, position=1)
+    bar = tqdm(total=n_examples, desc="score", unit="ex", disable=quiet, position=0)
+    started = time.perf_counter()
+    for batch in batches:
+        results = runner.process(batch)
+        work.save(meta, results, token_table(sides, results))
+        elapsed = max(time.perf_counter() - started, 1e-9)
+        gen_bar.update(sum(1 for p in batch if p.answer is None))
+        gen_bar.set_postfix(tok_s=f"{runner.generated_tokens / elapsed:.1f}")
+        bar.update(len(batch))
+        bar.set_postfix(tok_s=f"{runner.scored_tokens / elapsed:.1f}")
+    gen_bar.close()
+    bar.close()
+
+
+def _print_summary(path: Path, seconds: float) -> None:
+    s = summarize(open_artifact(path))
+    print(
+        f"wrote {path}: {s['examples']} examples, {s['positions']} positions; "
+        f"unshifted {s['share_unshifted']:.1%}, marginal {s['share_marginal']:.1%}, shifted {s['share_shifted']:.1%}; "
+        f"mean KL {s['mean_kl']:.3f} nats; {seconds:.1f} s"
+    )
+
+
+def describe(path: Path) -> str:
+    """What `compute info` prints: the run, its sides and its summary, after the format check."""
+    artifact = open_artifact(path)
+    s = summarize(artifact)
+    lines = [f"{path}: {artifact.name} (format v{artifact.attrs['format_version']}, top_k {artifact.top_k})"]
+    lines.append(f"  created {artifact.attrs['created_utc']}, tool {artifact.attrs.get('tool_version', '?')}")
+    for name in SIDES:
+        a: dict[str, Any] = artifact.side_attrs[name]
+        extra = ", ".join(f"{k} {a[k]}" for k in ("gguf_file", "revision") if k in a)
+        lines.append(
+            f"  {name}: {a['model']} | template {a['template']!r} | {a['dtype']}" + (f" | {extra}" if extra else "")
+        )
+    lines.append(f"  {s['examples']} examples, {s['positions']} positions")
+    lines.append(
+        f"  unshifted {s['share_unshifted']:.1%}  marginal {s['share_marginal']:.1%}  shifted {s['share_shifted']:.1%}"
+    )
+    lines.append(
+        f"  mean KL {s['mean_kl']:.4f} nats; mean entropy aligned {s['mean_entropy_aligned']:.3f}, "
+        f"base {s['mean_entropy_base']:.3f}"
+    )
+    return "\n".join(lines)

@@ -1,0 +1,141 @@
+"""Teacher-forced scoring: one forward pass per batch per side, statistics in vocabulary chunks.
+
+For a batch of examples each side runs its backbone once over context + o_<T
+(right-padded), the hidden states of the answer rows are gathered, and the LM
+head is applied to a few rows at a time, so batch x length x vocab logits are
+never held at once. Statistics are computed from float32 log-softmax over the
+full vocabulary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+CHUNK_ELEMENTS = 2**25  # logits per chunk: rows x vocab (128 MB of float32)
+
+
+class ScoringError(Exception):
+    """The model cannot be scored this way; one line for the user."""
+
+
+@dataclass
+class ScoreItem:
+    """One example to score: each side's context and the one answer o shared by both."""
+
+    contexts: dict[str, list[int]]
+    answer: list[int]
+
+
+def lm_logits(model: Any, hidden: torch.Tensor) -> torch.Tensor:
+    """The model's LM head on hidden states, with the final soft-capping some models apply."""
+    logits = model.get_output_embeddings()(hidden)
+    cap = getattr(model.config, "final_logit_softcapping", None)
+    if cap:
+        logits = torch.tanh(logits / cap) * cap
+    return logits
+
+
+@torch.inference_mode()
+def check_logits_path(model: Any, device: torch.device, name: str) -> None:
+    """Backbone + lm_logits must equal the model's own forward; refuse a model where it does not."""
+    probe = torch.arange(1, 9, device=device).remainder(model.get_output_embeddings().out_features)[None]
+    expected = model(input_ids=probe).logits.float()
+    hidden = model.base_model(input_ids=probe).last_hidden_state
+    got = lm_logits(model, hidden).float()
+    if not torch.allclose(got, expected, atol=1e-3, rtol=1e-3):
+        raise ScoringError(
+            f"[{name}] {type(model).__name__} post-processes its logits in a way this scorer does not reproduce"
+        )
+
+
+@torch.inference_mode()
+def answer_hidden_states(model: Any, device: torch.device, items: list[ScoreItem], side: str) -> torch.Tensor:
+    """Hidden states that predict each answer token, all items' rows concatenated: (sum T, H)."""
+    sequences = [item.contexts[side] + item.answer[:-1] for item in items]
+    width = max(len(s) for s in sequences)
+    input_ids = torch.zeros((len(items), width), dtype=torch.long)
+    attention_mask = torch.zeros((len(items), width), dtype=torch.long)
+    for i, seq in enumerate(sequences):
+        input_ids[i, : len(seq)] = torch.tensor(seq)
+        attention_mask[i, : len(seq)] = 1
+    hidden = model.base_model(
+        input_ids=input_ids.to(device), attention_mask=attention_mask.to(device), use_cache=False
+    ).last_hidden_state
+    rows = []
+    for i, item in enumerate(items):
+        start = len(item.contexts[side]) - 1
+        rows.append(hidden[i, start : start + len(item.answer)])
+    return torch.cat(rows)
+
+
+def _side_stats(logp: torch.Tensor, targets: torch.Tensor, k: int) -> dict[str, torch.Tensor]:
+    top = logp.topk(k, dim=-1)
+    chosen = logp.gather(-1, targets[:, None])
+    p = logp.exp()
+    return {
+        "topk_ids": top.indices,
+        "topk_logprobs": top.values,
+        "logprob": chosen[:, 0],
+        "rank": (logp > chosen).sum(-1),
+        "entropy": -torch.where(p > 0, p * logp, 0).sum(-1),
+    }
+
+
+@torch.inference_mode()
+def position_stats(
+    models: dict[str, Any], hidden: dict[str, torch.Tensor], targets: torch.Tensor, k: int
+) -> dict[str, Any]:
+    """Per-row statistics of both sides and KL(aligned || base), computed a chunk of rows at a time."""
+    vocab = models["aligned"].get_output_embeddings().out_features
+    chunk = max(1, CHUNK_ELEMENTS // vocab)
+    parts: list[dict[str, Any]] = []
+    for start in range(0, len(targets), chunk):
+        rows = slice(start, start + chunk)
+        logp = {side: torch.log_softmax(lm_logits(models[side], hidden[side][rows]).float(), dim=-1) for side in models}
+        target = targets[rows].to(logp["aligned"].device)
+        part = {side: _side_stats(logp[side], target, k) for side in models}
+        p_aligned = logp["aligned"].exp()
+        diff = logp["aligned"] - logp["base"].to(logp["aligned"].device)
+        part["kl"] = torch.where(p_aligned > 0, p_aligned * diff, 0).sum(-1)
+        parts.append(part)
+    return {
+        "kl": torch.cat([p["kl"] for p in parts]),
+        **{side: {key: torch.cat([p[side][key] for p in parts]) for key in parts[0][side]} for side in models},
+    }
+
+
+STAT_KEYS = ("topk_ids", "topk_logprobs", "logprob", "rank", "entropy")
+
+
+def score_batch(
+    models: dict[str, Any], devices: dict[str, torch.device], items: list[ScoreItem], k: int
+) -> list[dict[str, Any]]:
+    """Score a batch; for each item {"kl": (T,), side: {stat: array}} as numpy, float32 / int32."""
+    scored = [item for item in items if item.answer]
+    if scored:
+        hidden = {side: answer_hidden_states(models[side], devices[side], scored, side) for side in models}
+        targets = torch.tensor([t for item in scored for t in item.answer])
+        stats = _to_numpy(position_stats(models, hidden, targets, k))
+    else:
+        empty = {key: np.zeros((0, k) if key.startswith("topk") else 0, np.float32) for key in STAT_KEYS}
+        stats = {"kl": np.zeros(0, np.float32), **{side: empty for side in models}}
+    results = []
+    row = 0
+    for item in items:
+        rows = slice(row, row + len(item.answer))
+        row += len(item.answer)
+        per_item = {side: {key: stats[side][key][rows] for key in STAT_KEYS} for side in models}
+        results.append({"kl": stats["kl"][rows], **per_item})
+    return results
+
+
+def _to_numpy(stats: dict[str, Any]) -> dict[str, Any]:
+    def convert(t: torch.Tensor) -> np.ndarray:
+        array = t.cpu().numpy()
+        return array.astype(np.int32) if array.dtype.kind in "iu" else array.astype(np.float32)
+
+    return {key: convert(v) if isinstance(v, torch.Tensor) else _to_numpy(v) for key, v in stats.items()}
