@@ -1,0 +1,142 @@
+"""Examples: one answer token by token, and both sides' top-k at a chosen position."""
+
+from __future__ import annotations
+
+import math
+
+import polars as pl
+import streamlit as st
+
+from dashboard import charts, load, render, stats, tokens, ui
+
+SORTS = {"shifted share": ("share_shifted", True), "mean KL": ("mean_kl", True), "dataset order": ("example", False)}
+MAX_OPTIONS = 1000
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def example_table(run: load.Run) -> pl.DataFrame:
+    """Per example: example, index, id, prompt, response, positions, shares, mean KL."""
+    per = stats.per_example(load.positions(run, ("example", "category", "kl")))
+    return load.examples(run.key).join(per, on="example", how="left").drop("start", "length")
+
+
+def search(table: pl.DataFrame, query: str) -> pl.DataFrame:
+    """Examples whose id, prompt or answer contains `query` (any case)."""
+    if not query:
+        return table
+    needle = query.lower()
+    return table.filter(
+        pl.any_horizontal(
+            pl.col(c).str.to_lowercase().str.contains(needle, literal=True) for c in ("id", "prompt", "response")
+        )
+    )
+
+
+def decode(ids: list[int], text: dict[int, str]) -> tuple[str, int]:
+    """Context text from ids; ids the token table lacks show as ⟨id⟩. Returns the text and how many lacked."""
+    missing = sum(1 for i in ids if i not in text)
+    return "".join(text.get(i, f"⟨{i}⟩") for i in ids), missing
+
+
+def topk_table(detail: dict[str, pl.DataFrame], t: int, text: dict[int, str]) -> pl.DataFrame:
+    """Both sides' top-k at position t: side, k, token_id, token (visible text), prob."""
+    parts = []
+    for side in load.SIDE_NAMES:
+        part = detail[f"topk_{side}"].filter(pl.col("t") == t)
+        parts.append(
+            pl.DataFrame(
+                {
+                    "side": [side] * part.height,
+                    "k": part["k"],
+                    "token_id": part["id"],
+                    "token": [tokens.visible(text.get(i, f"⟨{i}⟩")) for i in part["id"].to_list()],
+                    "prob": part["logprob"].exp(),
+                }
+            )
+        )
+    return pl.concat(parts)
+
+
+st.header("Examples")
+runs = ui.chosen_runs()
+if not runs:
+    st.info("Pick at least one run in the sidebar.")
+    st.stop()
+
+run = ui.pick_run("Run", runs, key="ex-run")
+left, right = st.columns([3, 1])
+query = left.text_input("Search by id or text", key="ex-search")
+sort = right.selectbox("Sort by", list(SORTS), key="ex-sort")
+column, descending = SORTS[sort]
+table = search(example_table(run), query).sort(column, descending=descending, nulls_last=True)
+if table.height == 0:
+    st.info("No example matches the search.")
+    st.stop()
+
+shown = table.head(MAX_OPTIONS)
+if table.height > MAX_OPTIONS:
+    st.caption(f"{table.height} examples match; the first {MAX_OPTIONS} are listed.")
+labels = {
+    row["example"]: f"{row['id'][:60]} · {row['positions']} tokens · {(row['share_shifted'] or 0):.0%} shifted"
+    for row in shown.select("example", "id", "positions", "share_shifted").iter_rows(named=True)
+}
+e = st.selectbox("Example", list(labels), format_func=labels.get, key=f"ex-pick-{run.label}")
+with st.expander("Matching examples (table)"):
+    listing = table.select("example", "index", "id", "positions", *stats.SHARE_COLUMNS, "mean_kl")
+    st.dataframe(listing, hide_index=True)
+    ui.downloads(listing, "examples")
+
+detail = load.example_detail(run.key, e)
+positions = detail["positions"]
+text = load.token_text(run)
+texts = [text.get(i, f"⟨{i}⟩") for i in positions["token_id"].to_list()]
+
+with st.expander("Prompt"):
+    st.code(load.examples(run.key)["prompt"][e], language=None, wrap_lines=True)
+
+colour_by = st.radio("Colour by", ["shift category", "KL"], horizontal=True, key="ex-colour")
+if colour_by == "KL":
+    top = max(float(positions["kl"].max() or 0.0), 1e-6)
+    backgrounds = [render.kl_color(v, top) for v in positions["kl"].to_list()]
+    legend = [(f"KL {v:.2g} nats", render.kl_color(v, top)) for v in (0.0, top / 2, top)]
+else:
+    backgrounds = [render.category_color(c) for c in positions["category"].to_list()]
+    legend = [(name, render.category_color(i)) for i, name in enumerate(load.CATEGORIES)]
+titles = [
+    f"t={r['t']} base rank {r['rank_base']} aligned rank {r['rank_aligned']} KL {r['kl']:.3f}"
+    for r in positions.select("t", "rank_base", "rank_aligned", "kl").iter_rows(named=True)
+]
+st.html(render.legend_html(legend) + "<br>" + render.answer_html(texts, backgrounds, titles))
+st.caption("↵ newline, → tab; each box is one token, spaces included. Hover a token for its ranks and KL.")
+
+n = positions.height
+if n == 0:
+    st.info("This answer has no positions.")
+    st.stop()
+first_shifted = next((i for i, c in enumerate(positions["category"].to_list()) if c == 2), 0)
+t = int(st.number_input("Position t", 0, n - 1, first_shifted, key=f"ex-t-{run.label}-{e}"))
+row = positions.row(t, named=True)
+category = load.CATEGORIES[row["category"]]
+st.html(
+    f"Token at t = {t}: {render.token_html(texts[t], render.category_color(row['category']), category)} ({category})"
+)
+cols = st.columns(4)
+cols[0].metric("rank under aligned", row["rank_aligned"])
+cols[1].metric("rank under base", row["rank_base"])
+cols[2].metric("P aligned", f"{math.exp(row['logprob_aligned']):.3f}")
+cols[3].metric("P base", f"{math.exp(row['logprob_base']):.3f}")
+cols = st.columns(4)
+cols[0].metric("KL (nats)", f"{row['kl']:.3f}")
+cols[1].metric("entropy aligned (nats)", f"{row['entropy_aligned']:.3f}")
+cols[2].metric("entropy base (nats)", f"{row['entropy_base']:.3f}")
+topk = topk_table(detail, t, text)
+ui.chart(charts.topk_bars(topk), topk, "top-k")
+
+for side in load.SIDE_NAMES:
+    with st.expander(f"{side} context ({run.artifact.side_attrs[side].get('model', '')})"):
+        stored = load.context_text(run.key, side, e)
+        if stored is None:
+            context, missing = decode(load.context_ids(run.key, side, e), text)
+            if missing:
+                st.caption(f"{missing} context ids have no text in the token table and show as ⟨id⟩.")
+        st.code(stored if stored is not None else context, language=None, wrap_lines=True)

@@ -1,0 +1,41 @@
+"""Positions: shift, KL and entropy against the position t in the answer."""
+
+from __future__ import annotations
+
+import polars as pl
+import streamlit as st
+
+from dashboard import charts, load, stats, ui
+
+COLUMNS = ("t", "category", "kl", "entropy_aligned", "entropy_base")
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def binned(run: load.Run) -> pl.DataFrame:
+    """The run's per-position-bin table, labelled with the run."""
+    table = stats.by_position(load.positions(run, COLUMNS), load.examples(run.key)["length"])
+    return table.select(pl.lit(run.label).alias("run"), pl.all())
+
+
+st.header("Positions")
+runs = ui.chosen_runs()
+if not runs:
+    st.info("Pick at least one run in the sidebar.")
+    st.stop()
+
+st.caption(
+    f"Positions 0..{stats.EXACT_POSITIONS - 1} one by one, then two bins per doubling (t_start..t_end). "
+    "answers_reaching counts the answers at least t_start + 1 tokens long."
+)
+table = pl.concat([binned(run) for run in runs])
+plots = [
+    ("share_shifted", "Share shifted (base rank ≥ 3)", "share", True),
+    ("share_marginal", "Share marginal (base rank 1-2)", "share", True),
+    ("mean_kl", "Mean KL(aligned ‖ base)", "nats", False),
+    ("entropy_aligned", "Entropy of the aligned side", "nats", False),
+    ("entropy_base", "Entropy of the base side", "nats", False),
+    ("answers_reaching", "Answers reaching the position", "answers", False),
+]
+for column, title, unit, percent in plots:
+    part = table.select(*dict.fromkeys(("run", "t_start", "t_end", "positions", "answers_reaching", column)))
+    ui.chart(charts.lines(part, "t_start", column, "run", title, unit, percent=percent), part, f"position-{column}")

@@ -1,0 +1,89 @@
+"""Token types: which kinds of aligned tokens are shifted, and which tokens most."""
+
+from __future__ import annotations
+
+import polars as pl
+import streamlit as st
+
+from dashboard import charts, load, stats, tokens, ui
+
+COLUMNS = ("example", "token_id", "category", "entropy_aligned", "entropy_base")
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def classified(key: load.RunKey) -> pl.DataFrame:
+    """The run's token table with each token's type (classified once per id)."""
+    return tokens.token_types(load.tokens(key))
+
+
+def typed_positions(run: load.Run) -> pl.DataFrame:
+    """Per position: row, example, token_id, category, entropies, text, type."""
+    frame = load.positions(run, COLUMNS).with_row_index("row")
+    return stats.with_types(frame, classified(run.key))
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def type_table(run: load.Run) -> pl.DataFrame:
+    return stats.type_shares(typed_positions(run)).select(pl.lit(run.label).alias("run"), pl.all())
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def entropy_table(run: load.Run) -> pl.DataFrame:
+    table = stats.entropy_by_category(load.positions(run, COLUMNS))
+    names = dict(enumerate(load.CATEGORIES))
+    return table.select(
+        pl.lit(run.label).alias("run"),
+        pl.col("category").replace_strict(names, return_dtype=pl.String),
+        pl.exclude("category"),
+    )
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def most_shifted(run: load.Run, min_count: int, by: str) -> pl.DataFrame:
+    """The top tokens, each with its first shifted position in context (newlines shown as ↵)."""
+    frame = typed_positions(run)
+    top = stats.top_tokens(frame, min_count, by)
+    token_ids, example = frame["token_id"].to_numpy(), frame["example"].to_numpy()
+    text = load.token_text(run)
+    contexts = [tokens.visible(stats.in_context(token_ids, example, row, text)) for row in top["example_row"]]
+    return top.with_columns(
+        pl.col("text").map_elements(tokens.visible, return_dtype=pl.String), pl.Series("in_context", contexts)
+    ).drop("example_row")
+
+
+st.header("Token types")
+runs = ui.chosen_runs()
+if not runs:
+    st.info("Pick at least one run in the sidebar.")
+    st.stop()
+
+st.caption(
+    "Each aligned token is typed from its own decoded text (stripped, lowercased, against word lists): "
+    + ", ".join(tokens.TYPES)
+    + ". Multi-token phrases such as “As an AI” count word by word."
+)
+types = pl.concat([type_table(run) for run in runs])
+fig = charts.bars(types.sort("type"), "type", "share_shifted", "run", "Share shifted by token type", "share", True)
+ui.chart(fig, types, "token-types")
+
+st.subheader("Nudging: where the base is uncertain")
+st.caption(
+    "Mean entropy of each side at unshifted, marginal and shifted positions: alignment tends to step in "
+    "where the base side is unsure."
+)
+nudging = pl.concat([entropy_table(r) for r in runs])
+fig = charts.bars(nudging, "category", "entropy_base", "run", "Base entropy by shift category", "nats")
+ui.chart(fig, nudging, "nudging")
+
+st.subheader("Most shifted tokens")
+run = ui.pick_run("Run", runs, key="types-run")
+left, right = st.columns([1, 3])
+min_count = left.slider("Minimum count", 1, 200, 5, key="types-min-count")
+by = right.radio("Rank by", ["shifted", "rate"], horizontal=True, key="types-by")
+top = most_shifted(run, min_count, by)
+if top.height == 0:
+    st.info(f"No token of {ui.md_escape(run.label)} occurs at least {min_count} times and is ever shifted.")
+    st.stop()
+st.caption("in_context: the token's first shifted use, a few tokens either side, the token in ⟦ ⟧; ↵ newline, → tab.")
+labelled = top.with_columns(label=pl.col("text") + " #" + pl.col("token_id").cast(pl.String))
+ui.chart(charts.grouped_bars(labelled, "label", {by: by}, f"Most shifted tokens by {by}"), top, "most-shifted", True)

@@ -1,0 +1,196 @@
+"""Artifacts -> polars frames, cached across sessions.
+
+The only dashboard module that touches the artifact reader (and so h5py). Every
+cached function is keyed on a `RunKey` (path, mtime, size), so a replaced file
+is read afresh and an unchanged one is read once for all viewers. Columns are
+read one dataset at a time and cached one by one, so a page reads only what it
+asks for and two pages share what they both need.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import polars as pl
+import streamlit as st
+
+from compute.artifact import CATEGORIES, SIDE_NAMES, Artifact, ArtifactError, open_artifact, shift_category
+
+__all__ = ["CATEGORIES", "SIDE_NAMES", "Run", "RunKey"]
+
+ROOT = Path(__file__).resolve().parent.parent
+
+ENV_VAR = "TDS_ARTIFACTS_DIR"
+SUFFIXES = (".h5", ".hdf5")
+
+# Per-position columns a page may ask for, by frame column name -> dataset.
+POSITION_COLUMNS = {
+    "example": "positions/example",
+    "t": "positions/t",
+    "token_id": "positions/token_id",
+    "kl": "positions/kl",
+    **{f"rank_{side}": f"sides/{side}/rank" for side in SIDE_NAMES},
+    **{f"entropy_{side}": f"sides/{side}/entropy" for side in SIDE_NAMES},
+    **{f"logprob_{side}": f"sides/{side}/logprob" for side in SIDE_NAMES},
+}
+
+
+class RunKey(NamedTuple):
+    """What identifies one version of one artifact file: the cache key of everything below."""
+
+    path: str
+    mtime_ns: int
+    size: int
+
+
+class Run(NamedTuple):
+    """A checked artifact and the key it was read under."""
+
+    key: RunKey
+    artifact: Artifact
+
+    @property
+    def label(self) -> str:
+        return Path(self.key.path).name
+
+
+def artifacts_dir() -> Path:
+    """$TDS_ARTIFACTS_DIR, or artifacts/ at the repository root (never the cwd)."""
+    configured = os.environ.get(ENV_VAR)
+    return Path(configured).expanduser() if configured else ROOT / "artifacts"
+
+
+def scan(directory: Path) -> list[RunKey]:
+    """The artifact files in `directory`, by name; hidden (temp) files are skipped."""
+    if not directory.is_dir():
+        return []
+    keys = []
+    for path in sorted(directory.iterdir()):
+        if path.name.startswith(".") or path.suffix not in SUFFIXES or not path.is_file():
+            continue
+        stat = path.stat()
+        keys.append(RunKey(str(path), stat.st_mtime_ns, stat.st_size))
+    return keys
+
+
+@st.cache_resource(show_spinner=False)
+def _open(key: RunKey) -> Artifact | str:
+    try:
+        return open_artifact(key.path)
+    except ArtifactError as err:
+        return str(err)
+
+
+def open_runs(keys: list[RunKey]) -> tuple[list[Run], list[str]]:
+    """The complete format-v1 runs among `keys`, and one line per file that is not."""
+    runs, problems = [], []
+    for key in keys:
+        opened = _open(key)
+        if isinstance(opened, str):
+            problems.append(opened)
+        else:
+            runs.append(Run(key, opened))
+    return runs, problems
+
+
+@st.cache_resource(show_spinner=False, max_entries=256)
+def _column(key: RunKey, name: str) -> pl.Series:
+    artifact = _open(key)
+    assert not isinstance(artifact, str), artifact
+    if name == "category":
+        return pl.Series(name, shift_category(_column(key, "rank_base").to_numpy()))
+    return pl.Series(name, artifact.read(POSITION_COLUMNS[name]))
+
+
+def positions(run: Run, columns: tuple[str, ...]) -> pl.DataFrame:
+    """One row per answer position with the named columns (see POSITION_COLUMNS, plus "category":
+    0 unshifted, 1 marginal, 2 shifted, from the base rank)."""
+    return pl.DataFrame([_column(run.key, name) for name in columns])
+
+
+@st.cache_resource(show_spinner=False)
+def examples(key: RunKey) -> pl.DataFrame:
+    """One row per example: example (0-based row), index, id, prompt, response, start, length."""
+    artifact = _open(key)
+    assert not isinstance(artifact, str), artifact
+    offsets = artifact.read("examples/offsets")
+    return pl.DataFrame(
+        {
+            "example": np.arange(artifact.n_examples, dtype=np.int32),
+            "index": artifact.read("examples/index"),
+            "id": artifact.read("examples/id").tolist(),
+            "prompt": artifact.read("examples/prompt").tolist(),
+            "response": artifact.read("examples/response").tolist(),
+            "start": offsets[:-1],
+            "length": np.diff(offsets),
+        },
+        schema_overrides={"id": pl.String, "prompt": pl.String, "response": pl.String},
+    )
+
+
+@st.cache_resource(show_spinner=False)
+def tokens(key: RunKey) -> pl.DataFrame:
+    """The token table: id, text (decoded single token)."""
+    artifact = _open(key)
+    assert not isinstance(artifact, str), artifact
+    return pl.DataFrame(
+        {"id": artifact.read("tokens/id"), "text": artifact.read("tokens/text").tolist()},
+        schema_overrides={"id": pl.Int32, "text": pl.String},
+    )
+
+
+def token_text(run: Run) -> dict[int, str]:
+    """Token id -> text, for rendering."""
+    table = tokens(run.key)
+    return dict(zip(table["id"].to_list(), table["text"].to_list(), strict=True))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def example_detail(key: RunKey, e: int) -> dict[str, pl.DataFrame]:
+    """Example `e` position by position: "positions" (t, token_id, kl, per side rank, logprob and
+    entropy, category) and per side "topk_<side>" (t, k, id, logprob)."""
+    artifact = _open(key)
+    assert not isinstance(artifact, str), artifact
+    rows = artifact.example_rows(e)
+    detail = {
+        "t": np.arange(rows.stop - rows.start, dtype=np.int32),
+        **{
+            name: artifact.read(dataset, rows)
+            for name, dataset in POSITION_COLUMNS.items()
+            if name not in ("example", "t")
+        },
+    }
+    detail["category"] = shift_category(detail["rank_base"])
+    out = {"positions": pl.DataFrame(detail)}
+    for side in SIDE_NAMES:
+        ids = artifact.read(f"sides/{side}/topk_ids", rows)
+        logprobs = artifact.read(f"sides/{side}/topk_logprobs", rows)
+        n, k = ids.shape
+        out[f"topk_{side}"] = pl.DataFrame(
+            {
+                "t": np.repeat(np.arange(n, dtype=np.int32), k),
+                "k": np.tile(np.arange(k, dtype=np.int32), n),
+                "id": ids.reshape(-1),
+                "logprob": logprobs.reshape(-1).astype(np.float32),
+            }
+        )
+    return out
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def context_text(key: RunKey, side: str, e: int) -> str | None:
+    """The side's rendered context for example e as the run stored it; None where it stored none."""
+    artifact = _open(key)
+    assert not isinstance(artifact, str), artifact
+    return artifact.context_text(side, e) or None
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def context_ids(key: RunKey, side: str, e: int) -> list[int]:
+    """The exact context ids the side scored example e with."""
+    artifact = _open(key)
+    assert not isinstance(artifact, str), artifact
+    return artifact.context_ids(side, e).tolist()

@@ -1,0 +1,79 @@
+"""Streamlit pieces the pages share: the run list, run pickers, charts with downloadable tables."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import plotly.graph_objects as go
+import polars as pl
+import streamlit as st
+
+from dashboard import load
+
+RUNS_KEY = "runs"  # session-state key of the sidebar multiselect (run labels)
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!$:<>|~])")
+
+
+def md_escape(text: str) -> str:
+    """Text that Markdown (and Streamlit's :color[] and $math$) shows literally."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
+
+
+def all_runs() -> tuple[list[load.Run], list[str]]:
+    """The complete runs in the artifacts directory and one line per file that is not one."""
+    return load.open_runs(load.scan(load.artifacts_dir()))
+
+
+def chosen_runs() -> list[load.Run]:
+    """The runs picked in the sidebar (all runs if the picker is not there)."""
+    runs, _ = all_runs()
+    picked = st.session_state.get(RUNS_KEY)
+    return runs if picked is None else [run for run in runs if run.label in picked]
+
+
+def pick_run(label: str, runs: list[load.Run], key: str, index: int = 0) -> load.Run:
+    """A selectbox over runs by file name."""
+    labels = [run.label for run in runs]
+    chosen = st.selectbox(label, labels, index=min(index, len(labels) - 1), key=key)
+    return runs[labels.index(chosen)]
+
+
+def _parquet(frame: pl.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    frame.write_parquet(buffer)
+    return buffer.getvalue()
+
+
+def downloads(table: pl.DataFrame, name: str) -> None:
+    """CSV and Parquet download buttons for `table`; the bytes are made only when clicked."""
+    with st.container(horizontal=True):
+        st.download_button(
+            "CSV",
+            data=lambda: table.write_csv(),
+            file_name=f"{name}.csv",
+            mime="text/csv",
+            key=f"{name}-csv",
+            on_click="ignore",
+            icon=":material/download:",
+        )
+        st.download_button(
+            "Parquet",
+            data=lambda: _parquet(table),
+            file_name=f"{name}.parquet",
+            mime="application/vnd.apache.parquet",
+            key=f"{name}-parquet",
+            on_click="ignore",
+            icon=":material/download:",
+        )
+
+
+def chart(fig: go.Figure, table: pl.DataFrame, name: str, show_table: bool = False) -> None:
+    """A Plotly chart, its table (in an expander unless `show_table`), and the table as CSV / Parquet."""
+    st.plotly_chart(fig, key=f"{name}-chart")
+    if show_table:
+        st.dataframe(table, hide_index=True)
+    else:
+        with st.expander(f"Table: {name}"):
+            st.dataframe(table, hide_index=True)
+    downloads(table, name)
