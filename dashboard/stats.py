@@ -37,10 +37,11 @@ def run_summary(frame: pl.DataFrame) -> dict[str, float]:
 
 
 def bin_edges(max_t: int) -> np.ndarray:
-    """Bin starts: every position below EXACT_POSITIONS, then two bins per doubling (32, 48, 64, 96, ...)."""
+    """Bin starts: every position below EXACT_POSITIONS, then two bins per doubling (32, 48, 64, 96, ...),
+    up to the first start past `max_t` (so every bin has a next start to end before)."""
     edges = list(range(EXACT_POSITIONS))
     low = EXACT_POSITIONS
-    while low <= max_t:
+    while edges[-1] <= max_t:
         edges += [low, low + low // 2]
         low *= 2
     return np.array(edges, dtype=np.int64)
@@ -60,7 +61,6 @@ def by_position(frame: pl.DataFrame, lengths: pl.Series) -> pl.DataFrame:
         return pl.DataFrame(schema={"t_start": pl.Int64, "t_end": pl.Int64, "positions": pl.UInt32})
     edges = bin_edges(int(frame["t"].max()))
     starts = bin_start(frame["t"].to_numpy(), edges)
-    ends = np.append(edges[1:], edges[-1] + max(1, edges[-1] // 2)) - 1
     table = (
         frame.with_columns(pl.Series("t_start", starts))
         .group_by("t_start")
@@ -75,7 +75,7 @@ def by_position(frame: pl.DataFrame, lengths: pl.Series) -> pl.DataFrame:
     )
     sorted_lengths = np.sort(lengths.to_numpy())
     reaching = len(sorted_lengths) - np.searchsorted(sorted_lengths, table["t_start"].to_numpy(), side="right")
-    t_end = ends[np.searchsorted(edges, table["t_start"].to_numpy())]
+    t_end = edges[np.searchsorted(edges, table["t_start"].to_numpy()) + 1] - 1
     return table.with_columns(
         pl.Series("t_end", t_end, dtype=pl.Int64), pl.Series("answers_reaching", reaching, dtype=pl.Int64)
     ).select(

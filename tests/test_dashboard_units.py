@@ -1,0 +1,87 @@
+"""The dashboard's pure parts: token types, position bins, aggregates, literal rendering."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+from dashboard_helpers import ROOT  # noqa: F401  (puts the repository on sys.path)
+
+from dashboard import render, stats, tokens, ui
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        (" However", tokens.DISCOURSE),
+        ("Additionally", tokens.DISCOURSE),
+        ("Thank", tokens.POLITENESS),
+        (" Sure", tokens.POLITENESS),
+        (" apologize", tokens.POLITENESS),
+        (" AI", tokens.POLITENESS),
+        ("ethical", tokens.POLITENESS),
+        ("!", tokens.PUNCTUATION),
+        ("...", tokens.PUNCTUATION),
+        ("\n\n", tokens.WHITESPACE),
+        ("  ", tokens.WHITESPACE),
+        (" 1,000", tokens.NUMBER),
+        ("3.5%", tokens.NUMBER),
+        ("();", tokens.CODE),
+        ("```", tokens.CODE),
+        ("_init", tokens.CODE),
+        (" cat", tokens.WORD),
+        ("**", tokens.PUNCTUATION),
+    ],
+)
+def test_classify(text, kind):
+    assert tokens.classify(text) == kind
+
+
+def test_token_types_classifies_each_id_once():
+    table = pl.DataFrame({"id": [1, 2], "text": [" However", "7"]})
+    assert tokens.token_types(table)["type"].to_list() == [tokens.DISCOURSE, tokens.NUMBER]
+
+
+def test_bin_edges_exact_then_two_per_doubling():
+    edges = stats.bin_edges(200)
+    assert edges[:32].tolist() == list(range(32))
+    assert edges[32:].tolist() == [32, 48, 64, 96, 128, 192, 256, 384]
+    assert stats.bin_start(np.array([0, 31, 32, 47, 48, 100, 200]), edges).tolist() == [0, 31, 32, 32, 48, 96, 192]
+
+
+def test_by_position_bins_the_tail():
+    lengths = [100, 40]
+    t = np.concatenate([np.arange(n) for n in lengths])
+    frame = pl.DataFrame(
+        {
+            "t": t,
+            "category": np.where(t >= 32, 2, 0).astype(np.int8),
+            "kl": np.ones(len(t), dtype=np.float32),
+            "entropy_aligned": np.ones(len(t), dtype=np.float32),
+            "entropy_base": np.ones(len(t), dtype=np.float32),
+        }
+    )
+    table = stats.by_position(frame, pl.Series(lengths)).to_pandas().set_index("t_start")
+    assert table.index.tolist() == [*range(32), 32, 48, 64, 96]
+    assert table.loc[32, ["t_end", "positions", "answers_reaching"]].tolist() == [47, 16 + 8, 2]
+    assert table.loc[48, ["t_end", "positions", "answers_reaching"]].tolist() == [63, 16, 1]
+    assert table.loc[96, ["t_end", "positions"]].tolist() == [127, 4]
+    assert table.loc[5, "share_shifted"] == 0 and table.loc[64, "share_shifted"] == 1
+
+
+def test_in_context_stays_inside_the_example():
+    ids = np.array([1, 2, 3, 4])
+    example = np.array([0, 0, 1, 1])
+    text = {1: "a", 2: "b", 4: "\n"}
+    assert stats.in_context(ids, example, 1, text) == "a⟦b⟧"
+    assert stats.in_context(ids, example, 2, text) == "⟦⟨3⟩⟧\n"
+
+
+def test_token_html_is_escaped_and_shows_newlines():
+    out = render.token_html('<b>"x"</b>\n', "#fff", 'say "hi" <now>')
+    assert "<b>" not in out and "&lt;b&gt;&quot;x&quot;&lt;/b&gt;↵</span><br>" in out
+    assert 'title="say &quot;hi&quot; &lt;now&gt;"' in out
+
+
+def test_md_escape_neutralises_markdown_and_directives():
+    assert ui.md_escape("**a** :red[b] $x$ _c_") == r"\*\*a\*\* \:red\[b\] \$x\$ \_c\_"
