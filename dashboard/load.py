@@ -96,7 +96,7 @@ def open_runs(keys: list[RunKey]) -> tuple[list[Run], list[str]]:
     return runs, problems
 
 
-@st.cache_resource(show_spinner=False, max_entries=256)
+@st.cache_resource(show_spinner=False, max_entries=128)
 def _column(key: RunKey, name: str) -> pl.Series:
     artifact = _open(key)
     assert not isinstance(artifact, str), artifact
