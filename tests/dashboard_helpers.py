@@ -74,7 +74,7 @@ def example(
     )
 
 
-def write_run(path: Path, examples: list[ExampleScores]) -> Path:
+def write_run(path: Path, examples: list[ExampleScores], overwrite: bool = False) -> Path:
     """Write a run named after the file."""
     meta = RunMeta(
         name=path.stem,
@@ -84,7 +84,7 @@ def write_run(path: Path, examples: list[ExampleScores]) -> Path:
             "base": {"model": "tiny/base", "template": "plain", "dtype": "float32"},
         },
     )
-    write_artifact(path, meta, examples, TOKENS)
+    write_artifact(path, meta, examples, TOKENS, overwrite=overwrite)
     return path
 
 

@@ -9,7 +9,7 @@ import sys
 import textwrap
 
 import pytest
-from dashboard_helpers import APP, BOLD, CONTEXT_TEXT, MATH, ROOT, XSS, bad_files, small_runs
+from dashboard_helpers import APP, BETA, BOLD, CONTEXT_TEXT, MATH, ROOT, XSS, bad_files, small_runs, write_run
 from streamlit.testing.v1 import AppTest
 
 PAGES = ("overview", "positions", "token_types", "examples", "compare")
@@ -63,6 +63,14 @@ def test_overview_shares_kl_and_branching(runs_dir):
         (6 / 8, 1 / 8, 1 / 8)
     )
     assert len(at.get("plotly_chart")) == 3
+
+
+def test_a_replaced_file_is_read_afresh(runs_dir):
+    at = open_page("overview")
+    assert at.dataframe[0].value.set_index("run").loc["alpha.h5", "positions"] == 9
+    write_run(runs_dir / "alpha.h5", BETA, overwrite=True)
+    at.run()
+    assert at.dataframe[0].value.set_index("run").loc["alpha.h5", "positions"] == 8
 
 
 def test_sidebar_choice_is_shared_across_pages(runs_dir):

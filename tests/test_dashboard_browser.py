@@ -37,7 +37,8 @@ def server(tmp_path_factory):
     env = {**os.environ, "TDS_ARTIFACTS_DIR": str(runs)}
     cmd = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.headless", "true", "--server.port", str(port)]
     cmd += ["--browser.gatherUsageStats", "false"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    log = runs.parent / "streamlit.log"
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(120):
@@ -48,7 +49,7 @@ def server(tmp_path_factory):
             except OSError:
                 time.sleep(0.25)
         else:
-            pytest.fail("streamlit did not come up: " + proc.stdout.read1().decode(errors="replace"))
+            pytest.fail("streamlit did not come up: " + log.read_text(errors="replace")[-2000:])
         yield url
     finally:
         proc.terminate()

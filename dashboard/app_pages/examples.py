@@ -133,7 +133,8 @@ topk = topk_table(detail, t, text)
 ui.chart(charts.topk_bars(topk), topk, "top-k")
 
 for side in load.SIDE_NAMES:
-    with st.expander(f"{side} context ({run.artifact.side_attrs[side].get('model', '')})"):
+    model = str(run.artifact.side_attrs[side].get("model", ""))
+    with st.expander(ui.md_escape(f"{side} context ({model})")):
         stored = load.context_text(run.key, side, e)
         if stored is None:
             context, missing = decode(load.context_ids(run.key, side, e), text)
