@@ -3,6 +3,7 @@
     python -m compute run RUN.toml [--limit N] [--overwrite]
     python -m compute validate RUN.toml
     python -m compute info RUN.h5
+    python -m compute check RUN.h5 [--samples N]
 
 Every error a user can cause is one line on stderr and exit status 2.
 """
@@ -38,6 +39,9 @@ def parser() -> argparse.ArgumentParser:
     validate.add_argument("config")
     info = sub.add_parser("info", help="check an artifact and show what it holds")
     info.add_argument("artifact")
+    check = sub.add_parser("check", help="re-score sampled positions naively (loads the models) and compare")
+    check.add_argument("artifact")
+    check.add_argument("--samples", type=_positive_int, default=12, help="positions to re-score (default 12)")
     return p
 
 
@@ -60,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "validate":
             print(validate(args.config))
+        elif args.command == "check":
+            return _check(args)
         elif args.command == "info":
             from compute.run import describe
 
@@ -70,6 +76,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from compute.artifact import open_artifact
+    from compute.verify import sample_positions, verify
+
+    artifact = open_artifact(args.artifact)
+    positions = sample_positions(artifact, args.samples)
+    mismatches = verify(artifact, positions)
+    for mismatch in mismatches:
+        print(f"mismatch: {mismatch}")
+    verdict = "FAILED" if mismatches else "ok"
+    print(f"{args.artifact}: {verdict}: {len(positions)} positions re-scored naively, {len(mismatches)} mismatches")
+    return 1 if mismatches else 0
 
 
 def _run(args: argparse.Namespace) -> int:

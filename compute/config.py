@@ -8,6 +8,7 @@ from any working directory.
 from __future__ import annotations
 
 import hashlib
+import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,10 +142,10 @@ def load_config(path: Path | str) -> RunConfig:
     name = _typed(raw, "name", str, fail)
     if not name or "/" in name or name.startswith("."):
         raise fail(f"name {name!r} must be a plain file name (no '/', not starting with '.')")
-    dataset = where / _typed(raw, "dataset", str, fail)
+    dataset = _under(where, _typed(raw, "dataset", str, fail))
     if not dataset.is_file():
         raise fail(f"dataset {dataset} not found")
-    out_dir = where / _typed(raw, "out_dir", str, fail, default="artifacts")
+    out_dir = _under(where, _typed(raw, "out_dir", str, fail, default="artifacts"))
 
     top_k = _positive(raw, "top_k", 10, fail)
     max_new_tokens = _positive(raw, "max_new_tokens", 256, fail)
@@ -208,7 +209,7 @@ def _side(raw: dict, side: str, where: Path, fail) -> SideConfig:
     if (template is None) == (template_file is None):
         raise fail(f"[{side}] needs exactly one of template or template_file")
     if template_file is not None:
-        template_path = where / template_file
+        template_path = _under(where, template_file)
         if not template_path.is_file():
             raise fail(f"[{side}] template_file {template_path} not found")
         template_text = template_path.read_text(encoding="utf-8")
@@ -254,3 +255,8 @@ def _resolve_model(model: str, gguf_file: str | None, where: Path, side: str, fa
             raise fail(f"[{side}] gguf_file {local / gguf_file} not found")
         return str(local)
     return model
+
+
+def _under(where: Path, relative: str) -> Path:
+    """A config-relative path, tidied ("recipes/../../data" becomes "data")."""
+    return Path(os.path.normpath(where / Path(relative).expanduser()))

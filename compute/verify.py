@@ -1,0 +1,106 @@
+"""Re-score sampled positions of an artifact the naive way and compare every stored number.
+
+For a position t of example e: the side's stored context ids, then o_<t, one
+full forward pass of the model (no batching, no padding, no cache, the model's
+own logits), log-softmax in float32 over the whole vocabulary. This is the
+slow algorithm the scorer replaces, and it is how an artifact is checked.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from compute.artifact import SIDE_NAMES, Artifact
+from compute.config import SideConfig
+from compute.sides import load_model
+
+
+@dataclass
+class Mismatch:
+    example: int
+    t: int
+    field: str
+    stored: object
+    expected: object
+
+    def __str__(self) -> str:
+        return f"example {self.example}, t {self.t}: {self.field} stored {self.stored}, naive {self.expected}"
+
+
+def sample_positions(artifact: Artifact, n: int, seed: int = 0) -> list[tuple[int, int]]:
+    """(example, t) pairs: the first and last position of several examples, then random ones."""
+    offsets = artifact.read("examples/offsets")
+    lengths = np.diff(offsets)
+    nonempty = [e for e in range(artifact.n_examples) if lengths[e] > 0]
+    rng = random.Random(seed)
+    chosen: list[tuple[int, int]] = []
+    for e in rng.sample(nonempty, min(len(nonempty), max(1, n // 3))):
+        chosen += [(e, 0), (e, int(lengths[e]) - 1)]
+    while len(chosen) < n and nonempty:
+        e = rng.choice(nonempty)
+        chosen.append((e, rng.randrange(int(lengths[e]))))
+    return list(dict.fromkeys(chosen))[:n]
+
+
+def load_side_model(artifact: Artifact, side: str, device: str = "auto"):
+    attrs = artifact.side_attrs[side]
+    model = str(attrs["model"])
+    config = SideConfig(
+        model=model,
+        gguf_file=None if model.startswith("pypi:") else attrs.get("gguf_file"),
+        revision=attrs.get("revision"),
+        template="chat",
+        dtype=str(attrs["dtype"]),
+        device=device,
+    )
+    return load_model(side, config)
+
+
+@torch.inference_mode()
+def naive_logprobs(model, device, context: np.ndarray, answer: np.ndarray, t: int) -> torch.Tensor:
+    ids = torch.tensor(np.concatenate([context, answer[:t]]), dtype=torch.long, device=device)[None]
+    return torch.log_softmax(model(input_ids=ids).logits[0, -1].float(), dim=-1)
+
+
+def verify(artifact: Artifact, positions: list[tuple[int, int]], atol: float = 1e-3, models=None) -> list[Mismatch]:
+    """Compare the stored numbers at `positions` with naive re-scoring; [] when all agree."""
+    models = models or {side: load_side_model(artifact, side) for side in SIDE_NAMES}
+    offsets = artifact.read("examples/offsets")
+    k = artifact.top_k
+    mismatches: list[Mismatch] = []
+    for e, t in positions:
+        row = int(offsets[e]) + t
+        answer = artifact.read("positions/token_id", slice(int(offsets[e]), int(offsets[e + 1])))
+        target = int(answer[t])
+        logp = {}
+        for side in SIDE_NAMES:
+            model, device = models[side]
+            lp = naive_logprobs(model, device, artifact.context_ids(side, e), answer, t).cpu()
+            logp[side] = lp
+            expected = {
+                "logprob": float(lp[target]),
+                "rank": int((lp > lp[target]).sum()),
+                "entropy": float(-(lp.exp() * lp).nan_to_num().sum()),
+            }
+            for name, value in expected.items():
+                stored = artifact.read(f"sides/{side}/{name}", slice(row, row + 1))[0]
+                if not np.isclose(stored, value, atol=atol, rtol=1e-3):
+                    mismatches.append(Mismatch(e, t, f"{side} {name}", stored, value))
+            top = lp.topk(k)
+            stored_ids = artifact.read(f"sides/{side}/topk_ids", slice(row, row + 1))[0]
+            stored_lps = artifact.read(f"sides/{side}/topk_logprobs", slice(row, row + 1))[0]
+            if not np.allclose(stored_lps, top.values.numpy(), atol=atol, rtol=1e-3):
+                mismatches.append(Mismatch(e, t, f"{side} topk_logprobs", stored_lps, top.values.numpy()))
+            # ids must agree except where two candidates tie within tolerance
+            for j, (got, want) in enumerate(zip(stored_ids.tolist(), top.indices.tolist(), strict=True)):
+                if got != want and abs(float(lp[got]) - float(lp[want])) > atol:
+                    mismatches.append(Mismatch(e, t, f"{side} topk_ids[{j}]", got, want))
+        kl = float((logp["aligned"].exp() * (logp["aligned"] - logp["base"])).nan_to_num().sum())
+        stored_kl = artifact.read("positions/kl", slice(row, row + 1))[0]
+        if not np.isclose(stored_kl, kl, atol=atol, rtol=1e-3):
+            mismatches.append(Mismatch(e, t, "kl", stored_kl, kl))
+    return mismatches

@@ -1,0 +1,78 @@
+"""The artifact is right: every stored number equals naive one-position-at-a-time re-scoring."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import config_text, write_config, write_jsonl
+
+from compute import score
+from compute.artifact import open_artifact, summarize
+from compute.config import load_config
+from compute.run import run
+from compute.verify import load_side_model, verify
+
+EXAMPLES = [
+    {"id": "one-token", "instruction": "Say one word.", "response": "Sure"},
+    {"id": "short", "instruction": "Thank me.", "response": "Thank you for your question!"},
+    {
+        "id": "long",
+        "instruction": "Explain cats and code.",
+        "response": "However, it is important to note that I am an AI assistant. The cat sat on the mat. "
+        "def add(x, y):\n    return x + y  # code\n12 apples cost 3.50 dollars.",
+    },
+    {"id": "unicode", "instruction": "Überraschung: naïve café in 東京?", "response": "Überraschung für alle — café."},
+    {"id": "emoji", "instruction": "🙂🚀 what do these mean?", "response": "🙂 is a smile and 🚀 a rocket.\n\n"},
+    {"id": "generated", "instruction": "Here are some examples:"},
+]
+
+
+@pytest.fixture(scope="module", params=["llama", "gpt2"])
+def scored(request, model_pairs, tmp_path_factory):
+    folder = tmp_path_factory.mktemp(f"ref-{request.param}")
+    dataset = write_jsonl(folder / "data.jsonl", EXAMPLES)
+    text = config_text(model_pairs[request.param], dataset, folder / "out", top_k=5, batch_size=2, max_new_tokens=16)
+    config = load_config(write_config(folder, text))
+    patch = pytest.MonkeyPatch()
+    patch.setattr(score, "CHUNK_ELEMENTS", 7 * 400)  # a few rows per chunk, so chunk edges are crossed
+    try:
+        path = run(config)
+    finally:
+        patch.undo()
+    return open_artifact(path)
+
+
+def test_every_position_matches_naive_rescoring(scored):
+    positions = [(e, t) for e in range(scored.n_examples) for t in range(int(np.diff(scored.read("examples/offsets"))[e]))]
+    assert len(positions) > 60
+    mismatches = verify(scored, positions, atol=2e-4)
+    assert mismatches == [], "\n".join(map(str, mismatches[:10]))
+
+
+def test_the_pair_agrees_on_some_generated_tokens_and_not_on_others(scored):
+    """The perturbed aligned side makes a test that can tell categories apart."""
+    e = list(scored.read("examples/id")).index("generated")
+    base_rank = scored.read("sides/base/rank", scored.example_rows(e))
+    assert (base_rank == 0).any() and (base_rank > 0).any()
+    assert summarize(scored)["mean_kl"] > 0
+
+
+def test_generated_answer_is_the_aligned_sides_greedy_answer(scored):
+    e = list(scored.read("examples/id")).index("generated")
+    rows = scored.example_rows(e)
+    assert rows.stop - rows.start == 16  # max_new_tokens, no EOS from random weights
+    assert (scored.read("sides/aligned/rank", rows) == 0).all()
+    top1 = scored.read("sides/aligned/topk_ids", rows)[:, 0]
+    assert (top1 == scored.read("positions/token_id", rows)).all()
+
+
+def test_generated_answers_are_what_generate_gives_one_at_a_time(scored):
+    """Batched, left-padded generation gives the same ids as generating that example alone."""
+    import torch
+
+    e = list(scored.read("examples/id")).index("generated")
+    model, device = load_side_model(scored, "aligned")
+    context = torch.tensor(scored.context_ids("aligned", e), dtype=torch.long)[None]
+    alone = model.generate(context, do_sample=False, max_new_tokens=16, pad_token_id=2)[0, context.shape[1] :]
+    stored = scored.read("positions/token_id", scored.example_rows(e))
+    assert alone.tolist()[: len(stored)] == stored.tolist()
