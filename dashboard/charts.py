@@ -55,7 +55,7 @@ def bars(frame: pl.DataFrame, x: str, y: str, color: str, title: str, y_title: s
     fig = go.Figure()
     for (name,), part in frame.group_by(color, maintain_order=True):
         fig.add_bar(x=_text(part[x].to_list()), y=part[y].to_list(), name=html.escape(str(name), quote=False))
-    return _layout(fig, title, barmode="group", yaxis_title=y_title, yaxis_tickformat=".0%" if percent else None)
+    return _layout(fig, title, barmode="group", yaxis_title=y_title, yaxis_tickformat=".1%" if percent else None)
 
 
 def lines(
@@ -70,7 +70,7 @@ def lines(
             mode="lines+markers",
             name=html.escape(str(name), quote=False),
         )
-    return _layout(fig, title, xaxis_title=x, yaxis_title=y_title, yaxis_tickformat=".0%" if percent else None)
+    return _layout(fig, title, xaxis_title=x, yaxis_title=y_title, yaxis_tickformat=".1%" if percent else None)
 
 
 def topk_bars(frame: pl.DataFrame) -> go.Figure:
@@ -95,4 +95,4 @@ def heatmap(frame: pl.DataFrame, x: str, y: str, z: str, title: str, order: tupl
     fig = go.Figure(
         go.Heatmap(x=_text([str(v) for v in xs]), y=_text([str(v) for v in ys]), z=values, texttemplate="%{z}")
     )
-    return _layout(fig, title, xaxis_title=x, yaxis_title=y)
+    return _layout(fig, title, xaxis_title=x, yaxis_title=y, yaxis_autorange="reversed")
