@@ -86,6 +86,8 @@ class RunConfig:
     """Examples per batch."""
     max_batch_tokens: int | None = None
     """Token budget per batch (padded length x examples); when set it bounds batch_size too."""
+    reuse_prefix: bool = True
+    """Compute the KV cache of context tokens shared by every example (an in-context prompt) once per side."""
     text: str = ""
     """The config file's text, kept in the artifact."""
 
@@ -111,6 +113,7 @@ _RUN_KEYS = {
     "stop",
     "batch_size",
     "max_batch_tokens",
+    "reuse_prefix",
     "aligned",
     "base",
 }
@@ -157,6 +160,7 @@ def load_config(path: Path | str) -> RunConfig:
     if not isinstance(stop, list) or not all(isinstance(s, str) and s for s in stop):
         raise fail("stop must be a string or a list of non-empty strings")
 
+    reuse_prefix = _typed(raw, "reuse_prefix", bool, fail, default=True)
     sides = {side: _side(raw, side, where, fail) for side in ("aligned", "base")}
     return RunConfig(
         path=path,
@@ -170,6 +174,7 @@ def load_config(path: Path | str) -> RunConfig:
         stop=tuple(stop),
         batch_size=batch_size,
         max_batch_tokens=max_batch_tokens,
+        reuse_prefix=reuse_prefix,
         text=text,
     )
 

@@ -26,7 +26,7 @@ from compute.config import RunConfig
 from compute.datasets import Example, load_examples
 from compute.generate import generate_answers
 from compute.partial import PartialWork
-from compute.score import ScoreItem, check_logits_path, score_batch
+from compute.score import ScoreItem, SharedPrefix, check_logits_path, common_prefix_length, score_batch
 from compute.sides import Side, load_sides
 
 SIDES = ("aligned", "base")
@@ -113,11 +113,12 @@ def _is_out_of_memory(err: BaseException) -> bool:
 class Runner:
     """Holds the loaded sides and turns batches of planned examples into ExampleScores."""
 
-    def __init__(self, config: RunConfig, sides: dict[str, Side]):
+    def __init__(self, config: RunConfig, sides: dict[str, Side], planned: list[Planned]):
         self.config = config
         self.sides = sides
         self.models = {name: side.model for name, side in sides.items()}
         self.devices = {name: side.device for name, side in sides.items()}
+        self.prefixes = shared_prefixes(config, sides, planned)
         self.generated_tokens = 0
         self.scored_tokens = 0
 
@@ -144,7 +145,7 @@ class Runner:
                 answers[p.example.index] = ids
                 self.generated_tokens += len(ids)
         items = [ScoreItem(p.contexts, answers[p.example.index]) for p in batch]
-        stats = score_batch(self.models, self.devices, items, self.config.top_k)
+        stats = score_batch(self.models, self.devices, items, self.config.top_k, self.prefixes)
         results = []
         for p, item, s in zip(batch, items, stats, strict=True):
             self.scored_tokens += len(item.answer)
@@ -172,6 +173,22 @@ class Runner:
                 )
             )
         return results
+
+
+MIN_SHARED_PREFIX = 16  # shorter shared prefixes are not worth a cache
+
+
+def shared_prefixes(config: RunConfig, sides: dict[str, Side], planned: list[Planned]) -> dict[str, SharedPrefix]:
+    """Per side, the KV cache of the context tokens all examples share (an in-context prompt), computed once."""
+    prefixes = {}
+    if not config.reuse_prefix or not planned:
+        return prefixes
+    for name, side in sides.items():
+        contexts = [p.contexts[name] for p in planned]
+        n = common_prefix_length(contexts)
+        if n >= MIN_SHARED_PREFIX:
+            prefixes[name] = SharedPrefix.build(side.model, side.device, contexts[0][:n])
+    return prefixes
 
 
 def token_table(sides: dict[str, Side], examples: list[ExampleScores]) -> dict[int, str]:
@@ -222,14 +239,9 @@ def run(config: RunConfig, limit: int | None = None, overwrite: bool = False) ->
         todo = [e for e in examples if e.index not in done]
         planned = plan(sides, todo, config.max_new_tokens)
         mine = distributed.balanced_share({i: p.cost for i, p in planned.items()}, ranks)
-        _score_share(
-            Runner(config, sides),
-            [[planned[i] for i in b] for b in make_batches(mine, planned, config)],
-            work,
-            meta,
-            sides,
-            ranks,
-        )
+        runner = Runner(config, sides, [planned[i] for i in mine])
+        batches = [[planned[i] for i in batch] for batch in make_batches(mine, planned, config)]
+        _score_share(runner, batches, work, meta, sides, ranks)
         distributed.barrier(ranks)
         if not ranks.is_main:
             return None

@@ -9,6 +9,7 @@ full vocabulary.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,22 +53,62 @@ def check_logits_path(model: Any, device: torch.device, name: str) -> None:
         )
 
 
+@dataclass
+class SharedPrefix:
+    """Context tokens every example of a side starts with, and their KV cache (batch of one)."""
+
+    ids: list[int]
+    cache: Any
+
+    @classmethod
+    @torch.inference_mode()
+    def build(cls, model: Any, device: torch.device, ids: list[int]) -> SharedPrefix:
+        output = model.base_model(input_ids=torch.tensor([ids], device=device), use_cache=True)
+        return cls(ids, output.past_key_values)
+
+    def for_batch(self, size: int) -> Any:
+        """A fresh copy of the cache for a batch (the forward pass appends to it)."""
+        cache = copy.deepcopy(self.cache)
+        cache.batch_repeat_interleave(size)
+        return cache
+
+
+def common_prefix_length(contexts: list[list[int]]) -> int:
+    """Tokens all contexts share at the start, leaving at least one token of each context after it."""
+    shortest = min(len(c) for c in contexts)
+    n = 0
+    while n < shortest - 1 and all(c[n] == contexts[0][n] for c in contexts):
+        n += 1
+    return n
+
+
 @torch.inference_mode()
-def answer_hidden_states(model: Any, device: torch.device, items: list[ScoreItem], side: str) -> torch.Tensor:
-    """Hidden states that predict each answer token, all items' rows concatenated: (sum T, H)."""
-    sequences = [item.contexts[side] + item.answer[:-1] for item in items]
+def answer_hidden_states(
+    model: Any, device: torch.device, items: list[ScoreItem], side: str, prefix: SharedPrefix | None = None
+) -> torch.Tensor:
+    """Hidden states that predict each answer token, all items' rows concatenated: (sum T, H).
+
+    With a shared prefix only the rest of each sequence runs, on top of a copy of the prefix's cache.
+    """
+    skip = len(prefix.ids) if prefix else 0
+    sequences = [(item.contexts[side] + item.answer[:-1])[skip:] for item in items]
     width = max(len(s) for s in sequences)
     input_ids = torch.zeros((len(items), width), dtype=torch.long)
-    attention_mask = torch.zeros((len(items), width), dtype=torch.long)
+    attention_mask = torch.zeros((len(items), skip + width), dtype=torch.long)
+    attention_mask[:, :skip] = 1
     for i, seq in enumerate(sequences):
         input_ids[i, : len(seq)] = torch.tensor(seq)
-        attention_mask[i, : len(seq)] = 1
+        attention_mask[i, skip : skip + len(seq)] = 1
+    extra: dict[str, Any] = {"use_cache": False}
+    if prefix:
+        position_ids = torch.arange(skip, skip + width)[None].expand(len(items), -1)
+        extra = {"past_key_values": prefix.for_batch(len(items)), "position_ids": position_ids.to(device)}
     hidden = model.base_model(
-        input_ids=input_ids.to(device), attention_mask=attention_mask.to(device), use_cache=False
+        input_ids=input_ids.to(device), attention_mask=attention_mask.to(device), **extra
     ).last_hidden_state
     rows = []
     for i, item in enumerate(items):
-        start = len(item.contexts[side]) - 1
+        start = len(item.contexts[side]) - 1 - skip
         rows.append(hidden[i, start : start + len(item.answer)])
     return torch.cat(rows)
 
@@ -112,12 +153,19 @@ STAT_KEYS = ("topk_ids", "topk_logprobs", "logprob", "rank", "entropy")
 
 
 def score_batch(
-    models: dict[str, Any], devices: dict[str, torch.device], items: list[ScoreItem], k: int
+    models: dict[str, Any],
+    devices: dict[str, torch.device],
+    items: list[ScoreItem],
+    k: int,
+    prefixes: dict[str, SharedPrefix | None] | None = None,
 ) -> list[dict[str, Any]]:
     """Score a batch; for each item {"kl": (T,), side: {stat: array}} as numpy, float32 / int32."""
+    prefixes = prefixes or {}
     scored = [item for item in items if item.answer]
     if scored:
-        hidden = {side: answer_hidden_states(models[side], devices[side], scored, side) for side in models}
+        hidden = {
+            side: answer_hidden_states(models[side], devices[side], scored, side, prefixes.get(side)) for side in models
+        }
         targets = torch.tensor([t for item in scored for t in item.answer])
         stats = _to_numpy(position_stats(models, hidden, targets, k))
     else:

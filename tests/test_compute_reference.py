@@ -43,7 +43,9 @@ def scored(request, model_pairs, tmp_path_factory):
 
 
 def test_every_position_matches_naive_rescoring(scored):
-    positions = [(e, t) for e in range(scored.n_examples) for t in range(int(np.diff(scored.read("examples/offsets"))[e]))]
+    positions = [
+        (e, t) for e in range(scored.n_examples) for t in range(int(np.diff(scored.read("examples/offsets"))[e]))
+    ]
     assert len(positions) > 60
     mismatches = verify(scored, positions, atol=2e-4)
     assert mismatches == [], "\n".join(map(str, mismatches[:10]))

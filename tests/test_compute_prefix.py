@@ -1,0 +1,111 @@
+"""The shared-prefix path (one KV cache of an in-context prompt per side) equals the plain path."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import build_tokenizer, config_text, write_config, write_jsonl
+from test_compute_reference import EXAMPLES
+
+from compute.artifact import open_artifact
+from compute.config import load_config
+from compute.run import run
+from compute.score import ScoreItem, SharedPrefix, answer_hidden_states, common_prefix_length
+
+PREAMBLE = (
+    "# Query:\nThank me.\n# Answer:\nThank you for your question! I'm happy to help.\n\n"
+    "# Query:\nExplain.\n# Answer:\nSure! Here are some examples:\n1. The first one\n2. The second one\n\n"
+)
+
+
+def tiny_gemma3(folder, sliding_window: int = 8):
+    """A Gemma 3 text model whose sliding window is shorter than the shared prefix."""
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    tokenizer = build_tokenizer(add_bos=True)
+    torch.manual_seed(0)
+    config = Gemma3TextConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=16,
+        sliding_window=sliding_window,
+        layer_types=["sliding_attention", "full_attention"],
+        max_position_embeddings=1024,
+        bos_token_id=0,
+        eos_token_id=1,
+        pad_token_id=2,
+        initializer_range=0.2,
+    )
+    model = Gemma3ForCausalLM(config).eval()
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return model, tokenizer
+
+
+@pytest.fixture(scope="module")
+def gemma3(tmp_path_factory):
+    return tiny_gemma3(tmp_path_factory.mktemp("gemma3"))
+
+
+def _items(tokenizer):
+    prefix = tokenizer(PREAMBLE).input_ids
+    items = []
+    for example in EXAMPLES[:5]:
+        context = prefix + tokenizer(f"# Query:\n{example['instruction']}\n# Answer:\n", add_special_tokens=False).input_ids
+        answer = tokenizer(example["response"], add_special_tokens=False).input_ids
+        items.append(ScoreItem({"aligned": context}, answer))
+    return items
+
+
+def test_hidden_states_with_a_cached_prefix_equal_the_plain_ones_on_sliding_window_gemma3(gemma3):
+    model, tokenizer = gemma3
+    items = _items(tokenizer)
+    n = common_prefix_length([item.contexts["aligned"] for item in items])
+    assert n > 3 * model.config.sliding_window  # the cache must reach past the window
+    prefix = SharedPrefix.build(model, torch.device("cpu"), items[0].contexts["aligned"][:n])
+    plain = answer_hidden_states(model, torch.device("cpu"), items, "aligned")
+    cached = answer_hidden_states(model, torch.device("cpu"), items, "aligned", prefix)
+    assert plain.shape == cached.shape
+    torch.testing.assert_close(cached, plain, atol=1e-5, rtol=1e-4)
+    again = answer_hidden_states(model, torch.device("cpu"), items[:2], "aligned", prefix)  # the cache is reusable
+    torch.testing.assert_close(again, plain[: len(again)], atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2", "gemma3"])
+def test_a_run_with_a_shared_prefix_equals_the_plain_run(arch, model_pairs, gemma3, tmp_path, monkeypatch):
+    if arch == "gemma3":
+        folder = tmp_path / "g3"
+        tiny_gemma3(folder)
+        pair = {"aligned": folder, "base": folder}
+    else:
+        pair = model_pairs[arch]
+    (tmp_path / "urial.txt").write_text(PREAMBLE + "# Query:\n{instruction}\n# Answer:\n")
+    dataset = write_jsonl(tmp_path / "data.jsonl", EXAMPLES)
+    built = []
+    monkeypatch.setattr(SharedPrefix, "build", _spy(SharedPrefix.build, built))
+    arrays = {}
+    for reuse in (True, False):
+        text = config_text(pair, dataset, tmp_path / f"out-{reuse}", batch_size=3, max_new_tokens=6, reuse_prefix=reuse)
+        text = text.replace('template = "chat"', 'template_file = "urial.txt"')
+        artifact = open_artifact(run(load_config(write_config(tmp_path, text))))
+        arrays[reuse] = {
+            name: artifact.read(name)
+            for name in ("positions/token_id", "positions/kl", "sides/aligned/topk_ids", "sides/aligned/logprob",
+                         "sides/aligned/rank", "sides/aligned/entropy", "sides/base/logprob")
+        }
+    assert len(built) == 1  # the aligned side's preamble; the base side shares too little
+    for name, plain in arrays[False].items():
+        np.testing.assert_allclose(arrays[True][name], plain, atol=1e-4, rtol=1e-4, err_msg=name)
+
+
+def _spy(build, calls):
+    def spy(*args, **kwargs):
+        calls.append(args)
+        return build(*args, **kwargs)
+
+    return spy
