@@ -56,7 +56,9 @@ def _items(tokenizer):
     prefix = tokenizer(PREAMBLE).input_ids
     items = []
     for example in EXAMPLES[:5]:
-        context = prefix + tokenizer(f"# Query:\n{example['instruction']}\n# Answer:\n", add_special_tokens=False).input_ids
+        context = (
+            prefix + tokenizer(f"# Query:\n{example['instruction']}\n# Answer:\n", add_special_tokens=False).input_ids
+        )
         answer = tokenizer(example["response"], add_special_tokens=False).input_ids
         items.append(ScoreItem({"aligned": context}, answer))
     return items
@@ -95,8 +97,15 @@ def test_a_run_with_a_shared_prefix_equals_the_plain_run(arch, model_pairs, gemm
         artifact = open_artifact(run(load_config(write_config(tmp_path, text))))
         arrays[reuse] = {
             name: artifact.read(name)
-            for name in ("positions/token_id", "positions/kl", "sides/aligned/topk_ids", "sides/aligned/logprob",
-                         "sides/aligned/rank", "sides/aligned/entropy", "sides/base/logprob")
+            for name in (
+                "positions/token_id",
+                "positions/kl",
+                "sides/aligned/topk_ids",
+                "sides/aligned/logprob",
+                "sides/aligned/rank",
+                "sides/aligned/entropy",
+                "sides/base/logprob",
+            )
         }
     assert len(built) == 1  # the aligned side's preamble; the base side shares too little
     for name, plain in arrays[False].items():
