@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
+
+# Ranks wait at a barrier for the slowest one to finish its share; generation makes
+# shares end minutes apart on long runs, well past the 10-minute nccl default.
+BARRIER_TIMEOUT = timedelta(hours=24)
 
 
 @dataclass(frozen=True)
@@ -34,9 +39,9 @@ def setup() -> Ranks:
     if not dist.is_initialized():
         if torch.cuda.is_available():
             torch.cuda.set_device(local_rank)
-            dist.init_process_group("nccl", device_id=torch.device("cuda", local_rank))
+            dist.init_process_group("nccl", device_id=torch.device("cuda", local_rank), timeout=BARRIER_TIMEOUT)
         else:
-            dist.init_process_group("gloo")
+            dist.init_process_group("gloo", timeout=BARRIER_TIMEOUT)
     return Ranks(dist.get_rank(), dist.get_world_size(), local_rank)
 
 

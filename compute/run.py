@@ -233,6 +233,7 @@ def run(config: RunConfig, limit: int | None = None, overwrite: bool = False) ->
             work.open(log)
         distributed.barrier(ranks)
         done = work.done()
+        distributed.barrier(ranks)  # every rank has read the same finished work before any rank adds to it
         wanted = {e.index for e in examples}
         if done & wanted and ranks.is_main:
             log(f"resuming: {len(done & wanted)} of {len(examples)} examples already scored")
@@ -258,7 +259,12 @@ def run(config: RunConfig, limit: int | None = None, overwrite: bool = False) ->
 
 
 def _score_share(
-    runner: Runner, batches: list[list[Planned]], work: PartialWork, meta: RunMeta, sides: dict[str, Side], ranks
+    runner: Runner,
+    batches: list[list[Planned]],
+    work: PartialWork,
+    meta: RunMeta,
+    sides: dict[str, Side],
+    ranks: distributed.Ranks,
 ) -> None:
     n_examples = sum(len(b) for b in batches)
     quiet = not ranks.is_main
@@ -276,6 +282,8 @@ def _score_share(
         bar.set_postfix(tok_s=f"{runner.scored_tokens / elapsed:.1f}")
     gen_bar.close()
     bar.close()
+    if ranks.world_size > 1:
+        log(f"rank {ranks.rank} of {ranks.world_size}: scored {n_examples} examples in {len(batches)} batches")
 
 
 def _print_summary(path: Path, seconds: float) -> None:
