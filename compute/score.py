@@ -16,7 +16,9 @@ from typing import Any
 import numpy as np
 import torch
 
-CHUNK_ELEMENTS = 2**25  # logits per chunk: rows x vocab (128 MB of float32)
+# Logits per chunk, rows x vocab: 32 MiB of float32. glibc serves blocks up to that size from its heap
+# and larger ones from fresh pages each time, which on a CPU made every rows x vocab pass twice as slow.
+CHUNK_ELEMENTS = 2**23
 
 
 class ScoringError(Exception):
@@ -32,8 +34,12 @@ class ScoreItem:
 
 
 def lm_logits(model: Any, hidden: torch.Tensor) -> torch.Tensor:
-    """The model's LM head on hidden states, with the final soft-capping some models apply."""
-    logits = model.get_output_embeddings()(hidden)
+    """The model's LM head on hidden states, with the final soft-capping some models apply.
+
+    The hidden states move to the head's device first (with a device_map the last layer may sit elsewhere).
+    """
+    head = model.get_output_embeddings()
+    logits = head(hidden.to(head.weight.device))
     cap = getattr(model.config, "final_logit_softcapping", None)
     if cap:
         logits = torch.tanh(logits / cap) * cap
@@ -46,7 +52,7 @@ def check_logits_path(model: Any, device: torch.device, name: str) -> None:
     probe = torch.arange(1, 9, device=device).remainder(model.get_output_embeddings().out_features)[None]
     expected = model(input_ids=probe).logits.float()
     hidden = model.base_model(input_ids=probe).last_hidden_state
-    got = lm_logits(model, hidden).float()
+    got = lm_logits(model, hidden).float().to(expected.device)
     if not torch.allclose(got, expected, atol=1e-3, rtol=1e-3):
         raise ScoringError(
             f"[{name}] {type(model).__name__} post-processes its logits in a way this scorer does not reproduce"
@@ -113,16 +119,16 @@ def answer_hidden_states(
     return torch.cat(rows)
 
 
-def _side_stats(logp: torch.Tensor, targets: torch.Tensor, k: int) -> dict[str, torch.Tensor]:
+def _side_stats(logp: torch.Tensor, p: torch.Tensor, targets: torch.Tensor, k: int) -> dict[str, torch.Tensor]:
+    """One side's statistics from its log-probabilities and probabilities (rows x vocab)."""
     top = logp.topk(k, dim=-1)
     chosen = logp.gather(-1, targets[:, None])
-    p = logp.exp()
     return {
         "topk_ids": top.indices,
         "topk_logprobs": top.values,
         "logprob": chosen[:, 0],
-        "rank": (logp > chosen).sum(-1),
-        "entropy": -torch.where(p > 0, p * logp, 0).sum(-1),
+        "rank": (logp > chosen).sum(-1, dtype=torch.int32),  # int32: five times faster than int64 on a CPU
+        "entropy": -torch.nansum(p * logp, dim=-1),  # nan only where p = 0 and log p = -inf: a 0 term
     }
 
 
@@ -130,22 +136,28 @@ def _side_stats(logp: torch.Tensor, targets: torch.Tensor, k: int) -> dict[str, 
 def position_stats(
     models: dict[str, Any], hidden: dict[str, torch.Tensor], targets: torch.Tensor, k: int
 ) -> dict[str, Any]:
-    """Per-row statistics of both sides and KL(aligned || base), computed a chunk of rows at a time."""
+    """Per-row statistics of both sides and KL(aligned || base), computed a chunk of rows at a time.
+
+    Each rows x vocab pass costs as much as the LM head on a CPU, so each is made once: one
+    log-softmax and one exp per side, and sums that skip 0 * -inf terms instead of masking them.
+    """
     vocab = models["aligned"].get_output_embeddings().out_features
     chunk = max(1, CHUNK_ELEMENTS // vocab)
     parts: list[dict[str, Any]] = []
     for start in range(0, len(targets), chunk):
         rows = slice(start, start + chunk)
-        logp = {side: torch.log_softmax(lm_logits(models[side], hidden[side][rows]).float(), dim=-1) for side in models}
-        target = targets[rows].to(logp["aligned"].device)
-        part = {side: _side_stats(logp[side], target, k) for side in models}
-        p_aligned = logp["aligned"].exp()
+        logp = {
+            side: torch.log_softmax(lm_logits(models[side], hidden[side][rows]), dim=-1, dtype=torch.float32)
+            for side in models
+        }
+        p = {side: logp[side].exp() for side in models}
+        part = {side: _side_stats(logp[side], p[side], targets[rows].to(logp[side].device), k) for side in models}
         diff = logp["aligned"] - logp["base"].to(logp["aligned"].device)
-        part["kl"] = torch.where(p_aligned > 0, p_aligned * diff, 0).sum(-1)
+        part["kl"] = torch.nansum(p["aligned"] * diff, dim=-1)  # nan only where p_aligned = 0: a 0 term
         parts.append(part)
     return {
-        "kl": torch.cat([p["kl"] for p in parts]),
-        **{side: {key: torch.cat([p[side][key] for p in parts]) for key in parts[0][side]} for side in models},
+        "kl": torch.cat([part["kl"] for part in parts]),
+        **{side: {key: torch.cat([part[side][key] for part in parts]) for key in parts[0][side]} for side in models},
     }
 
 
