@@ -46,7 +46,10 @@ class SideConfig:
     dtype: str = "auto"
     """Weights dtype: auto (bfloat16 on GPU, float32 on CPU), float32, bfloat16, float16."""
     device: str = "auto"
-    """auto (cuda when there is one), cpu, cuda, cuda:N, or "auto-map" to spread the model over all GPUs."""
+    """auto (this process's GPU when there is one, else the CPU), cpu, cuda or cuda:N."""
+    device_map: str | dict[str, str | int] | None = None
+    """Spread the model over this node's GPUs with accelerate: "auto", "balanced", "sequential", or a table of
+    module name to device; passed to from_pretrained(device_map=...). Replaces `device`; one process per node."""
 
     @property
     def is_chat(self) -> bool:
@@ -61,7 +64,7 @@ class SideConfig:
 
     def model_key(self) -> tuple:
         """Sides with equal keys share one loaded model."""
-        return (self.model, self.gguf_file, self.revision, self.dtype, self.device)
+        return (self.model, self.gguf_file, self.revision, self.dtype, self.device, repr(self.device_map))
 
 
 @dataclass(frozen=True)
@@ -117,7 +120,8 @@ _RUN_KEYS = {
     "aligned",
     "base",
 }
-_SIDE_KEYS = {"model", "gguf_file", "revision", "template", "template_file", "system", "dtype", "device"}
+_SIDE_KEYS = {"model", "gguf_file", "revision", "template", "template_file", "system", "dtype", "device", "device_map"}
+_STRING_SIDE_KEYS = _SIDE_KEYS - {"device_map"}
 
 
 def load_config(path: Path | str) -> RunConfig:
@@ -200,7 +204,7 @@ def _side(raw: dict, side: str, where: Path, fail) -> SideConfig:
     unknown = sorted(set(table) - _SIDE_KEYS)
     if unknown:
         raise fail(f"unknown key {unknown[0]!r} in [{side}] (known: {', '.join(sorted(_SIDE_KEYS))})")
-    values = {key: _typed(table, key, str, fail, prefix=f"[{side}] ") for key in _SIDE_KEYS}
+    values = {key: _typed(table, key, str, fail, prefix=f"[{side}] ") for key in _STRING_SIDE_KEYS}
 
     model, gguf_file = values["model"], values["gguf_file"]
     if gguf_file and not model:
@@ -227,6 +231,14 @@ def _side(raw: dict, side: str, where: Path, fail) -> SideConfig:
         raise fail(f'[{side}] system is only used with template = "chat"; put it in the template instead')
     if values["dtype"] is not None and values["dtype"] not in DTYPES:
         raise fail(f"[{side}] dtype must be one of {', '.join(DTYPES)}, got {values['dtype']!r}")
+    device_map = table.get("device_map")
+    if device_map is not None:
+        if values["device"] is not None:
+            raise fail(f"[{side}] give device or device_map, not both")
+        if not (isinstance(device_map, str) and device_map) and not _is_module_map(device_map):
+            raise fail(
+                f'[{side}] device_map must be a string such as "auto" or a table of module = device, got {device_map!r}'
+            )
     return SideConfig(
         model=model,
         gguf_file=gguf_file,
@@ -237,6 +249,16 @@ def _side(raw: dict, side: str, where: Path, fail) -> SideConfig:
         system=values["system"],
         dtype=values["dtype"] or "auto",
         device=values["device"] or "auto",
+        device_map=device_map,
+    )
+
+
+def _is_module_map(value: object) -> bool:
+    """A device_map table: module names to a device name or GPU index."""
+    return (
+        isinstance(value, dict)
+        and bool(value)
+        and all(isinstance(d, str) or (isinstance(d, int) and not isinstance(d, bool)) for d in value.values())
     )
 
 

@@ -111,15 +111,31 @@ def load_tokenizer(name: str, cfg: SideConfig) -> PreTrainedTokenizerBase:
 
 
 def load_model(name: str, cfg: SideConfig) -> tuple[Any, torch.device]:
-    device = pick_device(cfg.device)
+    """The model in eval mode and the device its inputs go to.
+
+    With a device_map accelerate places the layers (possibly over several GPUs) and inputs
+    go to the device of the input embeddings; otherwise the whole model moves to one device.
+    """
+    if cfg.device_map is not None and int(os.environ.get("LOCAL_WORLD_SIZE", 1)) > 1:
+        raise SideError(
+            f"[{name}] device_map spreads one model over this node's GPUs: run one process per node "
+            "(torchrun --nproc-per-node 1), not one per GPU"
+        )
+    spread = cfg.device_map is not None
+    device = pick_device("auto" if spread else cfg.device)  # with a device_map only its type counts (for dtype)
     dtype = pick_dtype(cfg.dtype, device)
     source, kwargs = _source(cfg)
+    if spread:
+        kwargs["device_map"] = cfg.device_map
     try:
         model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **kwargs)
     except (OSError, ValueError) as err:
         raise SideError(f"[{name}] cannot load the model {cfg.model}: {_first_line(err)}") from None
-    model.to(device).eval()
-    return model, device
+    if spread:
+        device = model.get_input_embeddings().weight.device
+    else:
+        model.to(device)
+    return model.eval(), device
 
 
 def bos_prefix(tokenizer: PreTrainedTokenizerBase) -> list[int]:
