@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 from tqdm import tqdm
+from transformers.utils.logging import disable_progress_bar
 
 from compute import __version__, distributed
 from compute.artifact import ExampleScores, RunMeta, SideScores, open_artifact, summarize, write_artifact
@@ -223,6 +224,8 @@ def run(config: RunConfig, limit: int | None = None, overwrite: bool = False) ->
     final_path = check_output(config, overwrite)
     fingerprint = config.fingerprint(config.dataset.read_bytes())
     ranks = distributed.setup()
+    if not ranks.is_main:
+        disable_progress_bar()  # the model-loading bars, once (from the main rank)
     try:
         sides = load_sides(config)
         for name, side in sides.items():
