@@ -3,6 +3,12 @@
 An answer stops before the first EOS (the EOS is not a position) and, when
 stop strings are configured, before the first of them (URIAL-style prompts
 otherwise run on into the next "# Query:").
+
+With a shared prefix (an in-context prompt every example starts with) each row
+is laid out as prefix + left padding + the rest of its context, and generation
+starts from a copy of the prefix's KV cache. Position ids follow the attention
+mask, so the padding hole changes nothing; a sliding-window layer would count
+the hole against its window, so such models get the plain layout.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import torch
 from transformers import GenerationConfig
 
+from compute.score import SharedPrefix
 from compute.sides import Side
 
 
@@ -22,18 +29,35 @@ def eos_ids(side: Side) -> list[int]:
     return sorted(set(ids))
 
 
+def has_sliding_window(config) -> bool:
+    layer_types = getattr(config, "layer_types", None)
+    if layer_types:
+        return any("sliding" in kind for kind in layer_types)
+    return getattr(config, "sliding_window", None) is not None
+
+
 @torch.inference_mode()
 def generate_answers(
-    side: Side, contexts: list[list[int]], max_new_tokens: int, stop: tuple[str, ...]
+    side: Side,
+    contexts: list[list[int]],
+    max_new_tokens: int,
+    stop: tuple[str, ...],
+    prefix: SharedPrefix | None = None,
 ) -> list[list[int]]:
     """Greedy answers for a batch of contexts (left-padded), as id lists cut at EOS and stop strings."""
-    width = max(len(c) for c in contexts)
+    if prefix is not None and has_sliding_window(side.model.config):
+        prefix = None
+    head = prefix.ids if prefix else []
+    tails = [ctx[len(head) :] for ctx in contexts]
+    width = len(head) + max(len(t) for t in tails)
     pad = side.tokenizer.pad_token_id if side.tokenizer.pad_token_id is not None else 0
     input_ids = torch.full((len(contexts), width), pad, dtype=torch.long)
     attention_mask = torch.zeros((len(contexts), width), dtype=torch.long)
-    for i, ctx in enumerate(contexts):
-        input_ids[i, width - len(ctx) :] = torch.tensor(ctx)
-        attention_mask[i, width - len(ctx) :] = 1
+    input_ids[:, : len(head)] = torch.tensor(head, dtype=torch.long)
+    attention_mask[:, : len(head)] = 1
+    for i, tail in enumerate(tails):
+        input_ids[i, width - len(tail) :] = torch.tensor(tail)
+        attention_mask[i, width - len(tail) :] = 1
     ends = eos_ids(side)
     config = GenerationConfig(
         do_sample=False,
@@ -47,6 +71,7 @@ def generate_answers(
         attention_mask=attention_mask.to(side.device),
         generation_config=config,
         tokenizer=side.tokenizer if stop else None,
+        past_key_values=prefix.for_batch(len(contexts)) if prefix else None,
     )
     answers = []
     for row in output[:, width:].tolist():

@@ -141,7 +141,9 @@ class Runner:
         to_generate = [p for p in batch if p.answer is None]
         if to_generate:
             contexts = [p.contexts["aligned"] for p in to_generate]
-            generated = generate_answers(aligned, contexts, self.config.max_new_tokens, self.config.stop)
+            generated = generate_answers(
+                aligned, contexts, self.config.max_new_tokens, self.config.stop, self.prefixes.get("aligned")
+            )
             for p, ids in zip(to_generate, generated, strict=True):
                 answers[p.example.index] = ids
                 self.generated_tokens += len(ids)

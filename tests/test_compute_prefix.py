@@ -118,3 +118,32 @@ def _spy(build, calls):
         return build(*args, **kwargs)
 
     return spy
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_generation_from_a_cached_prefix_equals_plain_generation(arch, model_pairs, tmp_path):
+    from compute.generate import generate_answers, has_sliding_window
+    from compute.sides import load_sides
+
+    (tmp_path / "urial.txt").write_text(PREAMBLE + "# Query:\n{instruction}\n# Answer:\n")
+    dataset = write_jsonl(tmp_path / "data.jsonl", EXAMPLES)
+    text = config_text(model_pairs[arch], dataset, tmp_path / "out").replace(
+        'template = "chat"', 'template_file = "urial.txt"'
+    )
+    side = load_sides(load_config(write_config(tmp_path, text)))["aligned"]
+    assert not has_sliding_window(side.model.config)
+    contexts = [side.context_ids(e["instruction"]) for e in EXAMPLES]
+    assert len({len(c) for c in contexts}) > 2  # rows of different lengths: a padding hole after the prefix
+    n = common_prefix_length(contexts)
+    prefix = SharedPrefix.build(side.model, side.device, contexts[0][:n])
+    plain = generate_answers(side, contexts, 12, ())
+    cached = generate_answers(side, contexts, 12, (), prefix)
+    assert cached == plain
+    assert sum(len(a) for a in plain) > 30
+
+
+def test_sliding_window_models_generate_without_the_prefix_cache(gemma3):
+    from compute.generate import has_sliding_window
+
+    model, _ = gemma3
+    assert has_sliding_window(model.config)
