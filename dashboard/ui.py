@@ -25,11 +25,18 @@ def all_runs() -> tuple[list[load.Run], list[str]]:
     return load.open_runs(load.scan(load.artifacts_dir()))
 
 
-def chosen_runs() -> list[load.Run]:
-    """The runs picked in the sidebar (all runs if the picker is not there)."""
+def chosen_runs(least: int = 1) -> list[load.Run]:
+    """The runs picked in the sidebar (all runs if the picker is not there); the page stops with a
+    hint when fewer than `least` are picked."""
     runs, _ = all_runs()
     picked = st.session_state.get(RUNS_KEY)
-    return runs if picked is None else [run for run in runs if run.label in picked]
+    chosen = runs if picked is None else [run for run in runs if run.label in picked]
+    if len(chosen) < least:
+        st.info(
+            "Pick at least one run in the sidebar." if least == 1 else f"Pick at least {least} runs in the sidebar."
+        )
+        st.stop()
+    return chosen
 
 
 def pick_run(label: str, runs: list[load.Run], key: str, index: int = 0) -> load.Run:

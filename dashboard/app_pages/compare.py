@@ -42,10 +42,7 @@ def comparison(a: load.Run, b: load.Run) -> tuple[pl.DataFrame, pl.DataFrame, pl
 
 
 st.header("Compare two runs")
-runs = ui.chosen_runs()
-if len(runs) < 2:
-    st.info("Pick at least two runs in the sidebar to compare them.")
-    st.stop()
+runs = ui.chosen_runs(least=2)
 
 left, right = st.columns(2)
 with left:

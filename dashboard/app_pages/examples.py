@@ -59,9 +59,6 @@ def topk_table(detail: dict[str, pl.DataFrame], t: int, text: dict[int, str]) ->
 
 st.header("Examples")
 runs = ui.chosen_runs()
-if not runs:
-    st.info("Pick at least one run in the sidebar.")
-    st.stop()
 
 run = ui.pick_run("Run", runs, key="ex-run")
 left, right = st.columns([3, 1])

@@ -26,9 +26,6 @@ def summarize(run: load.Run) -> dict[str, object]:
 
 st.header("Overview")
 runs = ui.chosen_runs()
-if not runs:
-    st.info("Pick at least one run in the sidebar.")
-    st.stop()
 
 table = pl.DataFrame([summarize(run) for run in runs])
 st.caption(

@@ -19,9 +19,6 @@ def binned(run: load.Run) -> pl.DataFrame:
 
 st.header("Positions")
 runs = ui.chosen_runs()
-if not runs:
-    st.info("Pick at least one run in the sidebar.")
-    st.stop()
 
 st.caption(
     f"Positions 0..{stats.EXACT_POSITIONS - 1} one by one, then two bins per doubling (t_start..t_end). "

@@ -53,9 +53,6 @@ def most_shifted(run: load.Run, min_count: int, by: str) -> pl.DataFrame:
 
 st.header("Token types")
 runs = ui.chosen_runs()
-if not runs:
-    st.info("Pick at least one run in the sidebar.")
-    st.stop()
 
 st.caption(
     "Each aligned token is typed from its own decoded text (stripped, lowercased, against word lists): "
