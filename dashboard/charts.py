@@ -59,9 +59,16 @@ def bars(frame: pl.DataFrame, x: str, y: str, color: str, title: str, y_title: s
 
 
 def lines(
-    frame: pl.DataFrame, x: str, y: str, color: str, title: str, y_title: str, percent: bool = False
+    frame: pl.DataFrame,
+    x: str,
+    y: str,
+    color: str,
+    title: str,
+    y_title: str,
+    percent: bool = False,
+    log_x: bool = False,
 ) -> go.Figure:
-    """One line per value of `color`."""
+    """One line per value of `color`; `log_x` spreads out the start of a long-tailed x."""
     fig = go.Figure()
     for (name,), part in frame.group_by(color, maintain_order=True):
         fig.add_scatter(
@@ -70,7 +77,14 @@ def lines(
             mode="lines+markers",
             name=html.escape(str(name), quote=False),
         )
-    return _layout(fig, title, xaxis_title=x, yaxis_title=y_title, yaxis_tickformat=".1%" if percent else None)
+    return _layout(
+        fig,
+        title,
+        xaxis_title=x + (" (log scale)" if log_x else ""),
+        xaxis_type="log" if log_x else "linear",
+        yaxis_title=y_title,
+        yaxis_tickformat=".1%" if percent else None,
+    )
 
 
 def topk_bars(frame: pl.DataFrame) -> go.Figure:

@@ -35,4 +35,6 @@ plots = [
 ]
 for column, title, unit, percent in plots:
     part = table.select(*dict.fromkeys(("run", "t_start", "t_end", "positions", "answers_reaching", column)))
-    ui.chart(charts.lines(part, "t_start", column, "run", title, unit, percent=percent), part, f"position-{column}")
+    plotted = part.with_columns((pl.col("t_start") + 1).alias("t_start + 1"))
+    fig = charts.lines(plotted, "t_start + 1", column, "run", title, unit, percent=percent, log_x=True)
+    ui.chart(fig, part, f"position-{column}")
