@@ -81,7 +81,7 @@ def plan(sides: dict[str, Side], examples: list[Example], max_new_tokens: int) -
     planned = {}
     for example in examples:
         texts = {name: sides[name].render(example.instruction) for name in SIDES}
-        contexts = {name: sides[name].context_ids(example.instruction) for name in SIDES}
+        contexts = {name: sides[name].context_ids(texts[name]) for name in SIDES}
         answer = None
         if example.response is not None:
             answer = tokenizer(example.response, add_special_tokens=False).input_ids

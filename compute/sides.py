@@ -42,9 +42,9 @@ class Side:
             return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         return self.config.template_text.replace(PLACEHOLDER, instruction)
 
-    def context_ids(self, instruction: str) -> list[int]:
-        """The context's token ids: special tokens exactly once (no double BOS), never empty."""
-        ids = self.tokenizer(self.render(instruction), add_special_tokens=False).input_ids
+    def context_ids(self, rendered: str) -> list[int]:
+        """Token ids of a rendered context: special tokens exactly once (no double BOS), never empty."""
+        ids = self.tokenizer(rendered, add_special_tokens=False).input_ids
         if self.bos_prefix and ids[: len(self.bos_prefix)] != self.bos_prefix:
             ids = self.bos_prefix + ids
         if not ids:

@@ -132,7 +132,7 @@ def test_generation_from_a_cached_prefix_equals_plain_generation(arch, model_pai
     )
     side = load_sides(load_config(write_config(tmp_path, text)))["aligned"]
     assert not has_sliding_window(side.model.config)
-    contexts = [side.context_ids(e["instruction"]) for e in EXAMPLES]
+    contexts = [side.context_ids(side.render(e["instruction"])) for e in EXAMPLES]
     assert len({len(c) for c in contexts}) > 2  # rows of different lengths: a padding hole after the prefix
     n = common_prefix_length(contexts)
     prefix = SharedPrefix.build(side.model, side.device, contexts[0][:n])
