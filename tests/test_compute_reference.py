@@ -78,3 +78,21 @@ def test_generated_answers_are_what_generate_gives_one_at_a_time(scored):
     alone = model.generate(context, do_sample=False, max_new_tokens=16, pad_token_id=2)[0, context.shape[1] :]
     stored = scored.read("positions/token_id", scored.example_rows(e))
     assert alone.tolist()[: len(stored)] == stored.tolist()
+
+
+def test_check_command_passes_a_good_artifact_and_catches_a_tampered_one(scored, tmp_path, capsys):
+    import shutil
+
+    import h5py
+
+    from compute.__main__ import main
+
+    assert main(["check", str(scored.path), "--samples", "6"]) == 0
+    assert "ok: 6 positions re-scored naively, 0 mismatches" in capsys.readouterr().out
+    tampered = tmp_path / "tampered.h5"
+    shutil.copy(scored.path, tampered)
+    with h5py.File(tampered, "a") as f:
+        f["sides/base/entropy"][...] = f["sides/base/entropy"][...] + 0.01
+    assert main(["check", str(tampered), "--samples", "6"]) == 1
+    out = capsys.readouterr().out
+    assert "FAILED" in out and "base entropy" in out
