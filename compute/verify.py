@@ -46,18 +46,27 @@ def sample_positions(artifact: Artifact, n: int, seed: int = 0) -> list[tuple[in
     return list(dict.fromkeys(chosen))[:n]
 
 
-def load_side_model(artifact: Artifact, side: str, device: str = "auto"):
+def side_config(artifact: Artifact, side: str, device: str = "auto") -> SideConfig:
+    """How to load the model a side of the artifact ran (its template is not needed: context ids are stored)."""
     attrs = artifact.side_attrs[side]
     model = str(attrs["model"])
-    config = SideConfig(
+    return SideConfig(
         model=model,
         gguf_file=None if model.startswith("pypi:") else attrs.get("gguf_file"),
         revision=attrs.get("revision"),
-        template="chat",
         dtype=str(attrs["dtype"]),
         device=device,
     )
-    return load_model(side, config)
+
+
+def load_side_models(artifact: Artifact, device: str = "auto") -> dict[str, tuple]:
+    """Each side's (model, device); a model both sides ran is loaded once."""
+    configs = {side: side_config(artifact, side, device) for side in SIDE_NAMES}
+    loaded: dict[tuple, tuple] = {}
+    for side, config in configs.items():
+        if config.model_key() not in loaded:
+            loaded[config.model_key()] = load_model(side, config)
+    return {side: loaded[config.model_key()] for side, config in configs.items()}
 
 
 @torch.inference_mode()
@@ -68,7 +77,7 @@ def naive_logprobs(model, device, context: np.ndarray, answer: np.ndarray, t: in
 
 def verify(artifact: Artifact, positions: list[tuple[int, int]], atol: float = 1e-3, models=None) -> list[Mismatch]:
     """Compare the stored numbers at `positions` with naive re-scoring; [] when all agree."""
-    models = models or {side: load_side_model(artifact, side) for side in SIDE_NAMES}
+    models = models or load_side_models(artifact)
     offsets = artifact.read("examples/offsets")
     k = artifact.top_k
     mismatches: list[Mismatch] = []

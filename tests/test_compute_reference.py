@@ -10,7 +10,7 @@ from compute import score
 from compute.artifact import open_artifact, summarize
 from compute.config import load_config
 from compute.run import run
-from compute.verify import load_side_model, verify
+from compute.verify import load_side_models, verify
 
 EXAMPLES = [
     {"id": "one-token", "instruction": "Say one word.", "response": "Sure"},
@@ -73,7 +73,7 @@ def test_generated_answers_are_what_generate_gives_one_at_a_time(scored):
     import torch
 
     e = list(scored.read("examples/id")).index("generated")
-    model, device = load_side_model(scored, "aligned")
+    model, device = load_side_models(scored)["aligned"]
     context = torch.tensor(scored.context_ids("aligned", e), dtype=torch.long)[None]
     alone = model.generate(context, do_sample=False, max_new_tokens=16, pad_token_id=2)[0, context.shape[1] :]
     stored = scored.read("positions/token_id", scored.example_rows(e))
