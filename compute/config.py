@@ -68,6 +68,19 @@ class SideConfig:
 
 
 @dataclass(frozen=True)
+class BranchingConfig:
+    """The `[branching]` table: sample continuations for the BF paper's branching factor (defaults as in the paper)."""
+
+    samples: int = 50
+    """Continuations sampled per example and side."""
+    temperature: float = 1.0
+    top_p: float = 0.9
+    max_new_tokens: int = 1024
+    seed: int = 42
+    """Example e's samples are drawn with seed + e's dataset index, so a rerun gives the same samples."""
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """One run: a pair of sides scored over one dataset."""
 
@@ -91,6 +104,8 @@ class RunConfig:
     """Token budget per batch (padded length x examples); when set it bounds batch_size too."""
     reuse_prefix: bool = True
     """Compute the KV cache of context tokens shared by every example (an in-context prompt) once per side."""
+    branching: BranchingConfig | None = None
+    """Sampled continuations for the branching factor; None: not measured."""
     text: str = ""
     """The config file's text, kept in the artifact."""
 
@@ -117,6 +132,7 @@ _RUN_KEYS = {
     "batch_size",
     "max_batch_tokens",
     "reuse_prefix",
+    "branching",
     "aligned",
     "base",
 }
@@ -165,6 +181,7 @@ def load_config(path: Path | str) -> RunConfig:
         raise fail("stop must be a string or a list of non-empty strings")
 
     reuse_prefix = _typed(raw, "reuse_prefix", bool, fail, default=True)
+    branching = _branching(raw, fail) if "branching" in raw else None
     sides = {side: _side(raw, side, where, fail) for side in ("aligned", "base")}
     return RunConfig(
         path=path,
@@ -179,6 +196,7 @@ def load_config(path: Path | str) -> RunConfig:
         batch_size=batch_size,
         max_batch_tokens=max_batch_tokens,
         reuse_prefix=reuse_prefix,
+        branching=branching,
         text=text,
     )
 
@@ -195,6 +213,33 @@ def _positive(raw: dict, key: str, default: int | None, fail) -> int | None:
     if value is not None and value < 1:
         raise fail(f"{key} must be at least 1, got {value}")
     return value
+
+
+def _branching(raw: dict, fail) -> BranchingConfig:
+    table = raw["branching"]
+    if not isinstance(table, dict):
+        raise fail("[branching] must be a table")
+    known = BranchingConfig.__dataclass_fields__
+    unknown = sorted(set(table) - set(known))
+    if unknown:
+        raise fail(f"unknown key {unknown[0]!r} in [branching] (known: {', '.join(known)})")
+    values = {}
+    for key in ("samples", "max_new_tokens"):
+        value = _typed(table, key, int, fail, default=known[key].default, prefix="[branching] ")
+        if value < 1:
+            raise fail(f"[branching] {key} must be at least 1, got {value}")
+        values[key] = value
+    values["seed"] = _typed(table, "seed", int, fail, default=known["seed"].default, prefix="[branching] ")
+    for key in ("temperature", "top_p"):
+        value = table.get(key, known[key].default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise fail(f"[branching] {key} must be a number, got {value!r}")
+        values[key] = float(value)
+    if not values["temperature"] > 0:
+        raise fail(f"[branching] temperature must be above 0, got {values['temperature']}")
+    if not 0 < values["top_p"] <= 1:
+        raise fail(f"[branching] top_p must be in (0, 1], got {values['top_p']}")
+    return BranchingConfig(**values)
 
 
 def _side(raw: dict, side: str, where: Path, fail) -> SideConfig:

@@ -1,0 +1,117 @@
+"""Sampled continuations for the branching factor (compute/branching.py), with transformers' generate.
+
+A side samples n continuations of one example's context in one generate call:
+the context runs once, its KV cache is copied n times, and each step is one
+forward for all n samples (what num_return_sequences = n does, without running
+the context n times). The
+temperature and top-p warpers are transformers' own, passed as logits
+processors with a recorder after them (generate puts processors it builds
+itself after the ones it is given, so its own warpers are switched off). At
+each step the recorder takes the entropy of the warped, renormalised
+distribution, and keeps that step's log-probabilities only until the next
+step, where input_ids shows the token that was sampled from them: no step's
+full-vocabulary scores outlive the next step.
+
+A sample ends with its first EOS (the EOS step is kept: stopping is one of the
+branches, and the paper's vLLM samples keep it) or, when stop strings are
+configured, before the first of them (as answers are cut). The global torch
+RNG is seeded with seed + the example's dataset index before each call, so an
+example's samples do not depend on batching, resuming or the rank.
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
+from transformers.generation.logits_process import TemperatureLogitsWarper, TopPLogitsWarper
+
+from compute.branching import ExampleSamples
+from compute.config import BranchingConfig
+from compute.generate import cut_at_stop, eos_ids
+from compute.score import SharedPrefix
+from compute.sides import Side
+
+
+class StepRecorder(LogitsProcessor):
+    """Placed after the warpers: per step, the truncated entropy and the sampled token's truncated log-prob."""
+
+    def __init__(self, context_width: int):
+        self.context_width = context_width
+        self.entropy: list[torch.Tensor] = []  # one (rows,) tensor per step
+        self.logprob: list[torch.Tensor] = []  # one (rows,) tensor per step, filled a step late
+        self._pending: torch.Tensor | None = None  # (rows, V) log-probs of the step whose token is not yet known
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if input_ids.shape[1] > self.context_width:
+            self.take_sampled(input_ids[:, -1])
+        logprobs = torch.log_softmax(scores.float(), dim=-1)
+        probs = logprobs.exp()
+        self.entropy.append(-torch.where(probs > 0, probs * logprobs, 0.0).sum(dim=-1))
+        self._pending = logprobs
+        return scores
+
+    def take_sampled(self, tokens: torch.Tensor) -> None:
+        """Record the log-prob of the tokens sampled at the pending step."""
+        assert self._pending is not None
+        self.logprob.append(self._pending.gather(1, tokens[:, None]).squeeze(1))
+        self._pending = None
+
+
+def sample_length(side: Side, row: list[int], ends: list[int], stop: tuple[str, ...]) -> int:
+    """How many sampled steps a sample keeps: through its first EOS, or up to before a stop string."""
+    eos_at = next((i for i, t in enumerate(row) if t in ends), None)
+    body = row if eos_at is None else row[:eos_at]
+    kept = cut_at_stop(side, body, stop)
+    if eos_at is not None and len(kept) == len(body):
+        return eos_at + 1
+    return len(kept)
+
+
+@torch.inference_mode()
+def sample_example(
+    side: Side, context: list[int], settings: BranchingConfig, stop: tuple[str, ...], index: int
+) -> ExampleSamples:
+    """`settings.samples` continuations of one context, seeded by the example's dataset index."""
+    n = settings.samples
+    ends = eos_ids(side)
+    pad = side.tokenizer.pad_token_id if side.tokenizer.pad_token_id is not None else 0
+    recorder = StepRecorder(len(context))
+    processors = LogitsProcessorList(
+        [TemperatureLogitsWarper(settings.temperature), TopPLogitsWarper(settings.top_p), recorder]
+    )
+    config = GenerationConfig(
+        do_sample=True,
+        max_new_tokens=settings.max_new_tokens,
+        eos_token_id=ends or None,
+        pad_token_id=pad,
+        stop_strings=list(stop) or None,
+        # generate's own warpers would run after the recorder: all off (explicitly, or the model's defaults apply)
+        temperature=1.0,
+        top_k=0,
+        top_p=1.0,
+        min_p=0.0,
+        typical_p=1.0,
+        epsilon_cutoff=0.0,
+        eta_cutoff=0.0,
+    )
+    torch.manual_seed(settings.seed + index)
+    cache = SharedPrefix.build(side.model, side.device, context[:-1]).for_batch(n) if len(context) > 1 else None
+    input_ids = torch.tensor([context] * n, dtype=torch.long, device=side.device)
+    output = side.model.generate(
+        input_ids=input_ids,
+        attention_mask=torch.ones_like(input_ids),
+        past_key_values=cache,
+        generation_config=config,
+        logits_processor=processors,
+        tokenizer=side.tokenizer if stop else None,
+    )
+    recorder.take_sampled(output[:, -1])
+    rows = output[:, len(context) :].tolist()
+    entropy = torch.stack(recorder.entropy, dim=1).cpu().tolist()
+    logprob = torch.stack(recorder.logprob, dim=1).cpu().tolist()
+    lengths = [sample_length(side, row, ends, stop) for row in rows]
+    return ExampleSamples.from_lists(
+        [e[:n_kept] for e, n_kept in zip(entropy, lengths, strict=True)],
+        [r[:n_kept] for r, n_kept in zip(rows, lengths, strict=True)],
+        [p[:n_kept] for p, n_kept in zip(logprob, lengths, strict=True)],
+    )

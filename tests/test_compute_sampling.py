@@ -1,0 +1,127 @@
+"""Sampled continuations: every recorded number equals a naive recomputation, and a rerun gives the same samples."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import BASE_TEMPLATE, config_text, write_config, write_jsonl
+from test_compute_prefix import tiny_gemma3
+
+from compute.config import BranchingConfig, load_config
+from compute.generate import eos_ids
+from compute.sampling import sample_example
+from compute.sides import load_sides
+
+SETTINGS = BranchingConfig(samples=5, temperature=0.8, top_p=0.9, max_new_tokens=8, seed=3)
+
+
+def load_side(kind: str, model_pairs, tmp_path_factory):
+    """Llama with its chat template, or a Gemma 3 whose sliding window (8) is shorter than context + samples."""
+    folder = tmp_path_factory.mktemp("sampling")
+    dataset = write_jsonl(folder / "data.jsonl", [{"instruction": "Thank me."}])
+    if kind == "llama":
+        text = config_text(model_pairs["llama"], dataset, folder / "out")
+    else:
+        tiny_gemma3(folder / "gemma3")  # no chat template: both sides get the plain one
+        text = config_text({"aligned": folder / "gemma3", "base": folder / "gemma3"}, dataset, folder / "out")
+        text = text.replace('template = "chat"', f"template = {json.dumps(BASE_TEMPLATE)}")
+    return load_sides(load_config(write_config(folder, text)))["aligned"]
+
+
+@pytest.fixture(scope="module")
+def side(model_pairs, tmp_path_factory):
+    return load_side("llama", model_pairs, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def sliding(model_pairs, tmp_path_factory):
+    return load_side("gemma3-sliding", model_pairs, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def sampled(side):
+    """The samples of example 4, drawn once for the tests below."""
+    return sample_example(side, context(side), SETTINGS, (), index=4)
+
+
+def context(side) -> list[int]:
+    return side.context_ids(side.render("Explain cats and code."))
+
+
+def naive_step(side, prefix: list[int], token: int, settings: BranchingConfig) -> tuple[float, float]:
+    """One forward over the whole prefix; temperature, then the smallest most-likely set reaching top_p."""
+    with torch.no_grad():
+        logits = side.model(torch.tensor([prefix])).logits[0, -1].double()
+    probs = torch.softmax(logits / settings.temperature, dim=-1)
+    order = torch.argsort(probs, descending=True)
+    kept = []
+    total = 0.0
+    for i in order.tolist():
+        kept.append(i)
+        total += probs[i].item()
+        if total >= settings.top_p:
+            break
+    assert token in kept, "the sampled token lies outside the nucleus"
+    nucleus = probs[kept] / probs[kept].sum()
+    entropy = -(nucleus * nucleus.log()).sum().item()
+    return entropy, float(np.log(nucleus[kept.index(token)].item()))
+
+
+@pytest.mark.parametrize("kind", ["llama", "gemma3-sliding"])
+def test_recorded_entropy_and_logprob_match_a_naive_recomputation(kind, request):
+    side = request.getfixturevalue({"llama": "side", "gemma3-sliding": "sliding"}[kind])
+    ctx = context(side)
+    samples = request.getfixturevalue("sampled") if kind == "llama" else sample_example(side, ctx, SETTINGS, (), 4)
+    assert samples.n == SETTINGS.samples
+    checked = 0
+    for entropy, tokens, logprob in zip(
+        samples.split(samples.entropy), samples.split(samples.token_id), samples.split(samples.logprob), strict=True
+    ):
+        for t, token in enumerate(tokens.tolist()):
+            want_entropy, want_logprob = naive_step(side, ctx + tokens[:t].tolist(), token, SETTINGS)
+            assert entropy[t] == pytest.approx(want_entropy, abs=2e-4)
+            assert logprob[t] == pytest.approx(want_logprob, abs=2e-4)
+            checked += 1
+    assert checked > 20
+    assert len(set(map(tuple, (t.tolist() for t in samples.split(samples.token_id))))) > 1  # samples differ
+
+
+def test_samples_end_with_their_first_eos_and_never_run_past_it(side):
+    ends = set(eos_ids(side))
+    settings = BranchingConfig(samples=16, temperature=1.0, top_p=1.0, max_new_tokens=40, seed=0)
+    samples = sample_example(side, context(side), settings, (), index=0)
+    rows = [t.tolist() for t in samples.split(samples.token_id)]
+    for row in rows:
+        assert 1 <= len(row) <= settings.max_new_tokens
+        assert not ends & set(row[:-1])
+        assert row[-1] in ends or len(row) == settings.max_new_tokens
+    assert any(row[-1] in ends for row in rows), "no sample hit EOS: the cut is not exercised"
+
+
+def test_a_rerun_gives_the_same_samples_and_another_example_index_others(side, sampled):
+    ctx = context(side)
+    first = sampled
+    torch.manual_seed(123)  # whatever the global RNG held before
+    again = sample_example(side, ctx, SETTINGS, (), index=4)
+    other = sample_example(side, ctx, SETTINGS, (), index=5)
+    np.testing.assert_array_equal(first.offsets, again.offsets)
+    np.testing.assert_array_equal(first.token_id, again.token_id)
+    np.testing.assert_array_equal(first.entropy, again.entropy)
+    assert not np.array_equal(first.token_id, other.token_id)
+
+
+def test_stop_strings_cut_a_sample_before_them(side, sampled):
+    ctx = context(side)
+    free = sampled
+    text = side.tokenizer.decode(free.split(free.token_id)[0].tolist())
+    stop = text[len(text) // 2 :][:2]
+    assert stop.strip(), f"no usable stop string in {text!r}"
+    cut = sample_example(side, ctx, SETTINGS, (stop,), index=4)
+    for tokens in cut.split(cut.token_id):
+        assert stop not in side.tokenizer.decode(tokens.tolist())
+    assert (
+        cut.split(cut.token_id)[0].tolist() == free.split(free.token_id)[0].tolist()[: len(cut.split(cut.token_id)[0])]
+    )
