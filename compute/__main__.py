@@ -1,24 +1,32 @@
-"""The command line: run, validate, info.
+"""The command line: run, validate, info, check.
 
     python -m compute run RUN.toml [--limit N] [--overwrite]
     python -m compute validate RUN.toml
     python -m compute info RUN.h5
     python -m compute check RUN.h5 [--samples N]
 
-Every error a user can cause is one line on stderr and exit status 2.
+Exit statuses:
+    0    ok
+    1    `check` re-scored the artifact and found mismatches
+    2    bad input or environment: one line `error: ...` on stderr, nothing left half-written
+    3    an unexpected error (a bug in TDS): the traceback is printed
+    130  interrupted (Ctrl-C or SIGTERM): finished batches are kept, the same command resumes
+
+`main` is the one place where a user-facing fault (compute.errors.UserError)
+becomes its one line.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import traceback
 
-from compute.artifact import ArtifactError
-from compute.config import ConfigError, load_config
-from compute.datasets import DatasetError
-from compute.packaged import PackageError
+from compute.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_MISMATCHES, EXIT_OK, UserError
 
-USER_ERRORS: tuple[type[Exception], ...] = (ArtifactError, ConfigError, DatasetError, PackageError)
+EXIT_BUG = 3
+INTERRUPTED = "interrupted: finished batches are kept; run the same command again to resume"
 
 
 def _positive_int(text: str) -> int:
@@ -46,6 +54,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def validate(config_path: str) -> str:
+    from compute.config import load_config
     from compute.run import output_path, select_examples
 
     config = load_config(config_path)
@@ -59,23 +68,63 @@ def validate(config_path: str) -> str:
     )
 
 
+class _Interrupts:
+    """While in use, SIGTERM interrupts like Ctrl-C, and either is remembered even if a finalizer swallowed it."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.seen = False
+        self._previous: dict[int, object] = {}
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.seen = True
+        raise KeyboardInterrupt
+
+    def __enter__(self) -> _Interrupts:
+        self._previous = {signum: signal.signal(signum, self._handle) for signum in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    try:
-        if args.command == "validate":
-            print(validate(args.config))
-        elif args.command == "check":
-            return _check(args)
-        elif args.command == "info":
-            from compute.run import describe
+    with _Interrupts() as interrupts:
+        try:
+            status = _command(args)
+        except UserError as err:
+            print(f"error: {err}", file=sys.stderr)
+            status = EXIT_BAD_INPUT
+        except KeyboardInterrupt:
+            status = EXIT_INTERRUPTED
+        except Exception:
+            traceback.print_exc()
+            print("error: an unexpected error (a bug in TDS): please report the traceback above", file=sys.stderr)
+            status = EXIT_BUG
+    if interrupts.seen or status == EXIT_INTERRUPTED:
+        print(INTERRUPTED, file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return status
 
-            print(describe(args.artifact))
-        else:
-            return _run(args)
-    except USER_ERRORS as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+
+def _command(args: argparse.Namespace) -> int:
+    if args.command == "validate":
+        print(validate(args.config))
+    elif args.command == "info":
+        from compute.run import describe
+
+        print(describe(args.artifact))
+    elif args.command == "check":
+        return _check(args)
+    else:
+        from compute.config import load_config
+        from compute.run import run
+
+        run(load_config(args.config), limit=args.limit, overwrite=args.overwrite)
+    return EXIT_OK
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -89,24 +138,7 @@ def _check(args: argparse.Namespace) -> int:
         print(f"mismatch: {mismatch}")
     verdict = "FAILED" if mismatches else "ok"
     print(f"{args.artifact}: {verdict}: {len(positions)} positions re-scored naively, {len(mismatches)} mismatches")
-    return 1 if mismatches else 0
-
-
-def _run(args: argparse.Namespace) -> int:
-    from compute.run import RunError, run
-    from compute.score import ScoringError
-    from compute.sides import SideError
-
-    try:
-        config = load_config(args.config)
-        run(config, limit=args.limit, overwrite=args.overwrite)
-    except (*USER_ERRORS, RunError, ScoringError, SideError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: finished batches are kept; run the same command again to resume", file=sys.stderr)
-        return 130
-    return 0
+    return EXIT_MISMATCHES if mismatches else EXIT_OK
 
 
 if __name__ == "__main__":

@@ -17,6 +17,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from compute.errors import UserError
+
 FORMAT = "tds-artifact"
 FORMAT_VERSION = 1
 SIDE_NAMES = ("aligned", "base")
@@ -31,7 +33,7 @@ _STR = h5py.string_dtype("utf-8")
 _COMPRESSION = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
 
 
-class ArtifactError(Exception):
+class ArtifactError(UserError):
     """An artifact that cannot be read or written; the message is one line for the user."""
 
 

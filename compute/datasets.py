@@ -15,8 +15,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from compute.errors import UserError
 
-class DatasetError(Exception):
+
+class DatasetError(UserError):
     """A dataset that cannot be used; the message is one line naming the file and the record."""
 
 

@@ -25,6 +25,7 @@ from compute import __version__, distributed
 from compute.artifact import ExampleScores, RunMeta, SideScores, open_artifact, summarize, write_artifact
 from compute.config import RunConfig
 from compute.datasets import Example, load_examples
+from compute.errors import UserError
 from compute.generate import generate_answers
 from compute.partial import PartialWork
 from compute.score import ScoreItem, SharedPrefix, check_logits_path, common_prefix_length, score_batch
@@ -33,7 +34,7 @@ from compute.sides import Side, load_sides
 SIDES = ("aligned", "base")
 
 
-class RunError(Exception):
+class RunError(UserError):
     """A run that cannot start or finish; one line for the user."""
 
 
@@ -277,16 +278,15 @@ def _score_share(
     gen_bar = tqdm(total=to_generate, desc="generate", unit="ex", disable=quiet or not to_generate, position=1)
     bar = tqdm(total=n_examples, desc="score", unit="ex", disable=quiet, position=0)
     started = time.perf_counter()
-    for batch in batches:
-        results = runner.process(batch)
-        work.save(meta, results, token_table(sides, results))
-        elapsed = max(time.perf_counter() - started, 1e-9)
-        gen_bar.update(sum(1 for p in batch if p.answer is None))
-        gen_bar.set_postfix(tok_s=f"{runner.generated_tokens / elapsed:.1f}")
-        bar.update(len(batch))
-        bar.set_postfix(tok_s=f"{runner.scored_tokens / elapsed:.1f}")
-    gen_bar.close()
-    bar.close()
+    with gen_bar, bar:  # closed on the way out of an interrupt too, so the next line starts fresh
+        for batch in batches:
+            results = runner.process(batch)
+            work.save(meta, results, token_table(sides, results))
+            elapsed = max(time.perf_counter() - started, 1e-9)
+            gen_bar.update(sum(1 for p in batch if p.answer is None))
+            gen_bar.set_postfix(tok_s=f"{runner.generated_tokens / elapsed:.1f}")
+            bar.update(len(batch))
+            bar.set_postfix(tok_s=f"{runner.scored_tokens / elapsed:.1f}")
     if ranks.world_size > 1:
         log(f"rank {ranks.rank} of {ranks.world_size}: scored {n_examples} examples in {len(batches)} batches")
 

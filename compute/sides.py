@@ -15,9 +15,10 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenize
 
 from compute import packaged
 from compute.config import PACKAGE_PREFIX, PLACEHOLDER, RunConfig, SideConfig
+from compute.errors import UserError
 
 
-class SideError(Exception):
+class SideError(UserError):
     """A side that cannot be loaded or used; one line naming the side and the cause."""
 
 
