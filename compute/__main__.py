@@ -3,7 +3,7 @@
     python -m compute run RUN.toml [--limit N] [--overwrite]
     python -m compute validate RUN.toml
     python -m compute info RUN.h5
-    python -m compute check RUN.h5 [--samples N]
+    python -m compute check RUN.h5 [--samples N] [--model SIDE=PATH]
 
 Exit statuses:
     0    ok
@@ -19,6 +19,7 @@ becomes its one line.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import traceback
@@ -36,6 +37,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _side_path(text: str) -> tuple[str, str]:
+    side, _, path = text.partition("=")
+    if side not in ("aligned", "base") or not path:
+        raise argparse.ArgumentTypeError("must be aligned=PATH or base=PATH")
+    return side, path
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m compute", description="Token distribution shift analysis.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -50,14 +58,25 @@ def parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="re-score sampled positions naively (loads the models) and compare")
     check.add_argument("artifact")
     check.add_argument("--samples", type=_positive_int, default=12, help="positions to re-score (default 12)")
+    check.add_argument(
+        "--model",
+        type=_side_path,
+        action="append",
+        default=[],
+        metavar="SIDE=PATH",
+        help="load that side's model from PATH (a local copy) instead of the name the artifact records",
+    )
     return p
 
 
 def validate(config_path: str) -> str:
     from compute.config import load_config
     from compute.run import output_path, select_examples
+    from compute.sides import check_device
 
     config = load_config(config_path)
+    for side in ("aligned", "base"):
+        check_device(side, config.side(side))
     examples = select_examples(config, None)
     given = sum(e.response is not None for e in examples)
     out = output_path(config)
@@ -92,6 +111,7 @@ class _Interrupts:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # over a file-size limit a write fails (one line), not the process
     with _Interrupts() as interrupts:
         try:
             status = _command(args)
@@ -100,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
             status = EXIT_BAD_INPUT
         except KeyboardInterrupt:
             status = EXIT_INTERRUPTED
+        except BrokenPipeError:  # the reader of our output left (`| head`): stop quietly, as cat does
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            status = EXIT_OK
         except Exception:
             traceback.print_exc()
             print("error: an unexpected error (a bug in TDS): please report the traceback above", file=sys.stderr)
@@ -129,11 +152,11 @@ def _command(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     from compute.artifact import open_artifact
-    from compute.verify import sample_positions, verify
+    from compute.verify import load_side_models, sample_positions, verify
 
     artifact = open_artifact(args.artifact)
     positions = sample_positions(artifact, args.samples)
-    mismatches = verify(artifact, positions)
+    mismatches = verify(artifact, positions, models=load_side_models(artifact, paths=dict(args.model)))
     for mismatch in mismatches:
         print(f"mismatch: {mismatch}")
     verdict = "FAILED" if mismatches else "ok"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tomllib
+import unicodedata
 from dataclasses import MISSING, Field, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from types import UnionType
@@ -21,6 +22,7 @@ from compute.errors import UserError
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 CHAT = "chat"
 PLACEHOLDER = "{instruction}"
+MAX_NAME_BYTES = 255 - len("..h5.12345678.tmp")  # the longest file name a run makes from its name
 PACKAGE_PREFIX = "pypi:"  # a model shipped in a PyPI package (see compute/packaged.py)
 
 
@@ -162,6 +164,13 @@ class _Loader:
         name = values["name"]
         if not name or "/" in name or name.startswith("."):
             raise self.fail(f"name {name!r} must be a plain file name (no '/', not starting with '.')")
+        if any(unicodedata.category(c).startswith("C") for c in name):
+            raise self.fail(f"name {name!r} must not contain control or invisible format characters")
+        if len(name.encode()) > MAX_NAME_BYTES:
+            raise self.fail(
+                f"name is {len(name.encode())} bytes long, at most {MAX_NAME_BYTES} "
+                "(it names files such as .NAME.h5.*.tmp)"
+            )
         if not values["dataset"].is_file():
             raise self.fail(f"dataset {values['dataset']} not found")
         if not all(values["stop"]):
