@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
             print("error: an unexpected error (a bug in TDS): please report the traceback above", file=sys.stderr)
             status = EXIT_BUG
     if interrupts.seen or status == EXIT_INTERRUPTED:
-        print(INTERRUPTED, file=sys.stderr)
+        print(INTERRUPTED if args.command == "run" else "interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     return status
 
