@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from compute.artifact import ExampleScores, RunMeta, SideScores, write_artifact  # noqa: E402
+from compute.artifact import ExampleScores, RunMeta, SideContext, write_artifact  # noqa: E402
 
 APP = ROOT / "dashboard" / "app.py"
 TOP_K = 3
@@ -40,36 +40,39 @@ CONTEXT = [0, 50, 51]  # 0, 50 and 51 have no text in the token table
 TOP_PROBS = np.log(np.array([0.5, 0.3, 0.1], dtype=np.float32))
 
 
-def side(token_ids: list[int], ranks: list[int], entropy: float, context_text: str = "") -> SideScores:
-    """One side: the answer token first in its top-k when its rank is 0, else a filler first."""
+def side(name: str, token_ids: list[int], ranks: list[int], entropy: float) -> dict[str, np.ndarray]:
+    """One side's statistics: the answer token first in its top-k when its rank is 0, else a filler first."""
     n = len(token_ids)
     topk = np.array([[t, 101, 102] if r == 0 else [100, 101, t] for t, r in zip(token_ids, ranks, strict=True)])
-    return SideScores(
-        context_ids=np.array(CONTEXT, dtype=np.int32),
-        topk_ids=topk.reshape(n, TOP_K).astype(np.int32),
-        topk_logprobs=np.tile(TOP_PROBS, (n, 1)),
-        logprob=np.full(n, np.log(0.2), dtype=np.float32),
-        rank=np.array(ranks, dtype=np.int32),
-        entropy=np.full(n, entropy, dtype=np.float32),
-        context_text=context_text,
-    )
+    return {
+        f"sides/{name}/topk_ids": topk.reshape(n, TOP_K).astype(np.int32),
+        f"sides/{name}/topk_logprobs": np.tile(TOP_PROBS, (n, 1)),
+        f"sides/{name}/logprob": np.full(n, np.log(0.2), dtype=np.float32),
+        f"sides/{name}/rank": np.array(ranks, dtype=np.int32),
+        f"sides/{name}/entropy": np.full(n, entropy, dtype=np.float32),
+    }
 
 
 def example(
     index: int, id_: str, prompt: str, token_ids: list[int], base_ranks: list[int], kl: list[float], context: str = ""
 ) -> ExampleScores:
     """An example whose aligned side ranks every answer token first (entropy 1) and base side has entropy 2;
-    `context` is the aligned side's stored context text (the base side stores none)."""
+    `context` is the aligned side's stored context text (the base side stores none). JS is KL / 4."""
     return ExampleScores(
         index=index,
         id=id_,
         prompt=prompt,
         response="".join(TOKENS[t] for t in token_ids),
         token_ids=np.array(token_ids, dtype=np.int32),
-        kl=np.array(kl, dtype=np.float32),
-        sides={
-            "aligned": side(token_ids, [0] * len(token_ids), 1.0, context),
-            "base": side(token_ids, base_ranks, 2.0),
+        contexts={
+            "aligned": SideContext(np.array(CONTEXT, dtype=np.int32), context),
+            "base": SideContext(np.array(CONTEXT, dtype=np.int32)),
+        },
+        stats={
+            "positions/kl": np.array(kl, dtype=np.float32),
+            "positions/js": np.array(kl, dtype=np.float32) / 4,
+            **side("aligned", token_ids, [0] * len(token_ids), 1.0),
+            **side("base", token_ids, base_ranks, 2.0),
         },
     )
 

@@ -95,4 +95,4 @@ def test_check_command_passes_a_good_artifact_and_catches_a_tampered_one(scored,
         f["sides/base/entropy"][...] = f["sides/base/entropy"][...] + 0.01
     assert main(["check", str(tampered), "--samples", "6"]) == 1
     out = capsys.readouterr().out
-    assert "FAILED" in out and "base entropy" in out
+    assert "FAILED" in out and "sides/base/entropy" in out
