@@ -122,3 +122,28 @@ def bad_files(directory: Path, good: Path) -> dict[str, Path]:
     with h5py.File(newer, "a") as f:
         f.attrs["format_version"] = 2
     return {"truncated": truncated, "incomplete": incomplete, "newer": newer}
+
+
+# What the format table alone requires (shared/design/artifact-format.md, "Layout"); everything else is optional.
+OPTIONAL_DATASETS = ("examples/index", "positions/js")
+OPTIONAL_SIDE_DATASETS = ("context_text", "context_text_offsets")
+REQUIRED_ROOT_ATTRS = ("format", "format_version", "name", "top_k", "created_utc", "tool_version", "complete")
+
+
+def strip_additions(source: Path, target: Path) -> Path:
+    """A copy of `source` holding only what the v1 format table requires, as someone else's notebook would write
+    it: every dataset and attribute re-written with plain h5py, no compression, none of the optional additions."""
+    with h5py.File(source, "r") as old, h5py.File(target, "w") as new:
+        for key in REQUIRED_ROOT_ATTRS:
+            new.attrs[key] = old.attrs.get(key, "notebook")
+
+        def copy(name: str, obj) -> None:
+            side_optional = name.startswith("sides/") and name.rsplit("/", 1)[-1] in OPTIONAL_SIDE_DATASETS
+            if isinstance(obj, h5py.Dataset) and name not in OPTIONAL_DATASETS and not side_optional:
+                new.create_dataset(name, data=obj[()])
+
+        old.visititems(copy)
+        for side in ("aligned", "base"):
+            for key in ("model", "template", "dtype"):
+                new[f"sides/{side}"].attrs[key] = old[f"sides/{side}"].attrs[key]
+    return target

@@ -96,3 +96,34 @@ def test_check_command_passes_a_good_artifact_and_catches_a_tampered_one(scored,
     assert main(["check", str(tampered), "--samples", "6"]) == 1
     out = capsys.readouterr().out
     assert "FAILED" in out and "sides/base/entropy" in out
+
+
+def test_a_v1_file_without_the_optional_additions_passes_info_and_check(scored, tmp_path, capsys):
+    """Written from the format table alone (no examples/index, context text or JS): info and check take it."""
+    from dashboard_helpers import strip_additions
+
+    from compute.__main__ import main
+
+    plain = strip_additions(scored.path, tmp_path / "plain.h5")
+    assert not open_artifact(plain).has("positions/js")
+    assert main(["info", str(plain)]) == 0
+    out = capsys.readouterr().out
+    assert "aligned top choice (AlignTDS)" in out and "JS" not in out
+    assert main(["check", str(plain), "--samples", "6"]) == 0
+    assert "ok: 6 positions re-scored naively, 0 mismatches" in capsys.readouterr().out
+
+
+def test_js_is_stored_and_a_tampered_js_is_caught(scored, tmp_path, capsys):
+    import shutil
+
+    import h5py
+
+    from compute.__main__ import main
+
+    js = scored.read("positions/js")
+    assert (js >= 0).all() and (js <= np.log(2) + 1e-6).all() and js.max() > 0
+    tampered = shutil.copy(scored.path, tmp_path / "tampered.h5")
+    with h5py.File(tampered, "a") as f:
+        f["positions/js"][...] = f["positions/js"][...] * 1.5 + 0.01
+    assert main(["check", str(tampered), "--samples", "4"]) == 1
+    assert "positions/js" in capsys.readouterr().out
