@@ -16,6 +16,7 @@ from dashboard_helpers import (
     CONTEXT_TEXT,
     MATH,
     ROOT,
+    TOKENS,
     XSS,
     bad_files,
     small_runs,
@@ -159,6 +160,19 @@ def test_token_types_counts_and_most_shifted(runs_dir):
     contexts = dict(zip(top["token_id"], top["in_context"], strict=True))
     assert contexts[1] == "⟦Sure⟧, here↵ 42"
     assert contexts[9] == f"{XSS}{BOLD}{MATH}⟦ However⟧"
+
+
+def test_token_types_classify_each_id_of_the_token_table_once(runs_dir, monkeypatch):
+    """Types come from the token table (13 ids per run here), not from every position, and are cached."""
+    from dashboard import tokens
+
+    calls = []
+    classify = tokens.classify
+    monkeypatch.setattr(tokens, "classify", lambda text: calls.append(text) or classify(text))
+    at = open_page("token_types")
+    assert len(calls) == 2 * 13 and sorted(set(calls)) == sorted(TOKENS.values())
+    at.run()
+    assert len(calls) == 2 * 13
 
 
 def test_token_types_nudging_entropy(runs_dir):
