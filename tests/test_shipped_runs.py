@@ -36,7 +36,7 @@ def test_the_readme_gives_each_shipped_runs_own_shares(name):
     summary = summarize(open_artifact(ARTIFACTS / f"{name}.h5"))
     for prefix, shares in zip(("share", "aligntds_share"), stated, strict=True):
         held = tuple(round(100 * summary[f"{prefix}_{c}"], 1) for c in ("unshifted", "marginal", "shifted"))
-        assert shares == held, (name, prefix)
+        assert shares == held, (name, prefix, held)
 
 
 def test_the_generated_run_is_the_aligned_sides_greedy_answers():
