@@ -9,6 +9,7 @@ rank merges the batches in dataset order into out_dir/NAME.h5.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import tempfile
 import time
@@ -22,13 +23,25 @@ from tqdm import tqdm
 from transformers.utils.logging import disable_progress_bar
 
 from compute import __version__, distributed
-from compute.artifact import ExampleScores, RunMeta, SideScores, open_artifact, summarize, write_artifact
+from compute.artifact import (
+    ExampleScores,
+    RunMeta,
+    SideContext,
+    branching_attrs,
+    has_branching,
+    open_artifact,
+    read_branching,
+    summarize,
+    write_artifact,
+)
+from compute.branching import ExampleSamples, run_branching_factor
 from compute.config import RunConfig
 from compute.datasets import Example, load_examples
 from compute.errors import UserError
 from compute.generate import generate_answers
 from compute.lock import RunLock
 from compute.partial import PartialWork
+from compute.sampling import sample_example
 from compute.score import ScoreItem, SharedPrefix, check_logits_path, common_prefix_length, score_batch
 from compute.sides import Side, load_sides
 
@@ -160,14 +173,6 @@ class Runner:
             response = example.response
             if response is None:
                 response = aligned.tokenizer.decode(item.answer)
-            sides = {
-                name: SideScores(
-                    context_ids=np.asarray(p.contexts[name], dtype=np.int32),
-                    context_text=p.context_texts[name],
-                    **s[name],
-                )
-                for name in SIDES
-            }
             results.append(
                 ExampleScores(
                     index=example.index,
@@ -175,11 +180,27 @@ class Runner:
                     prompt=example.instruction,
                     response=response,
                     token_ids=np.asarray(item.answer, dtype=np.int32),
-                    kl=s["kl"],
-                    sides=sides,
+                    contexts={
+                        name: SideContext(np.asarray(p.contexts[name], dtype=np.int32), p.context_texts[name])
+                        for name in SIDES
+                    },
+                    stats=s,
+                    branching=self.sample(p),
                 )
             )
         return results
+
+    def sample(self, planned: Planned) -> dict[str, ExampleSamples] | None:
+        """Each side's sampled continuations of its own context, when the config asks for the branching factor."""
+        settings = self.config.branching
+        if settings is None:
+            return None
+        return {
+            name: sample_example(
+                side, planned.contexts[name], settings, self.config.stop, planned.example.index, self.prefixes.get(name)
+            )
+            for name, side in self.sides.items()
+        }
 
 
 MIN_SHARED_PREFIX = 16  # shorter shared prefixes are not worth a cache
@@ -203,8 +224,8 @@ def token_table(sides: dict[str, Side], examples: list[ExampleScores]) -> dict[i
     ids: set[int] = set()
     for example in examples:
         ids.update(example.token_ids.tolist())
-        for scores in example.sides.values():
-            ids.update(scores.topk_ids.ravel().tolist())
+        for side in SIDES:
+            ids.update(example.stats[f"sides/{side}/topk_ids"].ravel().tolist())
     tokenizer = sides["aligned"].tokenizer
     return {i: tokenizer.decode([i]) for i in sorted(ids)}
 
@@ -220,6 +241,7 @@ def run_meta(config: RunConfig, sides: dict[str, Side], fingerprint: str) -> Run
             "config": config.text,
             "config_fingerprint": fingerprint,
         },
+        branching=dataclasses.asdict(config.branching) if config.branching else None,
     )
 
 
@@ -330,7 +352,9 @@ def _print_summary(path: Path, seconds: float) -> None:
     print(
         f"wrote {path}: {s['examples']} examples, {s['positions']} positions; "
         f"unshifted {s['share_unshifted']:.1%}, marginal {s['share_marginal']:.1%}, shifted {s['share_shifted']:.1%}; "
-        f"mean KL {s['mean_kl']:.3f} nats; {seconds:.1f} s"
+        f"mean KL {s['mean_kl']:.3f} nats"
+        + (f", mean JS {s['mean_js']:.3f} nats" if "mean_js" in s else "")
+        + f"; {seconds:.1f} s"
     )
 
 
@@ -348,10 +372,25 @@ def describe(path: Path) -> str:
         )
     lines.append(f"  {s['examples']} examples, {s['positions']} positions")
     lines.append(
-        f"  unshifted {s['share_unshifted']:.1%}  marginal {s['share_marginal']:.1%}  shifted {s['share_shifted']:.1%}"
+        f"  answer token: unshifted {s['share_unshifted']:.1%}  marginal {s['share_marginal']:.1%}  "
+        f"shifted {s['share_shifted']:.1%}"
     )
     lines.append(
-        f"  mean KL {s['mean_kl']:.4f} nats; mean entropy aligned {s['mean_entropy_aligned']:.3f}, "
-        f"base {s['mean_entropy_base']:.3f}"
+        f"  aligned top choice (AlignTDS): unshifted {s['aligntds_share_unshifted']:.1%}  "
+        f"marginal {s['aligntds_share_marginal']:.1%}  shifted {s['aligntds_share_shifted']:.1%}; "
+        f"answer token = aligned top choice at {s['answer_is_aligned_top']:.1%}"
     )
+    means = [
+        f"{stat.label}{f' {side}' if side else ''} {s['mean_' + stat.column(side)]:.4f}"
+        for _, stat, side in artifact.statistics()
+        if stat.aggregate == "mean"
+    ]
+    lines.append("  means (nats): " + "; ".join(means))
+    if has_branching(artifact):
+        bf = {name: run_branching_factor(read_branching(artifact, name)) for name in SIDES}
+        n = branching_attrs(artifact, "aligned")["samples"]
+        lines.append(
+            f"  branching factor (BF paper, {n} samples per example): aligned {bf['aligned']:.2f}, "
+            f"base {bf['base']:.2f}, ratio aligned/base {bf['aligned'] / bf['base']:.2f}"
+        )
     return "\n".join(lines)

@@ -1,9 +1,10 @@
 """Sampled continuations for the branching factor (compute/branching.py), with transformers' generate.
 
 A side samples n continuations of one example's context in one generate call:
-the context runs once, its KV cache is copied n times, and each step is one
-forward for all n samples (what num_return_sequences = n does, without running
-the context n times). The
+the context runs once (on top of the side's shared-prefix cache, when it has
+one), its KV cache is copied n times, and each step is one forward for all n
+samples (what num_return_sequences = n does, without running the context n
+times). The
 temperature and top-p warpers are transformers' own, passed as logits
 processors with a recorder after them (generate puts processors it builds
 itself after the ones it is given, so its own warpers are switched off). At
@@ -20,6 +21,8 @@ example's samples do not depend on batching, resuming or the rank.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
@@ -67,9 +70,25 @@ def sample_length(side: Side, row: list[int], ends: list[int], stop: tuple[str, 
     return len(kept)
 
 
+def context_cache(side: Side, context: list[int], prefix: SharedPrefix | None) -> Any:
+    """The KV cache of all but the last context token (batch of one), reusing the prefix's; None for 1 token."""
+    head = prefix.ids if prefix is not None and context[: len(prefix.ids)] == prefix.ids else []
+    cache = prefix.for_batch(1) if head else None
+    rest = context[len(head) : -1]
+    if rest:
+        ids = torch.tensor([rest], dtype=torch.long, device=side.device)
+        cache = side.model.base_model(input_ids=ids, past_key_values=cache, use_cache=True).past_key_values
+    return cache
+
+
 @torch.inference_mode()
 def sample_example(
-    side: Side, context: list[int], settings: BranchingConfig, stop: tuple[str, ...], index: int
+    side: Side,
+    context: list[int],
+    settings: BranchingConfig,
+    stop: tuple[str, ...],
+    index: int,
+    prefix: SharedPrefix | None = None,
 ) -> ExampleSamples:
     """`settings.samples` continuations of one context, seeded by the example's dataset index."""
     n = settings.samples
@@ -95,7 +114,9 @@ def sample_example(
         eta_cutoff=0.0,
     )
     torch.manual_seed(settings.seed + index)
-    cache = SharedPrefix.build(side.model, side.device, context[:-1]).for_batch(n) if len(context) > 1 else None
+    cache = context_cache(side, context, prefix)
+    if cache is not None:
+        cache.batch_repeat_interleave(n)
     input_ids = torch.tensor([context] * n, dtype=torch.long, device=side.device)
     output = side.model.generate(
         input_ids=input_ids,

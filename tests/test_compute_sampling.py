@@ -13,6 +13,7 @@ from test_compute_prefix import tiny_gemma3
 from compute.config import BranchingConfig, load_config
 from compute.generate import eos_ids
 from compute.sampling import sample_example
+from compute.score import SharedPrefix
 from compute.sides import load_sides
 
 SETTINGS = BranchingConfig(samples=5, temperature=0.8, top_p=0.9, max_new_tokens=8, seed=3)
@@ -70,11 +71,15 @@ def naive_step(side, prefix: list[int], token: int, settings: BranchingConfig) -
     return entropy, float(np.log(nucleus[kept.index(token)].item()))
 
 
-@pytest.mark.parametrize("kind", ["llama", "gemma3-sliding"])
+@pytest.mark.parametrize("kind", ["llama", "gemma3-sliding", "gemma3-sliding-on-a-prefix-cache"])
 def test_recorded_entropy_and_logprob_match_a_naive_recomputation(kind, request):
-    side = request.getfixturevalue({"llama": "side", "gemma3-sliding": "sliding"}[kind])
+    side = request.getfixturevalue("side" if kind == "llama" else "sliding")
     ctx = context(side)
-    samples = request.getfixturevalue("sampled") if kind == "llama" else sample_example(side, ctx, SETTINGS, (), 4)
+    if kind == "llama":
+        samples = request.getfixturevalue("sampled")
+    else:
+        prefix = SharedPrefix.build(side.model, side.device, ctx[:-3]) if kind.endswith("cache") else None
+        samples = sample_example(side, ctx, SETTINGS, (), 4, prefix)
     assert samples.n == SETTINGS.samples
     checked = 0
     for entropy, tokens, logprob in zip(

@@ -1,0 +1,129 @@
+"""A run with [branching] end to end (tiny models): stored, seeded, kept across resume, checked on read."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+from conftest import config_text, write_config, write_jsonl
+
+from compute import run as run_module
+from compute.artifact import (
+    SIDE_NAMES,
+    ArtifactError,
+    branching_attrs,
+    has_branching,
+    open_artifact,
+    read_branching,
+    read_examples,
+)
+from compute.config import load_config
+from compute.run import describe, run
+from compute.sampling import sample_example
+from compute.sides import load_sides
+
+DATA = [
+    {"id": "a", "instruction": "Thank me.", "response": "Thank you for your question!"},
+    {"id": "b", "instruction": "Explain cats.", "response": "The cat sat on the mat."},
+    {"id": "c", "instruction": "Here are some examples:"},
+]
+BRANCHING = "[branching]\nsamples = 4\nmax_new_tokens = 6\nseed = 1\n"
+
+
+def write_run(folder, pair, batch_size: int):
+    dataset = write_jsonl(folder / "data.jsonl", DATA)
+    text = config_text(pair, dataset, folder / "out", batch_size=batch_size, max_new_tokens=5) + BRANCHING
+    return load_config(write_config(folder, text))
+
+
+@pytest.fixture(scope="module")
+def runs(model_pairs, tmp_path_factory):
+    """The same run twice: in one batch of 3, and one example per batch, killed after the first and resumed."""
+    pair = model_pairs["llama"]
+    whole = run(write_run(tmp_path_factory.mktemp("whole"), pair, batch_size=3))
+    config = write_run(tmp_path_factory.mktemp("resumed"), pair, batch_size=1)
+    real, calls = run_module.score_batch, {"n": 0}
+
+    def fail_second(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("killed")
+        return real(*args, **kwargs)
+
+    patch = pytest.MonkeyPatch()
+    patch.setattr(run_module, "score_batch", fail_second)
+    try:
+        with pytest.raises(RuntimeError, match="killed"):
+            run(config)
+    finally:
+        patch.undo()
+    assert len(list(config.out_dir.glob(".run.partial/batch-*.h5"))) == 1
+    return open_artifact(whole), open_artifact(run(config)), config
+
+
+def test_the_artifact_holds_each_sides_samples_as_the_format_says(runs):
+    artifact = runs[0]
+    assert has_branching(artifact)
+    for side in SIDE_NAMES:
+        attrs = branching_attrs(artifact, side)
+        assert (attrs["samples"], attrs["temperature"], attrs["top_p"], attrs["max_new_tokens"]) == (4, 1.0, 0.9, 6)
+        offsets = artifact.read(f"branching/{side}/sample_offsets")
+        assert len(offsets) == 3 * 4 + 1 and offsets[-1] == len(artifact.read(f"branching/{side}/entropy"))
+        lengths = np.diff(offsets)
+        assert lengths.min() >= 1 and lengths.max() <= 6
+        assert artifact.read(f"branching/{side}/token_id").dtype == np.int32
+
+
+def test_stored_samples_are_what_the_side_samples_for_that_example(runs, model_pairs):
+    artifact, _, config = runs
+    side = load_sides(config)["base"]
+    e = 1
+    direct = sample_example(side, artifact.context_ids("base", e).tolist(), config.branching, (), index=e)
+    stored = read_branching(artifact, "base")[e]
+    np.testing.assert_array_equal(stored.offsets, direct.offsets)
+    np.testing.assert_array_equal(stored.token_id, direct.token_id)
+    np.testing.assert_allclose(stored.logprob, direct.logprob, atol=1e-5)
+
+
+def test_resume_and_batching_keep_the_same_samples(runs):
+    whole, resumed, _ = runs
+    for side in SIDE_NAMES:
+        for name in ("sample_offsets", "token_id", "entropy", "logprob"):
+            np.testing.assert_allclose(
+                whole.read(f"branching/{side}/{name}"), resumed.read(f"branching/{side}/{name}"), atol=1e-5
+            )
+    assert all(e.branching is not None for e in read_examples(resumed))
+
+
+def test_info_reports_the_branching_factor_per_side_and_the_ratio(runs):
+    text = describe(runs[0].path)
+    assert "branching factor (BF paper, 4 samples per example): aligned " in text and "ratio aligned/base" in text
+
+
+def test_a_file_without_branching_still_opens_and_says_so(runs, tmp_path):
+    path = tmp_path / "plain.h5"
+    path.write_bytes(runs[0].path.read_bytes())
+    with h5py.File(path, "a") as f:
+        del f["branching"]
+    artifact = open_artifact(path)
+    assert not has_branching(artifact)
+    assert all(e.branching is None for e in read_examples(artifact))
+    assert "branching factor" not in describe(path)
+
+
+@pytest.mark.parametrize(
+    ("tamper", "message"),
+    [
+        (lambda f: f["branching/base/sample_offsets"].resize((5,)), r"sample_offsets has 5 entries, expected E\*n\+1"),
+        (lambda f: f["branching/aligned"].attrs.__delitem__("top_p"), r"attribute top_p of /branching/aligned"),
+        (lambda f: f.__delitem__("branching/base"), r"group /branching/base is missing"),
+    ],
+)
+def test_a_broken_branching_group_is_refused_in_one_line(runs, tmp_path, tamper, message):
+    path = tmp_path / "bad.h5"
+    path.write_bytes(runs[0].path.read_bytes())
+    with h5py.File(path, "a") as f:
+        tamper(f)
+    with pytest.raises(ArtifactError, match=message) as err:
+        open_artifact(path)
+    assert "\n" not in str(err.value)
