@@ -391,6 +391,6 @@ def describe(path: Path) -> str:
         n = branching_attrs(artifact, "aligned")["samples"]
         lines.append(
             f"  branching factor (BF paper, {n} samples per example): aligned {bf['aligned']:.2f}, "
-            f"base {bf['base']:.2f}, ratio aligned/base {bf['aligned'] / bf['base']:.2f}"
+            f"base {bf['base']:.2f}; base / aligned {bf['base'] / bf['aligned']:.2f}"
         )
     return "\n".join(lines)

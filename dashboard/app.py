@@ -23,6 +23,7 @@ PAGES = [
     st.Page("app_pages/token_types.py", title="Token types", icon=":material/category:"),
     st.Page("app_pages/examples.py", title="Examples", icon=":material/article:"),
     st.Page("app_pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
+    st.Page("app_pages/branching.py", title="Branching factor", icon=":material/account_tree:"),
 ]
 MAX_DEFAULT_RUNS = 8
 

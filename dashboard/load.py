@@ -26,9 +26,13 @@ from compute.artifact import (
     SIDE_NAMES,
     Artifact,
     ArtifactError,
+    branching_attrs,
     categories,
+    has_branching,
     open_artifact,
+    read_branching,
 )
+from compute.branching import ExampleSamples
 
 __all__ = ["ALIGNED_TOP_CHOICE", "ANSWER_TOKEN", "CATEGORIES", "CATEGORY_DEFINITIONS", "SIDE_NAMES", "Run", "RunKey"]
 
@@ -161,6 +165,16 @@ def tokens(key: RunKey) -> pl.DataFrame:
         {"id": artifact.read("tokens/id"), "text": artifact.read("tokens/text").tolist()},
         schema_overrides={"id": pl.Int32, "text": pl.String},
     )
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def branching(key: RunKey) -> tuple[dict[str, object], dict[str, list[ExampleSamples]]] | None:
+    """The sampling settings and each side's sampled continuations (BF paper), or None where the run has none."""
+    artifact = _open(key)
+    assert not isinstance(artifact, str), artifact
+    if not has_branching(artifact):
+        return None
+    return branching_attrs(artifact, "aligned"), {side: read_branching(artifact, side) for side in SIDE_NAMES}
 
 
 def token_text(run: Run) -> dict[int, str]:

@@ -97,7 +97,7 @@ def test_resume_and_batching_keep_the_same_samples(runs):
 
 def test_info_reports_the_branching_factor_per_side_and_the_ratio(runs):
     text = describe(runs[0].path)
-    assert "branching factor (BF paper, 4 samples per example): aligned " in text and "ratio aligned/base" in text
+    assert "branching factor (BF paper, 4 samples per example): aligned " in text and "; base / aligned " in text
 
 
 def test_a_file_without_branching_still_opens_and_says_so(runs, tmp_path):

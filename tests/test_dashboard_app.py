@@ -25,7 +25,7 @@ from dashboard_helpers import (
 )
 from streamlit.testing.v1 import AppTest
 
-PAGES = ("overview", "positions", "token_types", "examples", "compare")
+PAGES = ("overview", "positions", "token_types", "examples", "compare", "branching")
 
 
 @pytest.fixture

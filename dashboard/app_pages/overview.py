@@ -37,7 +37,7 @@ st.caption(
     "answer_is_aligned_top: the share of positions where the answer token is the aligned side's own top choice; "
     "there both definitions agree (on the aligned side's own greedy answers, everywhere). "
     "exp_entropy_*: exp of the mean teacher-forced entropy, and the base / aligned ratio; this is not the "
-    "branching factor of Yang & Holtzman, which samples continuations."
+    "branching factor of Yang & Holtzman, which samples continuations (see the Branching factor page)."
 )
 st.dataframe(table, hide_index=True)
 ui.downloads(table, "overview")
