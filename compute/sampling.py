@@ -5,9 +5,10 @@ the context runs once (on top of the side's shared-prefix cache, when it has
 one), its KV cache is copied n times, and each step is one forward for all n
 samples (what num_return_sequences = n does, without running the context n
 times). The
-temperature and top-p warpers are transformers' own, passed as logits
-processors with a recorder after them (generate puts processors it builds
-itself after the ones it is given, so its own warpers are switched off). At
+temperature and top-p warpers are transformers' own (top-p with a faster
+exact path), passed as logits processors with a recorder after them
+(generate puts processors it builds itself after the ones it is given, so
+its own warpers are switched off). At
 each step the recorder takes the entropy of the warped, renormalised
 distribution, and keeps that step's log-probabilities only until the next
 step, where input_ids shows the token that was sampled from them: no step's
@@ -33,6 +34,31 @@ from compute.config import BranchingConfig
 from compute.generate import cut_at_stop, eos_ids
 from compute.score import SharedPrefix
 from compute.sides import Side
+
+NUCLEUS_MARGIN = 1e-4  # float rounding between two ways of summing probabilities must not move the boundary
+
+
+class NucleusWarper(TopPLogitsWarper):
+    """transformers' top-p warper without its full-vocabulary sort when the nucleus lies in the top `candidates`.
+
+    A token is kept when the probability of the tokens ranked above it is below top_p (HF's rule). If the top
+    `candidates` tokens of every row hold top_p or more, the rest are outside the nucleus and a top-k finds it;
+    otherwise the row set goes through HF's sort. (Sorting 262k logits per row was half of a step on a CPU.)
+    """
+
+    def __init__(self, top_p: float, candidates: int = 1024):
+        super().__init__(top_p)
+        self.candidates = candidates
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        probs = torch.softmax(scores.float(), dim=-1)
+        top = probs.topk(min(self.candidates, probs.shape[-1]), dim=-1)
+        mass = top.values.cumsum(dim=-1)
+        if not bool((mass[:, -1] >= self.top_p + NUCLEUS_MARGIN).all()):
+            return super().__call__(input_ids, scores)
+        keep_sorted = mass - top.values < self.top_p
+        keep = torch.zeros_like(probs, dtype=torch.bool).scatter(1, top.indices, keep_sorted)
+        return scores.masked_fill(~keep, self.filter_value)
 
 
 class StepRecorder(LogitsProcessor):
@@ -96,7 +122,7 @@ def sample_example(
     pad = side.tokenizer.pad_token_id if side.tokenizer.pad_token_id is not None else 0
     recorder = StepRecorder(len(context))
     processors = LogitsProcessorList(
-        [TemperatureLogitsWarper(settings.temperature), TopPLogitsWarper(settings.top_p), recorder]
+        [TemperatureLogitsWarper(settings.temperature), NucleusWarper(settings.top_p), recorder]
     )
     config = GenerationConfig(
         do_sample=True,

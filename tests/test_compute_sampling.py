@@ -12,7 +12,7 @@ from test_compute_prefix import tiny_gemma3
 
 from compute.config import BranchingConfig, load_config
 from compute.generate import eos_ids
-from compute.sampling import sample_example
+from compute.sampling import NucleusWarper, sample_example
 from compute.score import SharedPrefix
 from compute.sides import load_sides
 
@@ -130,3 +130,17 @@ def test_stop_strings_cut_a_sample_before_them(side, sampled):
     assert (
         cut.split(cut.token_id)[0].tolist() == free.split(free.token_id)[0].tolist()[: len(cut.split(cut.token_id)[0])]
     )
+
+
+@pytest.mark.parametrize("spread", [0.5, 4.0, 40.0])
+def test_the_nucleus_warper_keeps_what_transformers_top_p_keeps(spread):
+    """Peaked rows take the top-k path, flat ones (spread 0.5: the nucleus is wider than 1024) HF's sort."""
+    from transformers.generation.logits_process import TopPLogitsWarper
+
+    generator = torch.Generator().manual_seed(0)
+    scores = torch.randn((6, 5000), generator=generator) * spread
+    for top_p in (0.5, 0.9, 0.99):
+        expected = TopPLogitsWarper(top_p)(None, scores.clone())
+        got = NucleusWarper(top_p, candidates=1024)(None, scores.clone())
+        assert torch.equal(torch.isinf(got), torch.isinf(expected))
+        assert torch.equal(got[~torch.isinf(got)], expected[~torch.isinf(expected)])
