@@ -151,16 +151,23 @@ def _command(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from compute.artifact import open_artifact
-    from compute.verify import load_side_models, sample_positions, verify
+    from compute.artifact import has_branching, open_artifact
+    from compute.verify import load_side_models, sample_positions, sample_steps, verify, verify_branching
 
     artifact = open_artifact(args.artifact)
     positions = sample_positions(artifact, args.samples)
-    mismatches = verify(artifact, positions, models=load_side_models(artifact, paths=dict(args.model)))
+    models = load_side_models(artifact, paths=dict(args.model))
+    mismatches = verify(artifact, positions, models=models)
+    steps = sample_steps(artifact, args.samples) if has_branching(artifact) else []
+    mismatches += verify_branching(artifact, steps, models=models)
     for mismatch in mismatches:
         print(f"mismatch: {mismatch}")
     verdict = "FAILED" if mismatches else "ok"
-    print(f"{args.artifact}: {verdict}: {len(positions)} positions re-scored naively, {len(mismatches)} mismatches")
+    sampled = f" and {len(steps)} sampled steps" if steps else ""
+    print(
+        f"{args.artifact}: {verdict}: {len(positions)} positions{sampled} re-scored naively, "
+        f"{len(mismatches)} mismatches"
+    )
     return EXIT_MISMATCHES if mismatches else EXIT_OK
 
 

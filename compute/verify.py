@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from compute.artifact import SIDE_NAMES, Artifact
+from compute.artifact import SIDE_NAMES, Artifact, branching_attrs, read_branching
 from compute.config import SideConfig
 from compute.packaged import PackageError
 from compute.sides import SideError, load_model
@@ -103,4 +103,63 @@ def verify(artifact: Artifact, positions: list[tuple[int, int]], atol: float = 1
             expected = np.asarray(stat.naive(logp, target, k, side))
             if not stat.agrees(stored, expected, logp[side or "aligned"], atol):
                 mismatches.append(Mismatch(e, t, dataset, stored, expected))
+    return mismatches
+
+
+def nucleus_step(logits: torch.Tensor, token: int, temperature: float, top_p: float) -> tuple[float, float] | None:
+    """The BF paper's numbers for one sampled step, the slow way: temperature, then the most likely tokens
+    one by one until they hold top_p, renormalised; (entropy, log-prob of `token`), None if `token` is not kept."""
+    probs = torch.softmax(logits.double() / temperature, dim=-1)
+    order = torch.argsort(probs, descending=True).tolist()
+    kept, mass = [], 0.0
+    for i in order:
+        kept.append(i)
+        mass += probs[i].item()
+        if mass >= top_p:
+            break
+    if token not in kept:
+        return None
+    nucleus = probs[kept] / probs[kept].sum()
+    entropy = -(nucleus * nucleus.log()).sum().item()
+    return entropy, float(nucleus[kept.index(token)].log().item())
+
+
+def sample_steps(artifact: Artifact, n: int, seed: int = 0) -> list[tuple[str, int, int, int]]:
+    """(side, example, sample, step) of n stored sampled steps: the first step of some samples, then random ones."""
+    rng = random.Random(seed)
+    steps: list[tuple[str, int, int, int]] = []
+    for side in SIDE_NAMES:
+        samples = read_branching(artifact, side)
+        nonempty = [(e, s) for e, x in enumerate(samples) for s in range(x.n) if x.offsets[s + 1] > x.offsets[s]]
+        for i, (e, s) in enumerate(rng.sample(nonempty, min(len(nonempty), n // 2))):
+            length = int(samples[e].offsets[s + 1] - samples[e].offsets[s])
+            steps.append((side, e, s, 0 if i % 2 == 0 else rng.randrange(length)))
+    return steps
+
+
+@torch.inference_mode()
+def verify_branching(
+    artifact: Artifact, steps: list[tuple[str, int, int, int]], atol: float = 1e-3, models=None
+) -> list[Mismatch]:
+    """Re-derive stored sampled steps (/branching) with one full forward each; [] when all agree."""
+    models = models or load_side_models(artifact)
+    settings = {side: branching_attrs(artifact, side) for side in SIDE_NAMES}
+    samples = {side: read_branching(artifact, side) for side in SIDE_NAMES}
+    mismatches: list[Mismatch] = []
+    for side, e, s, t in steps:
+        sample = samples[side][e]
+        rows = slice(int(sample.offsets[s]), int(sample.offsets[s + 1]))
+        tokens, entropy, logprob = sample.token_id[rows], sample.entropy[rows], sample.logprob[rows]
+        model, device = models[side]
+        ids = torch.tensor(np.concatenate([artifact.context_ids(side, e), tokens[:t]]), device=device)[None]
+        expected = nucleus_step(
+            model(input_ids=ids).logits[0, -1], int(tokens[t]), settings[side]["temperature"], settings[side]["top_p"]
+        )
+        label = f"branching/{side} sample {s}"
+        if expected is None:
+            mismatches.append(Mismatch(e, t, f"{label} token", int(tokens[t]), "outside the top-p nucleus"))
+            continue
+        for name, stored, value in (("entropy", entropy[t], expected[0]), ("logprob", logprob[t], expected[1])):
+            if not np.isclose(stored, value, atol=atol, rtol=0):
+                mismatches.append(Mismatch(e, t, f"{label} {name}", float(stored), value))
     return mismatches

@@ -21,6 +21,7 @@ from compute.config import load_config
 from compute.run import describe, run
 from compute.sampling import sample_example
 from compute.sides import load_sides
+from compute.verify import load_side_models, sample_steps, verify_branching
 
 DATA = [
     {"id": "a", "instruction": "Thank me.", "response": "Thank you for your question!"},
@@ -93,6 +94,22 @@ def test_resume_and_batching_keep_the_same_samples(runs):
                 whole.read(f"branching/{side}/{name}"), resumed.read(f"branching/{side}/{name}"), atol=1e-5
             )
     assert all(e.branching is not None for e in read_examples(resumed))
+
+
+def test_check_re_derives_stored_sampled_steps_and_catches_a_changed_one(runs, tmp_path):
+    artifact = runs[0]
+    models = load_side_models(artifact)
+    steps = sample_steps(artifact, 8)
+    assert len(steps) == 8 and {side for side, *_ in steps} == set(SIDE_NAMES)
+    assert verify_branching(artifact, steps, models=models) == []
+    path = tmp_path / "tampered.h5"
+    path.write_bytes(artifact.path.read_bytes())
+    side, e, s, t = steps[0]
+    row = int(artifact.read(f"branching/{side}/sample_offsets")[e * 4 + s]) + t
+    with h5py.File(path, "a") as f:
+        f[f"branching/{side}/entropy"][row] += 0.01
+    mismatches = verify_branching(open_artifact(path), steps, models=models)
+    assert [(m.example, m.t, m.field) for m in mismatches] == [(e, t, f"branching/{side} sample {s} entropy")]
 
 
 def test_info_reports_the_branching_factor_per_side_and_the_ratio(runs):

@@ -15,6 +15,7 @@ from compute.generate import eos_ids
 from compute.sampling import NucleusWarper, sample_example
 from compute.score import SharedPrefix
 from compute.sides import load_sides
+from compute.verify import nucleus_step
 
 SETTINGS = BranchingConfig(samples=5, temperature=0.8, top_p=0.9, max_new_tokens=8, seed=3)
 
@@ -53,22 +54,12 @@ def context(side) -> list[int]:
 
 
 def naive_step(side, prefix: list[int], token: int, settings: BranchingConfig) -> tuple[float, float]:
-    """One forward over the whole prefix; temperature, then the smallest most-likely set reaching top_p."""
+    """One forward over the whole prefix, then compute.verify's slow nucleus (temperature, sort, top_p)."""
     with torch.no_grad():
-        logits = side.model(torch.tensor([prefix])).logits[0, -1].double()
-    probs = torch.softmax(logits / settings.temperature, dim=-1)
-    order = torch.argsort(probs, descending=True)
-    kept = []
-    total = 0.0
-    for i in order.tolist():
-        kept.append(i)
-        total += probs[i].item()
-        if total >= settings.top_p:
-            break
-    assert token in kept, "the sampled token lies outside the nucleus"
-    nucleus = probs[kept] / probs[kept].sum()
-    entropy = -(nucleus * nucleus.log()).sum().item()
-    return entropy, float(np.log(nucleus[kept.index(token)].item()))
+        logits = side.model(torch.tensor([prefix])).logits[0, -1]
+    expected = nucleus_step(logits, token, settings.temperature, settings.top_p)
+    assert expected is not None, "the sampled token lies outside the nucleus"
+    return expected
 
 
 @pytest.mark.parametrize("kind", ["llama", "gemma3-sliding", "gemma3-sliding-on-a-prefix-cache"])
