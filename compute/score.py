@@ -19,13 +19,14 @@ import numpy as np
 import torch
 
 from compute import statistics
+from compute.errors import UserError
 
 # Logits per chunk, rows x vocab: 32 MiB of float32. glibc serves blocks up to that size from its heap
 # and larger ones from fresh pages each time, which on a CPU made every rows x vocab pass twice as slow.
 CHUNK_ELEMENTS = 2**23
 
 
-class ScoringError(Exception):
+class ScoringError(UserError):
     """The model cannot be scored this way; one line for the user."""
 
 

@@ -15,9 +15,10 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenize
 
 from compute import packaged
 from compute.config import PACKAGE_PREFIX, PLACEHOLDER, RunConfig, SideConfig
+from compute.errors import UserError
 
 
-class SideError(Exception):
+class SideError(UserError):
     """A side that cannot be loaded or used; one line naming the side and the cause."""
 
 
@@ -70,6 +71,25 @@ class Side:
             if value:
                 attrs[key] = value
         return attrs
+
+
+def check_device(name: str, cfg: SideConfig) -> None:
+    """Refuse, before anything loads, a device this machine does not have."""
+    if cfg.device_map is not None or cfg.device == "auto":
+        return
+    try:
+        device = torch.device(cfg.device)
+    except RuntimeError:
+        raise SideError(f"[{name}] device {cfg.device!r} is not a device name (auto, cpu, cuda or cuda:N)") from None
+    if device.type == "cpu":
+        return
+    backend = getattr(torch, device.type, None)
+    count = backend.device_count() if backend is not None and hasattr(backend, "device_count") else 0
+    where = f"[{name}] device {cfg.device!r}"
+    if count == 0:
+        raise SideError(f'{where}: no {device.type} device on this machine (use "auto" or "cpu")')
+    if device.index is not None and device.index >= count:
+        raise SideError(f"{where}: this machine has {count} {device.type} devices, 0-{count - 1}")
 
 
 def pick_device(requested: str) -> torch.device:
@@ -167,9 +187,17 @@ def check_same_tokenizer(aligned: PreTrainedTokenizerBase, base: PreTrainedToken
 
 
 def load_sides(config: RunConfig) -> dict[str, Side]:
-    """Tokenizers first (fast, and their check comes before any model loads), then models."""
+    """Devices and tokenizers first (fast, and their checks come before any model loads), then models."""
+    for name in ("aligned", "base"):
+        check_device(name, config.side(name))
     tokenizers = {name: load_tokenizer(name, config.side(name)) for name in ("aligned", "base")}
     check_same_tokenizer(tokenizers["aligned"], tokenizers["base"])
+    vocabulary = len(tokenizers["aligned"])
+    if config.top_k > vocabulary:
+        raise SideError(
+            f"{config.path}: top_k {config.top_k} is larger than the vocabulary of {config.aligned.model} "
+            f"({vocabulary} tokens)"
+        )
     models: dict[tuple, tuple[Any, torch.device]] = {}
     sides = {}
     for name in ("aligned", "base"):

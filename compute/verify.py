@@ -16,7 +16,8 @@ import torch
 
 from compute.artifact import SIDE_NAMES, Artifact
 from compute.config import SideConfig
-from compute.sides import load_model
+from compute.packaged import PackageError
+from compute.sides import SideError, load_model
 
 
 @dataclass
@@ -46,12 +47,14 @@ def sample_positions(artifact: Artifact, n: int, seed: int = 0) -> list[tuple[in
     return list(dict.fromkeys(chosen))[:n]
 
 
-def side_config(artifact: Artifact, side: str, device: str = "auto") -> SideConfig:
-    """How to load the model a side of the artifact ran (its template is not needed: context ids are stored)."""
+def side_config(artifact: Artifact, side: str, device: str = "auto", path: str | None = None) -> SideConfig:
+    """How to load the model a side of the artifact ran (its template is not needed: context ids are stored).
+
+    `path` points at a copy of that model on this machine instead of the name the artifact records."""
     attrs = artifact.side_attrs[side]
     model = str(attrs["model"])
     return SideConfig(
-        model=model,
+        model=path or model,
         gguf_file=None if model.startswith("pypi:") else attrs.get("gguf_file"),
         revision=attrs.get("revision"),
         dtype=str(attrs["dtype"]),
@@ -59,13 +62,18 @@ def side_config(artifact: Artifact, side: str, device: str = "auto") -> SideConf
     )
 
 
-def load_side_models(artifact: Artifact, device: str = "auto") -> dict[str, tuple]:
-    """Each side's (model, device); a model both sides ran is loaded once."""
-    configs = {side: side_config(artifact, side, device) for side in SIDE_NAMES}
+def load_side_models(artifact: Artifact, device: str = "auto", paths: dict[str, str] | None = None) -> dict[str, tuple]:
+    """Each side's (model, device); a model both sides ran is loaded once. `paths`: side -> a local copy."""
+    paths = paths or {}
+    configs = {side: side_config(artifact, side, device, paths.get(side)) for side in SIDE_NAMES}
     loaded: dict[tuple, tuple] = {}
     for side, config in configs.items():
         if config.model_key() not in loaded:
-            loaded[config.model_key()] = load_model(side, config)
+            try:
+                loaded[config.model_key()] = load_model(side, config)
+            except (SideError, PackageError) as err:
+                named = str(err) if isinstance(err, SideError) else f"[{side}] {err}"
+                raise SideError(f"{named} (on this machine point check at it with --model {side}=PATH)") from None
     return {side: loaded[config.model_key()] for side, config in configs.items()}
 
 
