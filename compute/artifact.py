@@ -322,6 +322,7 @@ def _check(path: Path, f: h5py.File) -> Artifact:
             raise fail(f"/{group}/context_text_offsets must have E+1 = {n_examples + 1} entries")
     if shape("tokens/id") != shape("tokens/text"):
         raise fail("/tokens/id and /tokens/text differ in length")
+    _check_contents(path, f, offsets)
     return Artifact(
         path=path,
         name=str(attrs["name"]),
@@ -331,6 +332,64 @@ def _check(path: Path, f: h5py.File) -> Artifact:
         attrs=attrs,
         side_attrs=side_attrs,
     )
+
+
+_INTEGER_DATASETS = (
+    "examples/index",
+    "positions/example",
+    "positions/t",
+    "positions/token_id",
+    "tokens/id",
+    *(f"sides/{side}/{name}" for side in SIDE_NAMES for name in ("rank", "topk_ids", "context_ids")),
+)
+_FLOAT_DATASETS = (
+    "positions/kl",
+    *(f"sides/{side}/{name}" for side in SIDE_NAMES for name in ("logprob", "entropy", "topk_logprobs")),
+)
+_STRING_DATASETS = ("examples/id", "examples/prompt", "examples/response", "tokens/text")
+_OFFSET_PAIRS = tuple(
+    (f"sides/{side}/{offsets}", f"sides/{side}/{data}")
+    for side in SIDE_NAMES
+    for offsets, data in (("context_offsets", "context_ids"), ("context_text_offsets", "context_text"))
+)
+MAX_COMPRESSION = 1100  # deflate expands at most ~1032-fold: a dataset claiming more than this is not stored
+
+
+def _check_contents(path: Path, f: h5py.File, offsets: np.ndarray) -> None:
+    """What shapes alone do not show: every claimed length is backed by stored bytes (checked before any read),
+    types are as documented, each offsets array stays inside its dataset, and /positions/example and /t agree
+    with /examples/offsets."""
+
+    def fail(what: str) -> ArtifactError:
+        return ArtifactError(f"{path}: {what}")
+
+    names: list[str] = []
+    f.visititems(lambda name, node: names.append(name) if isinstance(node, h5py.Dataset) else None)
+    for name in names:
+        ds = f[name]
+        claimed = ds.size * ds.dtype.itemsize
+        if claimed > MAX_COMPRESSION * ds.id.get_storage_size() + 1024:
+            raise fail(f"/{name} claims shape {ds.shape} but stores only {ds.id.get_storage_size()} bytes")
+    for group, kinds in ((_INTEGER_DATASETS, "iu"), (_FLOAT_DATASETS, "iuf"), (("examples/offsets",), "iu")):
+        for name in group:
+            if f[name].dtype.kind not in kinds:
+                raise fail(f"/{name} has type {f[name].dtype}, expected {'integers' if kinds == 'iu' else 'numbers'}")
+    for name in _STRING_DATASETS:
+        if h5py.check_string_dtype(f[name].dtype) is None:
+            raise fail(f"/{name} has type {f[name].dtype}, expected strings")
+    if f["sides/aligned/context_text"].dtype != np.uint8 or f["sides/base/context_text"].dtype != np.uint8:
+        raise fail("/sides/*/context_text must be bytes (uint8)")
+    for offsets_name, data_name in _OFFSET_PAIRS:
+        bounds = f[offsets_name][()]
+        if bounds[0] != 0 or np.any(np.diff(bounds) < 0) or bounds[-1] != f[data_name].shape[0]:
+            raise fail(f"/{offsets_name} must start at 0, never decrease and end at the length of /{data_name}")
+    lengths = np.diff(offsets)
+    if not np.array_equal(f["positions/example"][()], np.repeat(np.arange(len(lengths)), lengths)):
+        raise fail("/positions/example disagrees with /examples/offsets")
+    if not np.array_equal(f["positions/t"][()], np.arange(offsets[-1]) - np.repeat(offsets[:-1], lengths)):
+        raise fail("/positions/t does not count 0, 1, ... within each example")
+    if len(np.unique(f["tokens/id"][()])) != f["tokens/id"].shape[0]:
+        raise fail("/tokens/id lists an id more than once")
 
 
 def read_examples(artifact: Artifact) -> list[ExampleScores]:

@@ -37,6 +37,8 @@ TOKENS = {
 }
 CONTEXT_TEXT = "<s>[INST] Say hi *now* [/INST]"
 CONTEXT = [0, 50, 51]  # 0, 50 and 51 have no text in the token table
+ALPHA_LABEL = "alpha · aligned (chat) vs base (‘plain’)"  # the sidebar's label of alpha.h5: name and pair
+BETA_LABEL = "beta · aligned (chat) vs base (‘plain’)"
 TOP_PROBS = np.log(np.array([0.5, 0.3, 0.1], dtype=np.float32))
 
 
@@ -119,3 +121,66 @@ def bad_files(directory: Path, good: Path) -> dict[str, Path]:
     with h5py.File(newer, "a") as f:
         f.attrs["format_version"] = 2
     return {"truncated": truncated, "incomplete": incomplete, "newer": newer}
+
+
+def _edit(path: Path, edit) -> Path:
+    """Apply `edit(h5py.File)` to an artifact in place (the file stays 'complete')."""
+    with h5py.File(path, "a") as f:
+        edit(f)
+    return path
+
+
+def _replace(f: h5py.File, name: str, data) -> None:
+    del f[name]
+    f.create_dataset(name, data=data)
+
+
+UTF8_CONTEXT = "<s>café ☕"  # é and ☕ are several bytes each
+
+
+def odd_files(directory: Path) -> dict[str, Path]:
+    """Artifacts the reader accepts but that are odd: no positions, no examples, integer-like ids, context
+    text offsets that split a UTF-8 character, top-k ids outside the token table, NaN / inf / huge values."""
+    directory.mkdir(parents=True, exist_ok=True)
+    empty = [example(0, "e0", "empty answer", [], [], []), example(1, "e1", "another", [], [], [])]
+    files = {
+        "no_positions": write_run(directory / "no_positions.h5", empty),
+        "no_examples": write_run(directory / "no_examples.h5", []),
+        "integer_ids": write_run(
+            directory / "integer_ids.h5",
+            [example(0, "1", "one", [1, 2], [0, 4], [0.1, 0.2]), example(1, "01", "two", [3], [1], [0.3])],
+        ),
+    }
+    split = write_run(
+        directory / "split_utf8.h5",
+        [
+            example(0, "ex-a", "p", [1, 2], [0, 4], [0.1, 0.2], UTF8_CONTEXT),
+            example(1, "ex-b", "q", [3], [1], [0.3], "<s>x"),
+        ],
+    )
+    cut = len("<s>caf".encode()) + 1  # between the two bytes of é
+    end = len(UTF8_CONTEXT.encode()) + len(b"<s>x")
+    files["split_utf8"] = _edit(
+        split, lambda f: _replace(f, "sides/aligned/context_text_offsets", np.array([0, cut, end], np.int64))
+    )
+    outside = write_run(directory / "topk_outside.h5", ALPHA)
+
+    def far_ids(f: h5py.File) -> None:
+        ids = f["sides/base/topk_ids"][()]
+        ids[:, 0] = [999_999, -1, 2**31 - 1, 100, 100, 100, 100, 100, 100]
+        _replace(f, "sides/base/topk_ids", ids)
+        _replace(f, "positions/token_id", np.array([1, 2, 3, 4, 5, 6, 7, 8, 123_456], np.int32))
+
+    files["topk_outside"] = _edit(outside, far_ids)
+    nonfinite = write_run(directory / "nonfinite.h5", ALPHA)
+
+    def bad_numbers(f: h5py.File) -> None:
+        _replace(f, "positions/kl", np.array([np.nan, np.inf, -np.inf, 1e30, 0, 0, 0, 0, 0], np.float32))
+        _replace(f, "sides/base/entropy", np.array([np.inf, np.nan, 1e30, 2, 2, 2, 2, 2, 2], np.float32))
+        _replace(f, "sides/aligned/entropy", np.array([1e30, np.nan, 1, 1, 1, 1, 1, 1, 1], np.float32))
+        _replace(f, "sides/aligned/logprob", np.array([1e30, np.nan, np.inf, 0, 0, 0, 0, 0, 0], np.float32))
+        _replace(f, "sides/base/logprob", np.array([-np.inf, np.nan, 1e30, 0, 0, 0, 0, 0, 0], np.float32))
+        _replace(f, "sides/base/topk_logprobs", np.full((9, TOP_K), np.nan, np.float32))
+
+    files["nonfinite"] = _edit(nonfinite, bad_numbers)
+    return files

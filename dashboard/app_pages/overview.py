@@ -27,7 +27,7 @@ def summarize(run: load.Run) -> dict[str, object]:
 st.header("Overview")
 runs = ui.chosen_runs()
 
-table = pl.DataFrame([summarize(run) for run in runs])
+table = pl.DataFrame(ui.each_run(runs, summarize))
 st.caption(
     "Shift category of a position from the base side's rank of the aligned token: unshifted (rank 0), "
     "marginal (rank 1-2), shifted (rank 3+). Branching factor = exp(mean entropy); the base / aligned ratio "
