@@ -29,7 +29,7 @@ def model_name(attrs: dict[str, object]) -> str:
 
 
 def template_name(attrs: dict[str, object]) -> str:
-    """"chat", a template file's stem, or the start of an inline template in quotes."""
+    """The template: chat, a template file's stem, or the start of an inline template in quotes."""
     template = str(attrs.get("template", ""))
     if template == "chat":
         return "chat"

@@ -158,7 +158,7 @@ def odd_files(directory: Path) -> dict[str, Path]:
             example(1, "ex-b", "q", [3], [1], [0.3], "<s>x"),
         ],
     )
-    cut = len("<s>caf".encode()) + 1  # between the two bytes of é
+    cut = len(b"<s>caf") + 1  # between the two bytes of é
     end = len(UTF8_CONTEXT.encode()) + len(b"<s>x")
     files["split_utf8"] = _edit(
         split, lambda f: _replace(f, "sides/aligned/context_text_offsets", np.array([0, cut, end], np.int64))

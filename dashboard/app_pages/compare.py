@@ -99,13 +99,9 @@ ui.chart(charts.shares_bars(shares.head(2)), shares, "compare-shares")
 if compared == 0:
     st.info("These two runs have no answer in common, so there is no position-by-position agreement to show.")
 else:
-    ui.chart(
-        charts.heatmap(
-            crosstab, "category_b", "category_a", "positions", "Category under A (rows) and B (columns)", load.CATEGORIES
-        ),
-        crosstab,
-        "compare-categories",
-    )
+    title = "Category under A (rows) and B (columns)"
+    fig = charts.heatmap(crosstab, "category_b", "category_a", "positions", title, load.CATEGORIES)
+    ui.chart(fig, crosstab, "compare-categories")
 st.subheader("Per example")
 ui.downloads(matched, "compare-examples")
 st.dataframe(matched.sort(pl.col("shifted_change").abs(), descending=True, nulls_last=True), hide_index=True)
