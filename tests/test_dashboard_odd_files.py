@@ -279,3 +279,16 @@ def test_viewers_get_no_deploy_button_or_developer_menu():
         [sys.executable, "-m", "streamlit", "config", "show"], cwd=ROOT, capture_output=True, text=True, timeout=60
     )
     assert '\ntoolbarMode = "viewer"\n' in shown.stdout
+
+
+def test_a_file_the_reader_cannot_even_check_is_a_notice(tmp_path, monkeypatch):
+    directory = tmp_path / "runs"
+    alpha, _ = small_runs(directory)
+    with h5py.File(alpha, "a") as f:  # offsets that claim 10^15 examples: 8 PB, more than any address space
+        del f["examples/offsets"]
+        f.create_dataset("examples/offsets", shape=(10**15,), dtype="i8", chunks=(1024,))
+    monkeypatch.setenv("TDS_ARTIFACTS_DIR", str(directory))
+    at = app()
+    drew(at)
+    assert [n.split(": cannot open: ")[0] for n in notices(at)] == [f"Skipped {alpha}"]
+    assert at.sidebar.multiselect[0].options == [BETA_LABEL]
