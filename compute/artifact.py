@@ -334,19 +334,37 @@ def _check(path: Path, f: h5py.File) -> Artifact:
     )
 
 
-_INTEGER_DATASETS = (
-    "examples/index",
-    "positions/example",
-    "positions/t",
-    "positions/token_id",
-    "tokens/id",
-    *(f"sides/{side}/{name}" for side in SIDE_NAMES for name in ("rank", "topk_ids", "context_ids")),
-)
-_FLOAT_DATASETS = (
-    "positions/kl",
-    *(f"sides/{side}/{name}" for side in SIDE_NAMES for name in ("logprob", "entropy", "topk_logprobs")),
-)
-_STRING_DATASETS = ("examples/id", "examples/prompt", "examples/response", "tokens/text")
+_SIDE_KINDS = {
+    "logprob": "numbers",
+    "entropy": "numbers",
+    "topk_logprobs": "numbers",
+    "rank": "integers",
+    "topk_ids": "integers",
+    "context_ids": "integers",
+    "context_offsets": "integers",
+    "context_text_offsets": "integers",
+    "context_text": "bytes",
+}
+_KIND_OF = {  # what each dataset must hold, beyond its shape
+    "examples/id": "strings",
+    "examples/prompt": "strings",
+    "examples/response": "strings",
+    "examples/offsets": "integers",
+    "examples/index": "integers",
+    "positions/example": "integers",
+    "positions/t": "integers",
+    "positions/token_id": "integers",
+    "positions/kl": "numbers",
+    "tokens/id": "integers",
+    "tokens/text": "strings",
+    **{f"sides/{side}/{name}": kind for side in SIDE_NAMES for name, kind in _SIDE_KINDS.items()},
+}
+_KIND_TEST = {
+    "integers": lambda dtype: dtype.kind in "iu",
+    "numbers": lambda dtype: dtype.kind in "iuf",
+    "strings": lambda dtype: h5py.check_string_dtype(dtype) is not None,
+    "bytes": lambda dtype: dtype == np.uint8,
+}
 _OFFSET_PAIRS = tuple(
     (f"sides/{side}/{offsets}", f"sides/{side}/{data}")
     for side in SIDE_NAMES
@@ -357,8 +375,8 @@ MAX_COMPRESSION = 1100  # deflate expands at most ~1032-fold: a dataset claiming
 
 def _check_contents(path: Path, f: h5py.File, offsets: np.ndarray) -> None:
     """What shapes alone do not show: every claimed length is backed by stored bytes (checked before any read),
-    types are as documented, each offsets array stays inside its dataset, and /positions/example and /t agree
-    with /examples/offsets."""
+    types are as documented, each offsets array stays inside its dataset, /positions/example and /t agree
+    with /examples/offsets, and no token id is listed twice."""
 
     def fail(what: str) -> ArtifactError:
         return ArtifactError(f"{path}: {what}")
@@ -366,19 +384,12 @@ def _check_contents(path: Path, f: h5py.File, offsets: np.ndarray) -> None:
     names: list[str] = []
     f.visititems(lambda name, node: names.append(name) if isinstance(node, h5py.Dataset) else None)
     for name in names:
-        ds = f[name]
-        claimed = ds.size * ds.dtype.itemsize
-        if claimed > MAX_COMPRESSION * ds.id.get_storage_size() + 1024:
-            raise fail(f"/{name} claims shape {ds.shape} but stores only {ds.id.get_storage_size()} bytes")
-    for group, kinds in ((_INTEGER_DATASETS, "iu"), (_FLOAT_DATASETS, "iuf"), (("examples/offsets",), "iu")):
-        for name in group:
-            if f[name].dtype.kind not in kinds:
-                raise fail(f"/{name} has type {f[name].dtype}, expected {'integers' if kinds == 'iu' else 'numbers'}")
-    for name in _STRING_DATASETS:
-        if h5py.check_string_dtype(f[name].dtype) is None:
-            raise fail(f"/{name} has type {f[name].dtype}, expected strings")
-    if f["sides/aligned/context_text"].dtype != np.uint8 or f["sides/base/context_text"].dtype != np.uint8:
-        raise fail("/sides/*/context_text must be bytes (uint8)")
+        stored = f[name].id.get_storage_size()
+        if f[name].size * f[name].dtype.itemsize > MAX_COMPRESSION * stored + 1024:
+            raise fail(f"/{name} claims shape {f[name].shape} but stores only {stored} bytes")
+    for name, kind in _KIND_OF.items():
+        if not _KIND_TEST[kind](f[name].dtype):
+            raise fail(f"/{name} has type {f[name].dtype}, expected {kind}")
     for offsets_name, data_name in _OFFSET_PAIRS:
         bounds = f[offsets_name][()]
         if bounds[0] != 0 or np.any(np.diff(bounds) < 0) or bounds[-1] != f[data_name].shape[0]:
