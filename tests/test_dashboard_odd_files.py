@@ -268,8 +268,10 @@ def test_compare_says_plainly_when_no_runs_share_answers(tmp_path, monkeypatch):
     write_run(directory / "other.h5", OTHER)
     monkeypatch.setenv("TDS_ARTIFACTS_DIR", str(directory))
     at = page_with_all_runs("compare")
-    assert "No two of the picked runs share an answer" in at.info[0].value
-    assert "no answer in common" in at.info[1].value
+    assert [i.value for i in at.info] == [
+        "No two of the picked runs share an answer (same example id and answer token ids), so none can be compared "
+        "position by position; the shift shares below compare the examples they have in common by id."
+    ]
     assert {m.label: m.value for m in at.metric}["positions compared"] == "0"
     assert [e.label for e in at.expander if e.label.startswith("Table: ")] == ["Table: compare-shares"]  # no heatmap
 
@@ -292,3 +294,17 @@ def test_a_file_the_reader_cannot_even_check_is_a_notice(tmp_path, monkeypatch):
     drew(at)
     assert [n.split(": cannot open: ")[0] for n in notices(at)] == [f"Skipped {alpha}"]
     assert at.sidebar.multiselect[0].options == [BETA_LABEL]
+
+
+def test_compare_says_so_when_the_pair_picked_shares_no_answer(tmp_path, monkeypatch):
+    directory = tmp_path / "runs"
+    small_runs(directory)
+    write_run(directory / "other.h5", OTHER)
+    monkeypatch.setenv("TDS_ARTIFACTS_DIR", str(directory))
+    at = page_with_all_runs("compare")
+    at.selectbox(key="cmp-b").set_value(label("other")).run()
+    drew(at)
+    assert [i.value for i in at.info] == [
+        "These two runs have no answer in common, so there is no position-by-position agreement to show."
+    ]
+    assert [e.label for e in at.expander if e.label.startswith("Table: ")] == ["Table: compare-shares"]

@@ -96,9 +96,9 @@ if n_same < matched.height:
     )
 
 ui.chart(charts.shares_bars(shares.head(2)), shares, "compare-shares")
-if compared == 0:
+if compared == 0 and comparable:  # (with none comparable, the page has said so above)
     st.info("These two runs have no answer in common, so there is no position-by-position agreement to show.")
-else:
+elif compared > 0:
     title = "Category under A (rows) and B (columns)"
     fig = charts.heatmap(crosstab, "category_b", "category_a", "positions", title, load.CATEGORIES)
     ui.chart(fig, crosstab, "compare-categories")
