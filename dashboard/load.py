@@ -10,6 +10,7 @@ asks for and two pages share what they both need.
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 from typing import NamedTuple
 
@@ -81,12 +82,12 @@ def scan(directory: Path) -> tuple[list[RunKey], list[str]]:
         if path.name.startswith(".") or path.suffix not in SUFFIXES:
             continue
         try:
-            stat = path.stat()
+            info = path.stat()
         except OSError as err:
             problems.append(f"{path}: cannot read: {err.strerror or one_line(err)}")
             continue
-        if path.is_file():
-            keys.append(RunKey(str(path), stat.st_mtime_ns, stat.st_size))
+        if stat.S_ISREG(info.st_mode):
+            keys.append(RunKey(str(path), info.st_mtime_ns, info.st_size))
         else:
             problems.append(f"{path}: not a file")
     return keys, problems
