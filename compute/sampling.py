@@ -4,15 +4,13 @@ A side samples n continuations of one example's context in one generate call:
 the context runs once (on top of the side's shared-prefix cache, when it has
 one), its KV cache is copied n times, and each step is one forward for all n
 samples (what num_return_sequences = n does, without running the context n
-times). The
-temperature and top-p warpers are transformers' own (top-p with a faster
-exact path), passed as logits processors with a recorder after them
-(generate puts processors it builds itself after the ones it is given, so
-its own warpers are switched off). At
-each step the recorder takes the entropy of the warped, renormalised
-distribution, and keeps that step's log-probabilities only until the next
-step, where input_ids shows the token that was sampled from them: no step's
-full-vocabulary scores outlive the next step.
+times). The temperature and top-p warpers are transformers' own (top-p with a
+faster exact path), passed as logits processors with a recorder after them
+(generate puts processors it builds itself after the ones it is given, so its
+own warpers are switched off). At each step the recorder takes the entropy of
+the warped, renormalised distribution, and keeps that step's log-probabilities
+only until the next step, where input_ids shows the token that was sampled from
+them: no step's full-vocabulary scores outlive the next step.
 
 A sample ends with its first EOS (the EOS step is kept: stopping is one of the
 branches, and the paper's vLLM samples keep it) or, when stop strings are
