@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from conftest import ROOT
 
-from compute.artifact import open_artifact, summarize
+from compute.artifact import has_branching, open_artifact, read_branching, summarize
+from compute.branching import run_branching_factor
 from compute.verify import verify
 
 ARTIFACTS = ROOT / "artifacts"
@@ -17,6 +18,7 @@ SHIPPED = {  # name: least examples
     "gemma-270m-urial-vs-zeroshot": 200,
     "gemma-270m-urial-generated": 50,
     "smollm2-135m-chat-vs-plain": 200,
+    "gemma-270m-urial-branching": 12,
 }
 
 
@@ -56,3 +58,14 @@ def test_real_gemma_rescores_the_shipped_run_naively():
     positions = [(e, 0), (e, int(lengths[e]) - 1), (e, int(lengths[e]) // 2)]
     mismatches = verify(artifact, positions)
     assert mismatches == [], "\n".join(map(str, mismatches))
+
+
+def test_the_branching_run_has_the_bf_the_readme_gives():
+    """The README states the BF paper's branching factor per side for the shipped branching run."""
+    artifact = open_artifact(ARTIFACTS / "gemma-270m-urial-branching.h5")
+    assert has_branching(artifact)
+    text = (ROOT / "README.md").read_text()
+    stated = re.search(r"branching factor:\s+aligned (\d+\.\d\d), base (\d+\.\d\d)", text)
+    assert stated, "the README gives no branching factor for gemma-270m-urial-branching"
+    held = tuple(f"{run_branching_factor(read_branching(artifact, side)):.2f}" for side in ("aligned", "base"))
+    assert stated.groups() == held
