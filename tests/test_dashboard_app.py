@@ -27,7 +27,7 @@ from dashboard_helpers import (
 )
 from streamlit.testing.v1 import AppTest
 
-PAGES = ("overview", "positions", "token_types", "examples", "compare", "branching")
+PAGES = ("overview", "positions", "token_types", "examples", "branching", "compare")  # compare last: a test reads it
 
 
 @pytest.fixture
