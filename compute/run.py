@@ -118,7 +118,6 @@ class Runner:
         self.config = config
         self.sides = sides
         self.models = {name: side.model for name, side in sides.items()}
-        self.devices = {name: side.device for name, side in sides.items()}
         self.prefixes = shared_prefixes(config, sides, planned)
         self.generated_tokens = 0
         self.scored_tokens = 0
@@ -148,7 +147,7 @@ class Runner:
                 answers[p.example.index] = ids
                 self.generated_tokens += len(ids)
         items = [ScoreItem(p.contexts, answers[p.example.index]) for p in batch]
-        stats = score_batch(self.models, self.devices, items, self.config.top_k, self.prefixes)
+        stats = score_batch(self.models, items, self.config.top_k, self.prefixes)
         results = []
         for p, item, s in zip(batch, items, stats, strict=True):
             self.scored_tokens += len(item.answer)
@@ -190,7 +189,7 @@ def shared_prefixes(config: RunConfig, sides: dict[str, Side], planned: list[Pla
         contexts = [p.contexts[name] for p in planned]
         n = common_prefix_length(contexts)
         if n >= MIN_SHARED_PREFIX:
-            prefixes[name] = SharedPrefix.build(side.model, side.device, contexts[0][:n])
+            prefixes[name] = SharedPrefix.build(side.model, contexts[0][:n])
     return prefixes
 
 
@@ -231,7 +230,7 @@ def run(config: RunConfig, limit: int | None = None, overwrite: bool = False) ->
     try:
         sides = load_sides(config)
         for name, side in sides.items():
-            check_logits_path(side.model, side.device, name)
+            check_logits_path(side.model, name)
         meta = run_meta(config, sides, fingerprint)
         work = PartialWork(config.out_dir / f".{config.name}.partial", fingerprint)
         if ranks.is_main:
@@ -308,7 +307,7 @@ def describe(path: Path) -> str:
     lines.append(f"  created {artifact.attrs['created_utc']}, tool {artifact.attrs.get('tool_version', '?')}")
     for name in SIDES:
         a: dict[str, Any] = artifact.side_attrs[name]
-        extra = ", ".join(f"{k} {a[k]}" for k in ("gguf_file", "revision") if k in a)
+        extra = ", ".join(f"{k} {a[k]}" for k in ("gguf_file", "revision", "adapter", "adapter_revision") if k in a)
         lines.append(
             f"  {name}: {a['model']} | template {a['template']!r} | {a['dtype']}" + (f" | {extra}" if extra else "")
         )

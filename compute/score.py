@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from compute.model import SideModel
+
 # Logits per chunk, rows x vocab: 32 MiB of float32. glibc serves blocks up to that size from its heap
 # and larger ones from fresh pages each time, which on a CPU made every rows x vocab pass twice as slow.
 CHUNK_ELEMENTS = 2**23
@@ -33,29 +35,14 @@ class ScoreItem:
     answer: list[int]
 
 
-def lm_logits(model: Any, hidden: torch.Tensor) -> torch.Tensor:
-    """The model's LM head on hidden states, with the final soft-capping some models apply.
-
-    The hidden states move to the head's device first (with a device_map the last layer may sit elsewhere).
-    """
-    head = model.get_output_embeddings()
-    logits = head(hidden.to(head.weight.device))
-    cap = getattr(model.config, "final_logit_softcapping", None)
-    if cap:
-        logits = torch.tanh(logits / cap) * cap
-    return logits
-
-
-@torch.inference_mode()
-def check_logits_path(model: Any, device: torch.device, name: str) -> None:
-    """Backbone + lm_logits must equal the model's own forward; refuse a model where it does not."""
-    probe = torch.arange(1, 9, device=device).remainder(model.get_output_embeddings().out_features)[None]
-    expected = model(input_ids=probe).logits.float()
-    hidden = model.base_model(input_ids=probe).last_hidden_state
-    got = lm_logits(model, hidden).float().to(expected.device)
+def check_logits_path(model: SideModel, name: str) -> None:
+    """Backbone + LM head must equal the model's own forward; refuse a model where it does not."""
+    probe = torch.arange(1, 9, device=model.device).remainder(model.vocab_size)[None]
+    expected = model.own_logits(probe).float()
+    got = model.logits(model.hidden_states(probe)).float().to(expected.device)
     if not torch.allclose(got, expected, atol=1e-3, rtol=1e-3):
         raise ScoringError(
-            f"[{name}] {type(model).__name__} post-processes its logits in a way this scorer does not reproduce"
+            f"[{name}] {model.architecture} post-processes its logits in a way this scorer does not reproduce"
         )
 
 
@@ -67,10 +54,8 @@ class SharedPrefix:
     cache: Any
 
     @classmethod
-    @torch.inference_mode()
-    def build(cls, model: Any, device: torch.device, ids: list[int]) -> SharedPrefix:
-        output = model.base_model(input_ids=torch.tensor([ids], device=device), use_cache=True)
-        return cls(ids, output.past_key_values)
+    def build(cls, model: SideModel, ids: list[int]) -> SharedPrefix:
+        return cls(ids, model.prefix_cache(ids))
 
     def for_batch(self, size: int) -> Any:
         """A fresh copy of the cache for a batch (the forward pass appends to it)."""
@@ -90,7 +75,7 @@ def common_prefix_length(contexts: list[list[int]]) -> int:
 
 @torch.inference_mode()
 def answer_hidden_states(
-    model: Any, device: torch.device, items: list[ScoreItem], side: str, prefix: SharedPrefix | None = None
+    model: SideModel, items: list[ScoreItem], side: str, prefix: SharedPrefix | None = None
 ) -> torch.Tensor:
     """Hidden states that predict each answer token, all items' rows concatenated: (sum T, H).
 
@@ -108,10 +93,8 @@ def answer_hidden_states(
     extra: dict[str, Any] = {"use_cache": False}
     if prefix:
         position_ids = torch.arange(skip, skip + width)[None].expand(len(items), -1)
-        extra = {"past_key_values": prefix.for_batch(len(items)), "position_ids": position_ids.to(device)}
-    hidden = model.base_model(
-        input_ids=input_ids.to(device), attention_mask=attention_mask.to(device), **extra
-    ).last_hidden_state
+        extra = {"past_key_values": prefix.for_batch(len(items)), "position_ids": position_ids.to(model.device)}
+    hidden = model.hidden_states(input_ids.to(model.device), attention_mask.to(model.device), **extra)
     rows = []
     for i, item in enumerate(items):
         start = len(item.contexts[side]) - 1 - skip
@@ -134,20 +117,20 @@ def _side_stats(logp: torch.Tensor, p: torch.Tensor, targets: torch.Tensor, k: i
 
 @torch.inference_mode()
 def position_stats(
-    models: dict[str, Any], hidden: dict[str, torch.Tensor], targets: torch.Tensor, k: int
+    models: dict[str, SideModel], hidden: dict[str, torch.Tensor], targets: torch.Tensor, k: int
 ) -> dict[str, Any]:
     """Per-row statistics of both sides and KL(aligned || base), computed a chunk of rows at a time.
 
     Each rows x vocab pass costs as much as the LM head on a CPU, so each is made once: one
     log-softmax and one exp per side, and sums that skip 0 * -inf terms instead of masking them.
     """
-    vocab = models["aligned"].get_output_embeddings().out_features
+    vocab = models["aligned"].vocab_size
     chunk = max(1, CHUNK_ELEMENTS // vocab)
     parts: list[dict[str, Any]] = []
     for start in range(0, len(targets), chunk):
         rows = slice(start, start + chunk)
         logp = {
-            side: torch.log_softmax(lm_logits(models[side], hidden[side][rows]), dim=-1, dtype=torch.float32)
+            side: torch.log_softmax(models[side].logits(hidden[side][rows]), dim=-1, dtype=torch.float32)
             for side in models
         }
         p = {side: logp[side].exp() for side in models}
@@ -165,8 +148,7 @@ STAT_KEYS = ("topk_ids", "topk_logprobs", "logprob", "rank", "entropy")
 
 
 def score_batch(
-    models: dict[str, Any],
-    devices: dict[str, torch.device],
+    models: dict[str, SideModel],
     items: list[ScoreItem],
     k: int,
     prefixes: dict[str, SharedPrefix | None] | None = None,
@@ -175,9 +157,7 @@ def score_batch(
     prefixes = prefixes or {}
     scored = [item for item in items if item.answer]
     if scored:
-        hidden = {
-            side: answer_hidden_states(models[side], devices[side], scored, side, prefixes.get(side)) for side in models
-        }
+        hidden = {side: answer_hidden_states(models[side], scored, side, prefixes.get(side)) for side in models}
         targets = torch.tensor([t for item in scored for t in item.answer])
         stats = _to_numpy(position_stats(models, hidden, targets, k))
     else:

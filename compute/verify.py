@@ -4,6 +4,10 @@ For a position t of example e: the side's stored context ids, then o_<t, one
 full forward pass of the model (no batching, no padding, no cache, the model's
 own logits), log-softmax in float32 over the whole vocabulary. This is the
 slow algorithm the scorer replaces, and it is how an artifact is checked.
+
+Each side's model is loaded the plain way: a side with an adapter gets its
+own copy of the base with the adapter merged into the weights, not the
+shared base with adapters switched per call that the run uses.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import torch
 
 from compute.artifact import SIDE_NAMES, Artifact
 from compute.config import SideConfig
-from compute.sides import load_model
+from compute.model import SideModel, load_plain
 
 
 @dataclass
@@ -49,30 +53,30 @@ def sample_positions(artifact: Artifact, n: int, seed: int = 0) -> list[tuple[in
 def side_config(artifact: Artifact, side: str, device: str = "auto") -> SideConfig:
     """How to load the model a side of the artifact ran (its template is not needed: context ids are stored)."""
     attrs = artifact.side_attrs[side]
-    model = str(attrs["model"])
     return SideConfig(
-        model=model,
-        gguf_file=None if model.startswith("pypi:") else attrs.get("gguf_file"),
+        model=str(attrs["model"]),
+        gguf_file=attrs.get("gguf_file"),
         revision=attrs.get("revision"),
         dtype=str(attrs["dtype"]),
         device=device,
+        adapter=attrs.get("adapter"),
+        adapter_revision=attrs.get("adapter_revision"),
     )
 
 
-def load_side_models(artifact: Artifact, device: str = "auto") -> dict[str, tuple]:
-    """Each side's (model, device); a model both sides ran is loaded once."""
+def load_side_models(artifact: Artifact, device: str = "auto") -> dict[str, SideModel]:
+    """Each side's model, loaded plainly; a model both sides ran (adapter included) is loaded once."""
     configs = {side: side_config(artifact, side, device) for side in SIDE_NAMES}
-    loaded: dict[tuple, tuple] = {}
+    loaded: dict[tuple, SideModel] = {}
     for side, config in configs.items():
         if config.model_key() not in loaded:
-            loaded[config.model_key()] = load_model(side, config)
+            loaded[config.model_key()] = load_plain(side, config)
     return {side: loaded[config.model_key()] for side, config in configs.items()}
 
 
-@torch.inference_mode()
-def naive_logprobs(model, device, context: np.ndarray, answer: np.ndarray, t: int) -> torch.Tensor:
-    ids = torch.tensor(np.concatenate([context, answer[:t]]), dtype=torch.long, device=device)[None]
-    return torch.log_softmax(model(input_ids=ids).logits[0, -1].float(), dim=-1)
+def naive_logprobs(model: SideModel, context: np.ndarray, answer: np.ndarray, t: int) -> torch.Tensor:
+    ids = torch.tensor(np.concatenate([context, answer[:t]]), dtype=torch.long, device=model.device)[None]
+    return torch.log_softmax(model.own_logits(ids)[0, -1].float(), dim=-1)
 
 
 def verify(artifact: Artifact, positions: list[tuple[int, int]], atol: float = 1e-3, models=None) -> list[Mismatch]:
@@ -87,8 +91,7 @@ def verify(artifact: Artifact, positions: list[tuple[int, int]], atol: float = 1
         target = int(answer[t])
         logp = {}
         for side in SIDE_NAMES:
-            model, device = models[side]
-            lp = naive_logprobs(model, device, artifact.context_ids(side, e), answer, t).cpu()
+            lp = naive_logprobs(models[side], artifact.context_ids(side, e), answer, t).cpu()
             logp[side] = lp
             expected = {
                 "logprob": float(lp[target]),
