@@ -80,11 +80,16 @@ def main(argv: list[str] | None = None) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     from compute.artifact import open_artifact
+    from compute.model import SideError
     from compute.verify import sample_positions, verify
 
     artifact = open_artifact(args.artifact)
     positions = sample_positions(artifact, args.samples)
-    mismatches = verify(artifact, positions)
+    try:
+        mismatches = verify(artifact, positions)
+    except SideError as err:
+        print(f"error: {args.artifact}: {err}", file=sys.stderr)
+        return 2
     for mismatch in mismatches:
         print(f"mismatch: {mismatch}")
     verdict = "FAILED" if mismatches else "ok"

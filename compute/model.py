@@ -198,7 +198,7 @@ def check_adapter(name: str, cfg: SideConfig) -> None:
         raise SideError(f"[{name}] cannot load the adapter {cfg.adapter}: {first_line(err)}") from None
     if adapter_config.is_prompt_learning:
         raise SideError(
-            f"[{name}] adapter {cfg.adapter} is a {adapter_config.peft_type} adapter (virtual tokens); "
+            f"[{name}] adapter {cfg.adapter} is a {adapter_config.peft_type.value} adapter (virtual tokens); "
             "only adapters that change the model's layers (LoRA and the like) are supported"
         )
 
