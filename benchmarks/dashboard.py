@@ -24,7 +24,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from compute.artifact import ExampleScores, RunMeta, SideScores, open_artifact, write_artifact  # noqa: E402
+from compute.artifact import ExampleScores, RunMeta, SideContext, open_artifact, write_artifact  # noqa: E402
 
 VOCAB, TOP_K = 32_000, 10
 PAGES = ("overview", "positions", "token_types", "examples", "compare")
@@ -62,20 +62,22 @@ def base_ranks(rng: np.random.Generator, n: int) -> np.ndarray:
     return np.where(u < 0.75, 0, np.where(u < 0.85, rng.integers(1, 3, n), tail)).astype(np.int32)
 
 
-def side(rng: np.random.Generator, ids: np.ndarray, ranks: np.ndarray, entropy: np.ndarray, context: str) -> SideScores:
+def side(rng: np.random.Generator, name: str, ids: np.ndarray, ranks: np.ndarray, entropy: np.ndarray) -> dict:
     n = len(ids)
     topk = rng.integers(0, VOCAB, (n, TOP_K), dtype=np.int32)
     topk[ranks == 0, 0] = ids[ranks == 0]
     logprobs = np.sort(np.log(rng.dirichlet(np.ones(TOP_K * 3), n)[:, :TOP_K]).astype(np.float32), axis=1)[:, ::-1]
-    return SideScores(
-        context_ids=rng.integers(0, VOCAB, 40, dtype=np.int32),
-        topk_ids=topk,
-        topk_logprobs=np.ascontiguousarray(logprobs),
-        logprob=np.where(ranks == 0, logprobs[:, 0], logprobs[:, -1] - 1).astype(np.float32),
-        rank=ranks,
-        entropy=entropy.astype(np.float32),
-        context_text=context,
-    )
+    return {
+        f"sides/{name}/topk_ids": topk,
+        f"sides/{name}/topk_logprobs": np.ascontiguousarray(logprobs),
+        f"sides/{name}/logprob": np.where(ranks == 0, logprobs[:, 0], logprobs[:, -1] - 1).astype(np.float32),
+        f"sides/{name}/rank": ranks,
+        f"sides/{name}/entropy": entropy.astype(np.float32),
+    }
+
+
+def context(rng: np.random.Generator) -> np.ndarray:
+    return rng.integers(0, VOCAB, 40, dtype=np.int32)
 
 
 def write_run(path: Path, n_examples: int, seed: int) -> None:
@@ -88,6 +90,7 @@ def write_run(path: Path, n_examples: int, seed: int) -> None:
         ranks = base_ranks(rng, n)
         aligned_ranks = np.where(rng.random(n) < 0.9, 0, rng.integers(1, 5, n)).astype(np.int32)
         entropy_base = rng.gamma(1.5, 1.2, n)
+        kl = (rng.exponential(0.3, n) * (1 + (ranks >= 3))).astype(np.float32)
         examples.append(
             ExampleScores(
                 index=e,
@@ -95,10 +98,15 @@ def write_run(path: Path, n_examples: int, seed: int) -> None:
                 prompt=f"Question {e}: explain something in a few paragraphs.",
                 response="(synthetic)",
                 token_ids=ids,
-                kl=(rng.exponential(0.3, n) * (1 + (ranks >= 3))).astype(np.float32),
-                sides={
-                    "aligned": side(rng, ids, aligned_ranks, rng.gamma(0.5, 0.6, n), f"<s>[INST] Question {e} [/INST]"),
-                    "base": side(rng, ids, ranks, entropy_base, f"<s>Question {e}\n"),
+                contexts={
+                    "aligned": SideContext(context(rng), f"<s>[INST] Question {e} [/INST]"),
+                    "base": SideContext(context(rng), f"<s>Question {e}\n"),
+                },
+                stats={
+                    "positions/kl": kl,
+                    "positions/js": np.minimum(kl / 4, np.log(2)).astype(np.float32),
+                    **side(rng, "aligned", ids, aligned_ranks, rng.gamma(0.5, 0.6, n)),
+                    **side(rng, "base", ids, ranks, entropy_base),
                 },
             )
         )

@@ -17,9 +17,11 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from compute import statistics
+from compute.statistics import SIDE_NAMES
+
 FORMAT = "tds-artifact"
 FORMAT_VERSION = 1
-SIDE_NAMES = ("aligned", "base")
 NUL_STANDIN = "\u2400"  # HDF5 strings cannot hold NUL
 
 # Shift categories from the base side's rank of o_t (as in the URIAL paper).
@@ -36,16 +38,11 @@ class ArtifactError(Exception):
 
 
 @dataclass
-class SideScores:
-    """One side's numbers for one example: T answer positions, k top tokens."""
+class SideContext:
+    """One side's context for one example: the exact ids before the answer, and the rendered text."""
 
-    context_ids: np.ndarray  # (C,) int32, the exact context before the answer
-    topk_ids: np.ndarray  # (T, k) int32, most likely first
-    topk_logprobs: np.ndarray  # (T, k) float32
-    logprob: np.ndarray  # (T,) float32, log P(o_t)
-    rank: np.ndarray  # (T,) int32, entries with a strictly greater log-prob
-    entropy: np.ndarray  # (T,) float32, nats
-    context_text: str = ""  # the rendered context before tokenisation
+    ids: np.ndarray  # (C,) int32
+    text: str = ""
 
 
 @dataclass
@@ -57,8 +54,8 @@ class ExampleScores:
     prompt: str
     response: str
     token_ids: np.ndarray  # (T,) int32, the answer o
-    kl: np.ndarray  # (T,) float32, KL(P_aligned || P_base)
-    sides: dict[str, SideScores]
+    contexts: dict[str, SideContext]
+    stats: dict[str, np.ndarray]  # dataset path (e.g. "sides/base/rank") -> (T,) or (T, k), see compute/statistics.py
 
 
 @dataclass
@@ -71,9 +68,40 @@ class RunMeta:
     attrs: dict[str, str] = field(default_factory=dict)  # extra root attributes
 
 
-def shift_category(base_rank: np.ndarray) -> np.ndarray:
+def shift_category(rank: np.ndarray) -> np.ndarray:
     """0 unshifted (rank 0), 1 marginal (rank 1-2), 2 shifted (rank 3+)."""
-    return np.where(base_rank == 0, 0, np.where(base_rank <= MARGINAL_MAX_RANK, 1, 2)).astype(np.int8)
+    return np.where(rank == 0, 0, np.where(rank <= MARGINAL_MAX_RANK, 1, 2)).astype(np.int8)
+
+
+def aligned_top_choice_rank(aligned_topk_ids: np.ndarray, base_topk_ids: np.ndarray) -> np.ndarray:
+    """AlignTDS's rank: where the aligned side's top-1 id stands in the base side's stored top-k list
+    (0-based), k where it is absent. Both (N, k); returns (N,) int32."""
+    n, k = base_topk_ids.shape
+    if n == 0 or k == 0:
+        return np.full(n, k, dtype=np.int32)
+    hits = base_topk_ids == aligned_topk_ids[:, :1]
+    return np.where(hits.any(axis=1), hits.argmax(axis=1), k).astype(np.int32)
+
+
+# The two ways of putting a position in a shift category, and the datasets each needs.
+ANSWER_TOKEN = "answer token"
+ALIGNED_TOP_CHOICE = "aligned top choice (AlignTDS)"
+CATEGORY_DEFINITIONS = {
+    ANSWER_TOKEN: "the base side's rank of the answer token o_t over the full vocabulary",
+    ALIGNED_TOP_CHOICE: (
+        "the place of the aligned side's own top-1 token in the base side's stored top-k (absent: shifted), "
+        "as AlignTDS computes it; the paper's 5-8 % shifted uses this"
+    ),
+}
+
+
+def categories(read, definition: str) -> np.ndarray:
+    """Per-position shift category under a definition; `read(dataset)` returns a stored column."""
+    if definition == ANSWER_TOKEN:
+        return shift_category(read("sides/base/rank"))
+    if definition == ALIGNED_TOP_CHOICE:
+        return shift_category(aligned_top_choice_rank(read("sides/aligned/topk_ids"), read("sides/base/topk_ids")))
+    raise ValueError(f"unknown category definition {definition!r}")
 
 
 def _clean(text: str) -> str:
@@ -162,24 +190,27 @@ def _write_body(f: h5py.File, meta: RunMeta, examples: list[ExampleScores], toke
     _put(pos, "example", np.repeat(np.arange(len(examples), dtype=np.int32), lengths))
     _put(pos, "t", _concat([np.arange(n, dtype=np.int32) for n in lengths], np.int32))
     _put(pos, "token_id", _concat([e.token_ids for e in examples], np.int32))
-    _put(pos, "kl", _concat([e.kl for e in examples], np.float32))
 
     sides = f.create_group("sides")
     for side in SIDE_NAMES:
         g = sides.create_group(side)
         for key, value in meta.side_attrs[side].items():
             g.attrs[key] = value
-        scores = [e.sides[side] for e in examples]
-        _put(g, "context_ids", _concat([s.context_ids for s in scores], np.int32))
-        _put(g, "context_offsets", _offsets([len(s.context_ids) for s in scores]))
-        texts = [s.context_text.encode("utf-8") for s in scores]
+        contexts = [e.contexts[side] for e in examples]
+        _put(g, "context_ids", _concat([c.ids for c in contexts], np.int32))
+        _put(g, "context_offsets", _offsets([len(c.ids) for c in contexts]))
+        texts = [c.text.encode("utf-8") for c in contexts]
         _put(g, "context_text", np.frombuffer(b"".join(texts), dtype=np.uint8))
         _put(g, "context_text_offsets", _offsets([len(t) for t in texts]))
-        _put(g, "topk_ids", _concat([s.topk_ids for s in scores], np.int32, k))
-        _put(g, "topk_logprobs", _concat([s.topk_logprobs for s in scores], np.float32, k))
-        _put(g, "logprob", _concat([s.logprob for s in scores], np.float32))
-        _put(g, "rank", _concat([s.rank for s in scores], np.int32))
-        _put(g, "entropy", _concat([s.entropy for s in scores], np.float32))
+
+    for stat in statistics.STATISTICS:
+        for dataset in stat.datasets():
+            if not all(dataset in e.stats for e in examples):
+                if stat.required:
+                    raise ArtifactError(f"{meta.name}: no values for {dataset}")
+                continue
+            width = k if stat.topk else None
+            _put(f, dataset, _concat([e.stats[dataset] for e in examples], stat.dtype, width))
 
     ids = sorted(token_text)
     tok = f.create_group("tokens")
@@ -189,10 +220,8 @@ def _write_body(f: h5py.File, meta: RunMeta, examples: list[ExampleScores], toke
 
 # ---------------------------------------------------------------- reading
 
-_EXAMPLE_ROWS = ("examples/id", "examples/prompt", "examples/response", "examples/index")
-_POSITION_ROWS = ("positions/example", "positions/t", "positions/token_id", "positions/kl")
-_SIDE_ROWS = ("logprob", "rank", "entropy")
-_SIDE_TOPK = ("topk_ids", "topk_logprobs")
+_EXAMPLE_ROWS = ("examples/id", "examples/prompt", "examples/response")
+_POSITION_ROWS = ("positions/example", "positions/t", "positions/token_id")
 _SIDE_ATTRS = ("model", "template", "dtype")
 
 
@@ -207,6 +236,10 @@ class Artifact:
     n_positions: int
     attrs: dict[str, object]
     side_attrs: dict[str, dict[str, object]]
+    datasets: frozenset[str]  # every dataset path the file holds
+
+    def has(self, dataset: str) -> bool:
+        return dataset in self.datasets
 
     def read(self, dataset: str, rows: slice | np.ndarray | None = None) -> np.ndarray:
         """One dataset (e.g. "sides/base/rank"), all rows or the given ones; strings as str."""
@@ -227,9 +260,27 @@ class Artifact:
         bounds = self.read(f"sides/{side}/context_offsets", slice(e, e + 2))
         return self.read(f"sides/{side}/context_ids", slice(int(bounds[0]), int(bounds[1])))
 
-    def context_text(self, side: str, e: int) -> str:
+    def context_text(self, side: str, e: int) -> str | None:
+        """The rendered context, or None where the file stores none (an optional addition)."""
+        if not self.has(f"sides/{side}/context_text"):
+            return None
         bounds = self.read(f"sides/{side}/context_text_offsets", slice(e, e + 2))
         return self.read(f"sides/{side}/context_text", slice(int(bounds[0]), int(bounds[1]))).tobytes().decode()
+
+    def dataset_indices(self) -> np.ndarray:
+        """Each example's place in the dataset: examples/index, or 0..E-1 where the file lacks it."""
+        if self.has("examples/index"):
+            return self.read("examples/index")
+        return np.arange(self.n_examples, dtype=np.int64)
+
+    def statistics(self) -> list[tuple[str, object, str | None]]:
+        """(dataset, statistic, side) for every registered statistic this file holds."""
+        return [
+            (stat.dataset(side), stat, side)
+            for stat in statistics.STATISTICS
+            for side in stat.sides()
+            if self.has(stat.dataset(side))
+        ]
 
     def token_texts(self) -> dict[int, str]:
         return dict(zip(self.read("tokens/id").tolist(), self.read("tokens/text").tolist(), strict=True))
@@ -297,6 +348,8 @@ def _check(path: Path, f: h5py.File) -> Artifact:
     for name in _POSITION_ROWS:
         if shape(name) != (n_positions,):
             raise fail(f"/{name} has shape {shape(name)}, expected ({n_positions},)")
+    if "examples/index" in f and shape("examples/index") != (n_examples,):
+        raise fail(f"/examples/index has shape {shape('examples/index')}, expected ({n_examples},)")
     side_attrs = {}
     for side in SIDE_NAMES:
         group = f"sides/{side}"
@@ -307,19 +360,22 @@ def _check(path: Path, f: h5py.File) -> Artifact:
             if key not in s_attrs:
                 raise fail(f"attribute {key} of /{group} is missing")
         side_attrs[side] = s_attrs
-        for name in _SIDE_ROWS:
-            if shape(f"{group}/{name}") != (n_positions,):
-                raise fail(f"/{group}/{name} has shape {shape(f'{group}/{name}')}, expected ({n_positions},)")
-        for name in _SIDE_TOPK:
-            if shape(f"{group}/{name}") != (n_positions, k):
-                raise fail(f"/{group}/{name} has shape {shape(f'{group}/{name}')}, expected ({n_positions}, {k})")
         if shape(f"{group}/context_offsets") != (n_examples + 1,):
             raise fail(f"/{group}/context_offsets must have E+1 = {n_examples + 1} entries")
         context_end = int(f[f"{group}/context_offsets"][-1])
         if shape(f"{group}/context_ids") != (context_end,):
             raise fail(f"/{group}/context_ids has {shape(f'{group}/context_ids')[0]} ids, offsets say {context_end}")
-        if shape(f"{group}/context_text_offsets") != (n_examples + 1,):
+        if (f"{group}/context_text" in f) != (f"{group}/context_text_offsets" in f):
+            raise fail(f"/{group} has one of context_text and context_text_offsets without the other")
+        if f"{group}/context_text_offsets" in f and shape(f"{group}/context_text_offsets") != (n_examples + 1,):
             raise fail(f"/{group}/context_text_offsets must have E+1 = {n_examples + 1} entries")
+    for stat in statistics.STATISTICS:
+        expected = (n_positions, k) if stat.topk else (n_positions,)
+        for dataset in stat.datasets():
+            if dataset not in f and not stat.required:
+                continue
+            if shape(dataset) != expected:
+                raise fail(f"/{dataset} has shape {shape(dataset)}, expected {expected}")
     if shape("tokens/id") != shape("tokens/text"):
         raise fail("/tokens/id and /tokens/text differ in length")
     return Artifact(
@@ -330,46 +386,26 @@ def _check(path: Path, f: h5py.File) -> Artifact:
         n_positions=n_positions,
         attrs=attrs,
         side_attrs=side_attrs,
+        datasets=frozenset(_dataset_paths(f)),
     )
 
 
+def _dataset_paths(f: h5py.File) -> list[str]:
+    paths: list[str] = []
+    f.visititems(lambda name, obj: paths.append(name) if isinstance(obj, h5py.Dataset) else None)
+    return paths
+
+
 def read_examples(artifact: Artifact) -> list[ExampleScores]:
-    """All examples of an artifact as ExampleScores (used to merge shards)."""
-    cols = {
-        name: artifact.read(name) for name in (*_EXAMPLE_ROWS, "examples/offsets", "positions/token_id", "positions/kl")
-    }
-    index = artifact.read("examples/index")
-    side_cols = {
-        side: {
-            name: artifact.read(f"sides/{side}/{name}")
-            for name in (
-                *_SIDE_ROWS,
-                *_SIDE_TOPK,
-                "context_ids",
-                "context_offsets",
-                "context_text",
-                "context_text_offsets",
-            )
-        }
-        for side in SIDE_NAMES
-    }
+    """All examples of an artifact as ExampleScores (used to merge partial work)."""
+    cols = {name: artifact.read(name) for name in (*_EXAMPLE_ROWS, "examples/offsets", "positions/token_id")}
+    index = artifact.dataset_indices()
+    stats = {dataset: artifact.read(dataset) for dataset, _, _ in artifact.statistics()}
     offsets = cols["examples/offsets"]
+    contexts = {side: _contexts(artifact, side) for side in SIDE_NAMES}
     examples = []
     for e in range(artifact.n_examples):
         rows = slice(int(offsets[e]), int(offsets[e + 1]))
-        sides = {}
-        for side, c in side_cols.items():
-            ctx = slice(int(c["context_offsets"][e]), int(c["context_offsets"][e + 1]))
-            text_rows = slice(int(c["context_text_offsets"][e]), int(c["context_text_offsets"][e + 1]))
-            sides[side] = SideScores(
-                context_ids=c["context_ids"][ctx],
-                topk_ids=c["topk_ids"][rows],
-                topk_logprobs=c["topk_logprobs"][rows],
-                logprob=c["logprob"][rows],
-                rank=c["rank"][rows],
-                entropy=c["entropy"][rows],
-                context_text=c["context_text"][text_rows].tobytes().decode(),
-            )
         examples.append(
             ExampleScores(
                 index=int(index[e]),
@@ -377,22 +413,35 @@ def read_examples(artifact: Artifact) -> list[ExampleScores]:
                 prompt=cols["examples/prompt"][e],
                 response=cols["examples/response"][e],
                 token_ids=cols["positions/token_id"][rows],
-                kl=cols["positions/kl"][rows],
-                sides=sides,
+                contexts={side: contexts[side][e] for side in SIDE_NAMES},
+                stats={dataset: values[rows] for dataset, values in stats.items()},
             )
         )
     return examples
 
 
+def _contexts(artifact: Artifact, side: str) -> list[SideContext]:
+    ids, id_offsets = artifact.read(f"sides/{side}/context_ids"), artifact.read(f"sides/{side}/context_offsets")
+    texts = [""] * artifact.n_examples
+    if artifact.has(f"sides/{side}/context_text"):
+        data = artifact.read(f"sides/{side}/context_text")
+        text_offsets = artifact.read(f"sides/{side}/context_text_offsets")
+        texts = [data[text_offsets[e] : text_offsets[e + 1]].tobytes().decode() for e in range(artifact.n_examples)]
+    return [SideContext(ids[id_offsets[e] : id_offsets[e + 1]], texts[e]) for e in range(artifact.n_examples)]
+
+
 def summarize(artifact: Artifact) -> dict[str, float]:
-    """Shares of the three shift categories, mean KL and mean entropy of each side."""
+    """Shares of the three shift categories under both definitions, the share of positions where the answer
+    token is the aligned side's top choice, and the mean of every averaged statistic the file holds."""
     n = artifact.n_positions
-    categories = shift_category(artifact.read("sides/base/rank"))
-    counts = np.bincount(categories, minlength=3) if n else np.zeros(3, dtype=np.int64)
     summary: dict[str, float] = {"examples": artifact.n_examples, "positions": n}
-    for i, cat in enumerate(CATEGORIES):
-        summary[f"share_{cat}"] = float(counts[i] / n) if n else float("nan")
-    summary["mean_kl"] = float(artifact.read("positions/kl").mean()) if n else float("nan")
-    for side in SIDE_NAMES:
-        summary[f"mean_entropy_{side}"] = float(artifact.read(f"sides/{side}/entropy").mean()) if n else float("nan")
+    for definition, prefix in ((ANSWER_TOKEN, "share"), (ALIGNED_TOP_CHOICE, "aligntds_share")):
+        counts = np.bincount(categories(artifact.read, definition), minlength=3)
+        for i, cat in enumerate(CATEGORIES):
+            summary[f"{prefix}_{cat}"] = float(counts[i] / n) if n else float("nan")
+    summary["answer_is_aligned_top"] = float(np.mean(artifact.read("sides/aligned/rank") == 0)) if n else float("nan")
+    for dataset, stat, side in artifact.statistics():
+        if stat.aggregate == "mean":
+            mean = float(np.mean(artifact.read(dataset), dtype=np.float64)) if n else float("nan")
+            summary[f"mean_{stat.column(side)}"] = mean
     return summary

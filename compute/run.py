@@ -22,7 +22,7 @@ from tqdm import tqdm
 from transformers.utils.logging import disable_progress_bar
 
 from compute import __version__, distributed
-from compute.artifact import ExampleScores, RunMeta, SideScores, open_artifact, summarize, write_artifact
+from compute.artifact import ExampleScores, RunMeta, SideContext, open_artifact, summarize, write_artifact
 from compute.config import RunConfig
 from compute.datasets import Example, load_examples
 from compute.generate import generate_answers
@@ -155,14 +155,6 @@ class Runner:
             response = example.response
             if response is None:
                 response = aligned.tokenizer.decode(item.answer)
-            sides = {
-                name: SideScores(
-                    context_ids=np.asarray(p.contexts[name], dtype=np.int32),
-                    context_text=p.context_texts[name],
-                    **s[name],
-                )
-                for name in SIDES
-            }
             results.append(
                 ExampleScores(
                     index=example.index,
@@ -170,8 +162,11 @@ class Runner:
                     prompt=example.instruction,
                     response=response,
                     token_ids=np.asarray(item.answer, dtype=np.int32),
-                    kl=s["kl"],
-                    sides=sides,
+                    contexts={
+                        name: SideContext(np.asarray(p.contexts[name], dtype=np.int32), p.context_texts[name])
+                        for name in SIDES
+                    },
+                    stats=s,
                 )
             )
         return results
@@ -198,8 +193,8 @@ def token_table(sides: dict[str, Side], examples: list[ExampleScores]) -> dict[i
     ids: set[int] = set()
     for example in examples:
         ids.update(example.token_ids.tolist())
-        for scores in example.sides.values():
-            ids.update(scores.topk_ids.ravel().tolist())
+        for side in SIDES:
+            ids.update(example.stats[f"sides/{side}/topk_ids"].ravel().tolist())
     tokenizer = sides["aligned"].tokenizer
     return {i: tokenizer.decode([i]) for i in sorted(ids)}
 
@@ -295,7 +290,9 @@ def _print_summary(path: Path, seconds: float) -> None:
     print(
         f"wrote {path}: {s['examples']} examples, {s['positions']} positions; "
         f"unshifted {s['share_unshifted']:.1%}, marginal {s['share_marginal']:.1%}, shifted {s['share_shifted']:.1%}; "
-        f"mean KL {s['mean_kl']:.3f} nats; {seconds:.1f} s"
+        f"mean KL {s['mean_kl']:.3f} nats"
+        + (f", mean JS {s['mean_js']:.3f} nats" if "mean_js" in s else "")
+        + f"; {seconds:.1f} s"
     )
 
 
@@ -316,7 +313,14 @@ def describe(path: Path) -> str:
         f"  unshifted {s['share_unshifted']:.1%}  marginal {s['share_marginal']:.1%}  shifted {s['share_shifted']:.1%}"
     )
     lines.append(
-        f"  mean KL {s['mean_kl']:.4f} nats; mean entropy aligned {s['mean_entropy_aligned']:.3f}, "
-        f"base {s['mean_entropy_base']:.3f}"
+        f"  aligned top choice (AlignTDS): unshifted {s['aligntds_share_unshifted']:.1%}  "
+        f"marginal {s['aligntds_share_marginal']:.1%}  shifted {s['aligntds_share_shifted']:.1%}; "
+        f"answer token = aligned top choice at {s['answer_is_aligned_top']:.1%}"
     )
+    means = [
+        f"{stat.label}{f' {side}' if side else ''} {s['mean_' + stat.column(side)]:.4f}"
+        for _, stat, side in artifact.statistics()
+        if stat.aggregate == "mean"
+    ]
+    lines.append("  means (nats): " + "; ".join(means))
     return "\n".join(lines)

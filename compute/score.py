@@ -10,12 +10,14 @@ full vocabulary.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
+from compute import statistics
 from compute.model import SideModel
 
 # Logits per chunk, rows x vocab: 32 MiB of float32. glibc serves blocks up to that size from its heap
@@ -102,49 +104,31 @@ def answer_hidden_states(
     return torch.cat(rows)
 
 
-def _side_stats(logp: torch.Tensor, p: torch.Tensor, targets: torch.Tensor, k: int) -> dict[str, torch.Tensor]:
-    """One side's statistics from its log-probabilities and probabilities (rows x vocab)."""
-    top = logp.topk(k, dim=-1)
-    chosen = logp.gather(-1, targets[:, None])
-    return {
-        "topk_ids": top.indices,
-        "topk_logprobs": top.values,
-        "logprob": chosen[:, 0],
-        "rank": (logp > chosen).sum(-1, dtype=torch.int32),  # int32: five times faster than int64 on a CPU
-        "entropy": -torch.nansum(p * logp, dim=-1),  # nan only where p = 0 and log p = -inf: a 0 term
-    }
-
-
 @torch.inference_mode()
 def position_stats(
-    models: dict[str, SideModel], hidden: dict[str, torch.Tensor], targets: torch.Tensor, k: int
-) -> dict[str, Any]:
-    """Per-row statistics of both sides and KL(aligned || base), computed a chunk of rows at a time.
+    heads: dict[str, Callable[[torch.Tensor], torch.Tensor]],
+    hidden: dict[str, torch.Tensor],
+    targets: torch.Tensor,
+    k: int,
+    vocab: int,
+) -> dict[str, torch.Tensor]:
+    """Every registered statistic (compute/statistics.py) per row, by dataset path, a chunk of rows at a time.
 
-    Each rows x vocab pass costs as much as the LM head on a CPU, so each is made once: one
-    log-softmax and one exp per side, and sums that skip 0 * -inf terms instead of masking them.
+    `heads[side]` turns hidden states into logits over `vocab` entries. Each rows x vocab pass costs as much
+    as the LM head on a CPU, so each is made once per chunk: one log-softmax per side, and what several
+    statistics share (probabilities, top-k, entropies) is kept in the chunk.
     """
-    vocab = models["aligned"].vocab_size
-    chunk = max(1, CHUNK_ELEMENTS // vocab)
-    parts: list[dict[str, Any]] = []
-    for start in range(0, len(targets), chunk):
-        rows = slice(start, start + chunk)
+    rows_per_chunk = max(1, CHUNK_ELEMENTS // vocab)
+    parts: list[dict[str, torch.Tensor]] = []
+    for start in range(0, len(targets), rows_per_chunk):
+        rows = slice(start, start + rows_per_chunk)
         logp = {
-            side: torch.log_softmax(models[side].logits(hidden[side][rows]), dim=-1, dtype=torch.float32)
-            for side in models
+            side: torch.log_softmax(head(hidden[side][rows]), dim=-1, dtype=torch.float32)
+            for side, head in heads.items()
         }
-        p = {side: logp[side].exp() for side in models}
-        part = {side: _side_stats(logp[side], p[side], targets[rows].to(logp[side].device), k) for side in models}
-        diff = logp["aligned"] - logp["base"].to(logp["aligned"].device)
-        part["kl"] = torch.nansum(p["aligned"] * diff, dim=-1)  # nan only where p_aligned = 0: a 0 term
-        parts.append(part)
-    return {
-        "kl": torch.cat([part["kl"] for part in parts]),
-        **{side: {key: torch.cat([part[side][key] for part in parts]) for key in parts[0][side]} for side in models},
-    }
-
-
-STAT_KEYS = ("topk_ids", "topk_logprobs", "logprob", "rank", "entropy")
+        chunk = statistics.Chunk(logp, targets[rows].to(logp["aligned"].device), k)
+        parts.append(statistics.compute_chunk(chunk))
+    return {name: torch.cat([part[name].cpu() for part in parts]) for name in parts[0]}
 
 
 def score_batch(
@@ -152,30 +136,30 @@ def score_batch(
     items: list[ScoreItem],
     k: int,
     prefixes: dict[str, SharedPrefix | None] | None = None,
-) -> list[dict[str, Any]]:
-    """Score a batch; for each item {"kl": (T,), side: {stat: array}} as numpy, float32 / int32."""
+) -> list[dict[str, np.ndarray]]:
+    """Score a batch; for each item {dataset path: (T,) or (T, k) numpy array} for every registered statistic."""
     prefixes = prefixes or {}
     scored = [item for item in items if item.answer]
     if scored:
         hidden = {side: answer_hidden_states(models[side], scored, side, prefixes.get(side)) for side in models}
         targets = torch.tensor([t for item in scored for t in item.answer])
-        stats = _to_numpy(position_stats(models, hidden, targets, k))
+        heads = {side: model.logits for side, model in models.items()}
+        vocab = models["aligned"].vocab_size
+        dtypes = {dataset: stat.dtype for _, dataset, stat, _ in statistics.columns()}
+        stats = {
+            name: values.numpy().astype(dtypes[name], copy=False)
+            for name, values in position_stats(heads, hidden, targets, k, vocab).items()
+        }
     else:
-        empty = {key: np.zeros((0, k) if key.startswith("topk") else 0, np.float32) for key in STAT_KEYS}
-        stats = {"kl": np.zeros(0, np.float32), **{side: empty for side in models}}
+        stats = _empty_columns(k)
     results = []
     row = 0
     for item in items:
         rows = slice(row, row + len(item.answer))
         row += len(item.answer)
-        per_item = {side: {key: stats[side][key][rows] for key in STAT_KEYS} for side in models}
-        results.append({"kl": stats["kl"][rows], **per_item})
+        results.append({name: values[rows] for name, values in stats.items()})
     return results
 
 
-def _to_numpy(stats: dict[str, Any]) -> dict[str, Any]:
-    def convert(t: torch.Tensor) -> np.ndarray:
-        array = t.cpu().numpy()
-        return array.astype(np.int32) if array.dtype.kind in "iu" else array.astype(np.float32)
-
-    return {key: convert(v) if isinstance(v, torch.Tensor) else _to_numpy(v) for key, v in stats.items()}
+def _empty_columns(k: int) -> dict[str, np.ndarray]:
+    return {dataset: stat.empty(k) for _, dataset, stat, _ in statistics.columns()}

@@ -48,6 +48,7 @@ def main() -> None:
     else:
         st.session_state[ui.RUNS_KEY] = [label for label in st.session_state[ui.RUNS_KEY] if label in labels]
     st.sidebar.multiselect("Runs", labels, key=ui.RUNS_KEY, help=f"Artifacts in {directory}")
+    ui.definition_control()
     st.navigation(PAGES).run()
 
 

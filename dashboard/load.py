@@ -17,25 +17,37 @@ import numpy as np
 import polars as pl
 import streamlit as st
 
-from compute.artifact import CATEGORIES, SIDE_NAMES, Artifact, ArtifactError, open_artifact, shift_category
+from compute import statistics
+from compute.artifact import (
+    ALIGNED_TOP_CHOICE,
+    ANSWER_TOKEN,
+    CATEGORIES,
+    CATEGORY_DEFINITIONS,
+    SIDE_NAMES,
+    Artifact,
+    ArtifactError,
+    categories,
+    open_artifact,
+)
 
-__all__ = ["CATEGORIES", "SIDE_NAMES", "Run", "RunKey"]
+__all__ = ["ALIGNED_TOP_CHOICE", "ANSWER_TOKEN", "CATEGORIES", "CATEGORY_DEFINITIONS", "SIDE_NAMES", "Run", "RunKey"]
 
 ROOT = Path(__file__).resolve().parent.parent
 
 ENV_VAR = "TDS_ARTIFACTS_DIR"
 SUFFIXES = (".h5", ".hdf5")
 
-# Per-position columns a page may ask for, by frame column name -> dataset.
+# Per-position columns a page may ask for, by frame column name -> dataset: the answer's own columns and every
+# registered per-position statistic that is one number per row (kl, js, rank_base, entropy_aligned, ...).
 POSITION_COLUMNS = {
     "example": "positions/example",
     "t": "positions/t",
     "token_id": "positions/token_id",
-    "kl": "positions/kl",
-    **{f"rank_{side}": f"sides/{side}/rank" for side in SIDE_NAMES},
-    **{f"entropy_{side}": f"sides/{side}/entropy" for side in SIDE_NAMES},
-    **{f"logprob_{side}": f"sides/{side}/logprob" for side in SIDE_NAMES},
+    **{column: dataset for column, dataset, stat, _ in statistics.columns() if not stat.topk},
 }
+# Columns pages average (mean per run, per position bin, colour scales), in registry order.
+AVERAGED = [(column, stat, side) for column, _, stat, side in statistics.columns() if stat.aggregate == "mean"]
+CATEGORY = "category"  # the shift category under the definition a page asks for: 0 unshifted, 1 marginal, 2 shifted
 
 
 class RunKey(NamedTuple):
@@ -98,17 +110,26 @@ def open_runs(keys: list[RunKey]) -> tuple[list[Run], list[str]]:
 
 @st.cache_resource(show_spinner=False, max_entries=128)
 def _column(key: RunKey, name: str) -> pl.Series:
+    """One per-position column; an optional statistic the file lacks comes back as nulls (pages show "–")."""
     artifact = _open(key)
     assert not isinstance(artifact, str), artifact
-    if name == "category":
-        return pl.Series(name, shift_category(_column(key, "rank_base").to_numpy()))
-    return pl.Series(name, artifact.read(POSITION_COLUMNS[name]))
+    if name in CATEGORY_DEFINITIONS:
+        return pl.Series(CATEGORY, categories(artifact.read, name))
+    dataset = POSITION_COLUMNS[name]
+    if not artifact.has(dataset):
+        return pl.Series(name, [None] * artifact.n_positions, dtype=pl.Float32)
+    return pl.Series(name, artifact.read(dataset))
 
 
-def positions(run: Run, columns: tuple[str, ...]) -> pl.DataFrame:
-    """One row per answer position with the named columns (see POSITION_COLUMNS, plus "category":
-    0 unshifted, 1 marginal, 2 shifted, from the base rank)."""
-    return pl.DataFrame([_column(run.key, name) for name in columns])
+def has(run: Run, column: str) -> bool:
+    """Whether the run stores this column (optional statistics such as js may be absent)."""
+    return run.artifact.has(POSITION_COLUMNS[column])
+
+
+def positions(run: Run, columns: tuple[str, ...], definition: str = ANSWER_TOKEN) -> pl.DataFrame:
+    """One row per answer position with the named columns (see POSITION_COLUMNS, plus "category": the shift
+    category under `definition`, one of CATEGORY_DEFINITIONS)."""
+    return pl.DataFrame([_column(run.key, definition if name == CATEGORY else name) for name in columns])
 
 
 @st.cache_resource(show_spinner=False)
@@ -120,7 +141,7 @@ def examples(key: RunKey) -> pl.DataFrame:
     return pl.DataFrame(
         {
             "example": np.arange(artifact.n_examples, dtype=np.int32),
-            "index": artifact.read("examples/index"),
+            "index": artifact.dataset_indices(),
             "id": artifact.read("examples/id").tolist(),
             "prompt": artifact.read("examples/prompt").tolist(),
             "response": artifact.read("examples/response").tolist(),
@@ -149,26 +170,27 @@ def token_text(run: Run) -> dict[int, str]:
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def example_detail(key: RunKey, e: int) -> dict[str, pl.DataFrame]:
-    """Example `e` position by position: "positions" (t, token_id, kl, per side rank, logprob and
-    entropy, category) and per side "topk_<side>" (t, k, id, logprob)."""
+def example_detail(key: RunKey, e: int, definition: str = ANSWER_TOKEN) -> dict[str, pl.DataFrame]:
+    """Example `e` position by position: "positions" (t, token_id, every stored per-row statistic, category
+    under `definition`) and per side "topk_<side>" (t, k, id, logprob)."""
     artifact = _open(key)
     assert not isinstance(artifact, str), artifact
     rows = artifact.example_rows(e)
+    n = rows.stop - rows.start
     detail = {
-        "t": np.arange(rows.stop - rows.start, dtype=np.int32),
+        "t": np.arange(n, dtype=np.int32),
         **{
-            name: artifact.read(dataset, rows)
+            name: artifact.read(dataset, rows) if artifact.has(dataset) else np.full(n, np.nan, dtype=np.float32)
             for name, dataset in POSITION_COLUMNS.items()
             if name not in ("example", "t")
         },
     }
-    detail["category"] = shift_category(detail["rank_base"])
+    detail[CATEGORY] = categories(lambda dataset: artifact.read(dataset, rows), definition)
     out = {"positions": pl.DataFrame(detail)}
     for side in SIDE_NAMES:
         ids = artifact.read(f"sides/{side}/topk_ids", rows)
         logprobs = artifact.read(f"sides/{side}/topk_logprobs", rows)
-        n, k = ids.shape
+        k = ids.shape[1]
         out[f"topk_{side}"] = pl.DataFrame(
             {
                 "t": np.repeat(np.arange(n, dtype=np.int32), k),
@@ -185,7 +207,7 @@ def context_text(key: RunKey, side: str, e: int) -> str | None:
     """The side's rendered context for example e as the run stored it; None where it stored none."""
     artifact = _open(key)
     assert not isinstance(artifact, str), artifact
-    return artifact.context_text(side, e) or None
+    return artifact.context_text(side, e) or None  # None where the file stores none (an optional addition)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

@@ -29,9 +29,9 @@ def category_color(category: int) -> str:
     return CATEGORY_COLORS[CATEGORY_NAMES[category]] + "55"
 
 
-def kl_color(kl: float, top: float) -> str:
-    """White to red as KL goes from 0 to `top` nats."""
-    alpha = min(max(kl / top, 0.0), 1.0) if top > 0 else 0.0
+def scale_color(value: float, top: float) -> str:
+    """White to red as a divergence goes from 0 to `top` nats."""
+    alpha = min(max(value / top, 0.0), 1.0) if top > 0 else 0.0
     return f"rgba(208,71,62,{alpha:.2f})"
 
 

@@ -1,7 +1,9 @@
 """Pure aggregations: per-position frames in, small tables out.
 
 A per-position frame has one row per answer position and some of the columns
-named in load.POSITION_COLUMNS plus `category` (0 unshifted, 1 marginal, 2 shifted).
+named in load.POSITION_COLUMNS plus `category` (0 unshifted, 1 marginal, 2 shifted,
+under whichever definition the page chose). Which statistics are averaged comes from
+the registry (compute/statistics.py): every one declared with aggregate "mean".
 """
 
 from __future__ import annotations
@@ -11,8 +13,22 @@ import math
 import numpy as np
 import polars as pl
 
+from compute import statistics
+
 EXACT_POSITIONS = 32  # positions 0..31 get a bin each; later ones share wider bins
 SHARE_COLUMNS = ("share_unshifted", "share_marginal", "share_shifted")
+# Registered statistics averaged by the pages: frame column -> (statistic, side or None).
+AVERAGED = {column: (stat, side) for column, _, stat, side in statistics.columns() if stat.aggregate == "mean"}
+
+
+def title(column: str) -> str:
+    """A chart title for an averaged column: "KL(aligned ‖ base)", "entropy (aligned)", ..."""
+    stat, side = AVERAGED[column]
+    return stat.label + (f" ({side})" if side else "")
+
+
+def _means(frame: pl.DataFrame) -> list[pl.Expr]:
+    return [pl.col(column).mean().alias(f"mean_{column}") for column in AVERAGED if column in frame.columns]
 
 
 def _shares() -> list[pl.Expr]:
@@ -20,19 +36,15 @@ def _shares() -> list[pl.Expr]:
 
 
 def run_summary(frame: pl.DataFrame) -> dict[str, float]:
-    """Shares of the three categories, mean KL, mean entropy and branching factor exp(mean entropy)
-    of each side, and the branching ratio base / aligned."""
-    row = frame.select(
-        *_shares(),
-        pl.col("kl").mean().alias("mean_kl"),
-        pl.col("entropy_aligned").mean().alias("entropy_aligned"),
-        pl.col("entropy_base").mean().alias("entropy_base"),
-    ).row(0, named=True)
+    """Shares of the three categories, the mean of every averaged statistic in the frame, and, from the
+    teacher-forced entropies, exp(mean entropy) per side and its base / aligned ratio. That last one is
+    not the BF paper's branching factor (which samples continuations); it keeps an honest name here."""
+    row = frame.select(*_shares(), *_means(frame)).row(0, named=True)
     for side in ("aligned", "base"):
-        entropy = row[f"entropy_{side}"]
-        row[f"branching_{side}"] = math.exp(entropy) if entropy is not None else None
-    aligned, base = row["branching_aligned"], row["branching_base"]
-    row["branching_ratio"] = base / aligned if aligned and base is not None else None
+        entropy = row.get(f"mean_entropy_{side}")
+        row[f"exp_entropy_{side}"] = math.exp(entropy) if entropy is not None else None
+    aligned, base = row["exp_entropy_aligned"], row["exp_entropy_base"]
+    row["exp_entropy_ratio"] = base / aligned if aligned and base is not None else None
     return row
 
 
@@ -53,9 +65,10 @@ def bin_start(t: np.ndarray, edges: np.ndarray) -> np.ndarray:
 
 
 def by_position(frame: pl.DataFrame, lengths: pl.Series) -> pl.DataFrame:
-    """Per position bin: positions, answers reaching the bin, category shares, mean KL and entropies.
+    """Per position bin: positions, answers reaching the bin, category shares and the mean of every averaged
+    statistic in the frame (mean_kl, mean_entropy_base, ...).
 
-    `frame` needs t, category, kl, entropy_aligned, entropy_base; `lengths` is the answer length of each example.
+    `frame` needs t and category; `lengths` is the answer length of each example.
     """
     if frame.height == 0:
         return pl.DataFrame(schema={"t_start": pl.Int64, "t_end": pl.Int64, "positions": pl.UInt32})
@@ -64,30 +77,17 @@ def by_position(frame: pl.DataFrame, lengths: pl.Series) -> pl.DataFrame:
     table = (
         frame.with_columns(pl.Series("t_start", starts))
         .group_by("t_start")
-        .agg(
-            pl.len().alias("positions"),
-            *_shares(),
-            pl.col("kl").mean().alias("mean_kl"),
-            pl.col("entropy_aligned").mean().alias("entropy_aligned"),
-            pl.col("entropy_base").mean().alias("entropy_base"),
-        )
+        .agg(pl.len().alias("positions"), *_shares(), *_means(frame))
         .sort("t_start")
     )
     sorted_lengths = np.sort(lengths.to_numpy())
     reaching = len(sorted_lengths) - np.searchsorted(sorted_lengths, table["t_start"].to_numpy(), side="right")
     t_end = edges[np.searchsorted(edges, table["t_start"].to_numpy()) + 1] - 1
-    return table.with_columns(
+    table = table.with_columns(
         pl.Series("t_end", t_end, dtype=pl.Int64), pl.Series("answers_reaching", reaching, dtype=pl.Int64)
-    ).select(
-        "t_start",
-        "t_end",
-        "positions",
-        "answers_reaching",
-        *SHARE_COLUMNS,
-        "mean_kl",
-        "entropy_aligned",
-        "entropy_base",
     )
+    means = [f"mean_{column}" for column in AVERAGED if column in frame.columns]
+    return table.select("t_start", "t_end", "positions", "answers_reaching", *SHARE_COLUMNS, *means)
 
 
 def with_types(frame: pl.DataFrame, types: pl.DataFrame) -> pl.DataFrame:
@@ -156,8 +156,8 @@ def entropy_by_category(frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def per_example(frame: pl.DataFrame) -> pl.DataFrame:
-    """Per example (by row number): positions, category shares, mean KL."""
-    return frame.group_by("example").agg(pl.len().alias("positions"), *_shares(), pl.col("kl").mean().alias("mean_kl"))
+    """Per example (by row number): positions, category shares, and the mean of every averaged statistic."""
+    return frame.group_by("example").agg(pl.len().alias("positions"), *_shares(), *_means(frame))
 
 
 def compare_examples(a: pl.DataFrame, b: pl.DataFrame) -> pl.DataFrame:

@@ -12,6 +12,7 @@ import streamlit as st
 from dashboard import load
 
 RUNS_KEY = "runs"  # session-state key of the sidebar multiselect (run labels)
+DEFINITION_KEY = "category-definition"  # session-state key of the sidebar's shift-category definition
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!$:<>|~])")
 
 
@@ -37,6 +38,30 @@ def chosen_runs(least: int = 1) -> list[load.Run]:
         )
         st.stop()
     return chosen
+
+
+def definition() -> str:
+    """The shift-category definition picked in the sidebar (the answer token's base rank by default)."""
+    return st.session_state.get(DEFINITION_KEY, load.ANSWER_TOKEN)
+
+
+def definition_control() -> None:
+    """The sidebar control every page with categories follows: ours, or AlignTDS's (the paper's)."""
+    st.sidebar.radio(
+        "Shift category from",
+        list(load.CATEGORY_DEFINITIONS),
+        key=DEFINITION_KEY,
+        help=" · ".join(f"{name}: {meaning}." for name, meaning in load.CATEGORY_DEFINITIONS.items()),
+    )
+
+
+def definition_caption() -> None:
+    """One line saying which definition the categories on this page use."""
+    chosen = definition()
+    st.caption(
+        f"Categories by the {chosen}: {load.CATEGORY_DEFINITIONS[chosen]}; unshifted 0, marginal 1-2, "
+        "shifted 3+. Switch in the sidebar."
+    )
 
 
 def pick_run(label: str, runs: list[load.Run], key: str, index: int = 0) -> load.Run:

@@ -63,7 +63,14 @@ def build_tokenizer(add_bos: bool, vocab_size: int = 400, chat_template: str | N
 
 def _model(arch: str, vocab_size: int, seed: int, noise: float):
     import torch
-    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+    from transformers import (
+        Gemma2Config,
+        Gemma2ForCausalLM,
+        GPT2Config,
+        GPT2LMHeadModel,
+        LlamaConfig,
+        LlamaForCausalLM,
+    )
 
     torch.manual_seed(0)
     if arch == "llama":
@@ -81,6 +88,23 @@ def _model(arch: str, vocab_size: int, seed: int, noise: float):
             initializer_range=0.2,
         )
         model = LlamaForCausalLM(config)
+    elif arch == "gemma2":
+        config = Gemma2Config(  # soft-capped logits: the scorer must apply the cap the model's forward applies
+            vocab_size=vocab_size,
+            hidden_size=48,
+            intermediate_size=96,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            head_dim=12,
+            max_position_embeddings=2048,
+            final_logit_softcapping=2.0,
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=2,
+            initializer_range=0.2,
+        )
+        model = Gemma2ForCausalLM(config)
     else:
         config = GPT2Config(
             vocab_size=vocab_size,
@@ -104,7 +128,7 @@ def _model(arch: str, vocab_size: int, seed: int, noise: float):
 
 def save_pair(folder: Path, arch: str, noise: float = 0.02) -> dict[str, Path]:
     """aligned/ and base/ model folders sharing one tokenizer; aligned = base + noise."""
-    add_bos = arch == "llama"
+    add_bos = arch in ("llama", "gemma2")
     tokenizer = build_tokenizer(add_bos, chat_template=CHAT_TEMPLATE_WITH_BOS if add_bos else CHAT_TEMPLATE_PLAIN)
     paths = {}
     for side, seed in (("base", 0), ("aligned", 1)):
@@ -118,7 +142,7 @@ def save_pair(folder: Path, arch: str, noise: float = 0.02) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def model_pairs(tmp_path_factory) -> dict[str, dict[str, Path]]:
     folder = tmp_path_factory.mktemp("models")
-    return {arch: save_pair(folder, arch) for arch in ("llama", "gpt2")}
+    return {arch: save_pair(folder, arch) for arch in ("llama", "gpt2", "gemma2")}
 
 
 def write_config(folder: Path, body: str, name: str = "run.toml") -> Path:

@@ -144,6 +144,26 @@ def test_generation_from_a_cached_prefix_equals_plain_generation(arch, model_pai
     assert sum(len(a) for a in plain) > 30
 
 
-def test_sliding_window_models_generate_without_the_prefix_cache(gemma3):
-    lm, _ = gemma3
-    assert SideModel(Weights(lm, torch.device("cpu"))).has_sliding_window
+@pytest.mark.parametrize("arch, cache_used", [("gemma3", False), ("llama", True)])
+def test_sliding_window_models_generate_without_the_prefix_cache(arch, cache_used, model_pairs, tmp_path, monkeypatch):
+    """A padding hole between a cached prefix and a short row's tail would count against a sliding window, so
+    such models get the plain layout: the prefix's cache is never copied into their generation."""
+    from compute.generate import generate_answers
+    from compute.sides import load_sides
+
+    if arch == "gemma3":
+        tiny_gemma3(tmp_path / "g3")
+        pair = {"aligned": tmp_path / "g3", "base": tmp_path / "g3"}
+    else:
+        pair = model_pairs[arch]
+    (tmp_path / "urial.txt").write_text(PREAMBLE + "# Query:\n{instruction}\n# Answer:\n")
+    dataset = write_jsonl(tmp_path / "data.jsonl", EXAMPLES)
+    text = config_text(pair, dataset, tmp_path / "out").replace('template = "chat"', 'template_file = "urial.txt"')
+    side = load_sides(load_config(write_config(tmp_path, text)))["aligned"]
+    contexts = [side.context_ids(side.render(e["instruction"])) for e in EXAMPLES[:3]]
+    prefix = SharedPrefix.build(side.model, contexts[0][: common_prefix_length(contexts)])
+    copies = []
+    monkeypatch.setattr(prefix, "for_batch", _spy(prefix.for_batch, copies))
+    answers = generate_answers(side, contexts, 4, (), prefix)
+    assert len(answers) == 3
+    assert bool(copies) == cache_used

@@ -27,7 +27,7 @@ EXAMPLES = [
 ]
 
 
-@pytest.fixture(scope="module", params=["llama", "gpt2"])
+@pytest.fixture(scope="module", params=["llama", "gpt2", "gemma2"])
 def scored(request, model_pairs, tmp_path_factory):
     folder = tmp_path_factory.mktemp(f"ref-{request.param}")
     dataset = write_jsonl(folder / "data.jsonl", EXAMPLES)
@@ -53,6 +53,8 @@ def test_every_position_matches_naive_rescoring(scored):
 
 def test_the_pair_agrees_on_some_generated_tokens_and_not_on_others(scored):
     """The perturbed aligned side makes a test that can tell categories apart."""
+    if scored.side_attrs["aligned"]["model"].endswith("gemma2-aligned"):
+        pytest.skip("the tiny random Gemma 2 repeats one token, so both sides agree on all of it")
     e = list(scored.read("examples/id")).index("generated")
     base_rank = scored.read("sides/base/rank", scored.example_rows(e))
     assert (base_rank == 0).any() and (base_rank > 0).any()
@@ -95,4 +97,35 @@ def test_check_command_passes_a_good_artifact_and_catches_a_tampered_one(scored,
         f["sides/base/entropy"][...] = f["sides/base/entropy"][...] + 0.01
     assert main(["check", str(tampered), "--samples", "6"]) == 1
     out = capsys.readouterr().out
-    assert "FAILED" in out and "base entropy" in out
+    assert "FAILED" in out and "sides/base/entropy" in out
+
+
+def test_a_v1_file_without_the_optional_additions_passes_info_and_check(scored, tmp_path, capsys):
+    """Written from the format table alone (no examples/index, context text or JS): info and check take it."""
+    from dashboard_helpers import strip_additions
+
+    from compute.__main__ import main
+
+    plain = strip_additions(scored.path, tmp_path / "plain.h5")
+    assert not open_artifact(plain).has("positions/js")
+    assert main(["info", str(plain)]) == 0
+    out = capsys.readouterr().out
+    assert "aligned top choice (AlignTDS)" in out and "JS" not in out
+    assert main(["check", str(plain), "--samples", "6"]) == 0
+    assert "ok: 6 positions re-scored naively, 0 mismatches" in capsys.readouterr().out
+
+
+def test_js_is_stored_and_a_tampered_js_is_caught(scored, tmp_path, capsys):
+    import shutil
+
+    import h5py
+
+    from compute.__main__ import main
+
+    js = scored.read("positions/js")
+    assert (js >= 0).all() and (js <= np.log(2) + 1e-6).all() and js.max() > 0
+    tampered = shutil.copy(scored.path, tmp_path / "tampered.h5")
+    with h5py.File(tampered, "a") as f:
+        f["positions/js"][...] = f["positions/js"][...] * 1.5 + 0.01
+    assert main(["check", str(tampered), "--samples", "4"]) == 1
+    assert "positions/js" in capsys.readouterr().out

@@ -9,7 +9,20 @@ import sys
 import textwrap
 
 import pytest
-from dashboard_helpers import APP, BETA, BOLD, CONTEXT_TEXT, MATH, ROOT, XSS, bad_files, small_runs, write_run
+from dashboard_helpers import (
+    APP,
+    BETA,
+    BOLD,
+    CONTEXT_TEXT,
+    MATH,
+    ROOT,
+    TOKENS,
+    XSS,
+    bad_files,
+    small_runs,
+    strip_additions,
+    write_run,
+)
 from streamlit.testing.v1 import AppTest
 
 PAGES = ("overview", "positions", "token_types", "examples", "compare")
@@ -46,6 +59,24 @@ def test_every_page_runs_and_writes_nothing(runs_dir):
     assert {p.name: p.stat().st_mtime_ns for p in runs_dir.iterdir()} == before
 
 
+def test_a_v1_file_without_the_optional_additions_opens_on_every_page(runs_dir):
+    """No examples/index, no context text, no JS: every page draws it, and says what it lacks."""
+    strip_additions(runs_dir / "alpha.h5", runs_dir / "plain.h5")
+    (runs_dir / "alpha.h5").unlink()
+    for page in PAGES:
+        at = open_page(page)
+        assert not at.warning, (page, [w.value for w in at.warning])
+    at = open_page("overview")
+    plain = at.dataframe[0].value.set_index("run").loc["plain.h5"]
+    assert plain["share_shifted"] == pytest.approx(3 / 9) and plain["mean_kl"] == pytest.approx(4.1 / 9, rel=1e-6)
+    assert math.isnan(plain["mean_js"]) or plain["mean_js"] is None
+    at = open_page("examples")
+    at.selectbox(key="ex-run").set_value("plain.h5").run()
+    at.radio(key="ex-colour").set_value("JS").run()
+    assert not at.exception
+    assert any("does not store JS" in c.value for c in at.caption)
+
+
 def test_overview_shares_kl_and_branching(runs_dir):
     at = open_page("overview")
     rows = at.dataframe[0].value.set_index("run")
@@ -55,14 +86,30 @@ def test_overview_shares_kl_and_branching(runs_dir):
     assert alpha["share_marginal"] == pytest.approx(2 / 9)
     assert alpha["share_shifted"] == pytest.approx(3 / 9)
     assert alpha["mean_kl"] == pytest.approx(4.1 / 9, rel=1e-6)
-    assert alpha["branching_aligned"] == pytest.approx(math.e, rel=1e-6)
-    assert alpha["branching_base"] == pytest.approx(math.e**2, rel=1e-6)
-    assert alpha["branching_ratio"] == pytest.approx(math.e, rel=1e-6)
+    assert alpha["mean_js"] == pytest.approx(4.1 / 36, rel=1e-6)
+    assert alpha["exp_entropy_aligned"] == pytest.approx(math.e, rel=1e-6)
+    assert alpha["exp_entropy_base"] == pytest.approx(math.e**2, rel=1e-6)
+    assert alpha["exp_entropy_ratio"] == pytest.approx(math.e, rel=1e-6)
+    assert alpha["answer_is_aligned_top"] == 1.0
     assert (alpha["aligned_model"], alpha["base_template"]) == ("tiny/aligned", "plain")
     assert (beta["share_unshifted"], beta["share_marginal"], beta["share_shifted"]) == pytest.approx(
         (6 / 8, 1 / 8, 1 / 8)
     )
     assert len(at.get("plotly_chart")) == 3
+
+
+def test_the_aligntds_definition_ranks_the_aligned_top_choice_in_the_base_top_k(runs_dir):
+    """In alpha the aligned top choice is the answer token; the base top-k has it first where its base rank
+    is 0 and third otherwise, so AlignTDS's rule makes every other position marginal (none shifted)."""
+    at = open_page("overview")
+    at.sidebar.radio(key="category-definition").set_value("aligned top choice (AlignTDS)").run()
+    alpha = at.dataframe[0].value.set_index("run").loc["alpha.h5"]
+    assert (alpha["share_unshifted"], alpha["share_marginal"], alpha["share_shifted"]) == pytest.approx(
+        (4 / 9, 5 / 9, 0)
+    )
+    at.switch_page("app_pages/positions.py").run()
+    shifted = table(at, "position-share_marginal")
+    assert shifted[shifted["run"] == "alpha.h5"]["share_marginal"].tolist() == pytest.approx([0.5, 0, 1, 0.5, 1])
 
 
 def test_a_replaced_file_is_read_afresh(runs_dir):
@@ -115,6 +162,19 @@ def test_token_types_counts_and_most_shifted(runs_dir):
     assert contexts[9] == f"{XSS}{BOLD}{MATH}⟦ However⟧"
 
 
+def test_token_types_classify_each_id_of_the_token_table_once(runs_dir, monkeypatch):
+    """Types come from the token table (13 ids per run here), not from every position, and are cached."""
+    from dashboard import tokens
+
+    calls = []
+    classify = tokens.classify
+    monkeypatch.setattr(tokens, "classify", lambda text: calls.append(text) or classify(text))
+    at = open_page("token_types")
+    assert len(calls) == 2 * 13 and sorted(set(calls)) == sorted(TOKENS.values())
+    at.run()
+    assert len(calls) == 2 * 13
+
+
 def test_token_types_nudging_entropy(runs_dir):
     at = open_page("token_types")
     nudging = table(at, "nudging")
@@ -132,12 +192,13 @@ def test_examples_page_shows_tokens_literally(runs_dir):
     assert "<img" not in answer
     assert html.escape(XSS, quote=True) in answer
     assert BOLD in answer and MATH in answer
-    at.radio(key="ex-colour").set_value("KL").run()
+    at.radio(key="ex-colour").set_value("JS").run()
     assert not at.exception
+    assert "JS 0.5 nats" in at.html[0].value  # the colour scale's top: the example's largest JS, 2.0 / 4
     at.number_input(key="ex-t-alpha.h5-1").set_value(3).run()
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["rank under base"] == "10"
-    assert metrics["KL (nats)"] == "2.000"
+    assert metrics["KL / JS (nats)"] == "2.000 / 0.500"
     topk = table(at, "top-k")
     assert topk[topk["side"] == "base"]["token_id"].tolist() == [100, 101, 9]
     assert topk["prob"].tolist()[:3] == pytest.approx([0.5, 0.3, 0.1])

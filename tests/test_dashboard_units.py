@@ -37,11 +37,6 @@ def test_classify(text, kind):
     assert tokens.classify(text) == kind
 
 
-def test_token_types_classifies_each_id_once():
-    table = pl.DataFrame({"id": [1, 2], "text": [" However", "7"]})
-    assert tokens.token_types(table)["type"].to_list() == [tokens.DISCOURSE, tokens.NUMBER]
-
-
 def test_bin_edges_exact_then_two_per_doubling():
     edges = stats.bin_edges(200)
     assert edges[:32].tolist() == list(range(32))

@@ -11,27 +11,29 @@ COLUMNS = ("example", "t", "token_id", "category", "kl")
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def answer_table(run: load.Run) -> pl.DataFrame:
+def answer_table(run: load.Run, definition: str) -> pl.DataFrame:
     """Per example: example, id, answer token ids, shift shares, mean KL (empty answers included)."""
-    per = stats.answers(load.positions(run, COLUMNS))
+    per = stats.answers(load.positions(run, COLUMNS, definition))
     table = load.examples(run.key).select("example", "id").join(per, on="example", how="left")
     return table.with_columns(pl.col("token_id").fill_null(pl.lit([], dtype=pl.List(pl.Int32))))
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def comparison(a: load.Run, b: load.Run) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+def comparison(a: load.Run, b: load.Run, definition: str) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """Per matched example, shift shares of both runs over the matched examples, and the category crosstab
     over positions of examples whose answers are the same token ids."""
-    matched = stats.compare_examples(answer_table(a), answer_table(b))
+    matched = stats.compare_examples(answer_table(a, definition), answer_table(b, definition))
     shares = []
     for run, column in ((a, "example_a"), (b, "example_b")):
-        frame = load.positions(run, COLUMNS).filter(pl.col("example").is_in(matched[column].implode()))
+        frame = load.positions(run, COLUMNS, definition).filter(pl.col("example").is_in(matched[column].implode()))
         summary = frame.select((pl.col("category") == i).mean().alias(c) for i, c in enumerate(stats.SHARE_COLUMNS))
         shares.append(summary.select(pl.lit(run.label).alias("run"), pl.all()))
     share_table = pl.concat(shares)
     change = share_table.select(pl.lit("change (B − A)").alias("run"), pl.exclude("run").diff().slice(1, 1))
     same = matched.filter(pl.col("same_answer"))
-    crosstab = stats.category_crosstab(load.positions(a, COLUMNS), load.positions(b, COLUMNS), same)
+    crosstab = stats.category_crosstab(
+        load.positions(a, COLUMNS, definition), load.positions(b, COLUMNS, definition), same
+    )
     names = dict(enumerate(load.CATEGORIES))
     crosstab = crosstab.select(
         pl.col("category").replace_strict(names, return_dtype=pl.String).alias("category_a"),
@@ -49,7 +51,8 @@ with left:
     a = ui.pick_run("Run A", runs, key="cmp-a", index=0)
 with right:
     b = ui.pick_run("Run B", runs, key="cmp-b", index=1)
-matched, shares, crosstab = comparison(a, b)
+ui.definition_caption()
+matched, shares, crosstab = comparison(a, b, ui.definition())
 if matched.height == 0:
     st.warning("The two runs have no example ids in common.")
     st.stop()

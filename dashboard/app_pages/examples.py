@@ -11,12 +11,14 @@ from dashboard import charts, load, render, stats, tokens, ui
 
 SORTS = {"shifted share": ("share_shifted", True), "mean KL": ("mean_kl", True), "dataset order": ("example", False)}
 MAX_OPTIONS = 1000
+# The per-pair statistics a token can be coloured by (KL, JS), from the registry.
+DIVERGENCES = {column: stat for column, (stat, side) in stats.AVERAGED.items() if side is None}
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def example_table(run: load.Run) -> pl.DataFrame:
-    """Per example: example, index, id, prompt, response, positions, shares, mean KL."""
-    per = stats.per_example(load.positions(run, ("example", "category", "kl")))
+def example_table(run: load.Run, definition: str) -> pl.DataFrame:
+    """Per example: example, index, id, prompt, response, positions, shares, mean KL and JS."""
+    per = stats.per_example(load.positions(run, ("example", "category", *DIVERGENCES), definition))
     return load.examples(run.key).join(per, on="example", how="left").drop("start", "length")
 
 
@@ -61,11 +63,12 @@ st.header("Examples")
 runs = ui.chosen_runs()
 
 run = ui.pick_run("Run", runs, key="ex-run")
+definition = ui.definition()
 left, right = st.columns([3, 1])
 query = left.text_input("Search by id or text", key="ex-search")
 sort = right.selectbox("Sort by", list(SORTS), key="ex-sort")
 column, descending = SORTS[sort]
-table = search(example_table(run), query).sort(column, descending=descending, nulls_last=True)
+table = search(example_table(run, definition), query).sort(column, descending=descending, nulls_last=True)
 if table.height == 0:
     st.info("No example matches the search.")
     st.stop()
@@ -79,11 +82,13 @@ labels = {
 }
 e = st.selectbox("Example", list(labels), format_func=labels.get, key=f"ex-pick-{run.label}")
 with st.expander("Matching examples (table)"):
-    listing = table.select("example", "index", "id", "positions", *stats.SHARE_COLUMNS, "mean_kl")
+    listing = table.select(
+        "example", "index", "id", "positions", *stats.SHARE_COLUMNS, *(f"mean_{c}" for c in DIVERGENCES)
+    )
     st.dataframe(listing, hide_index=True)
     ui.downloads(listing, "examples")
 
-detail = load.example_detail(run.key, e)
+detail = load.example_detail(run.key, e, definition)
 positions = detail["positions"]
 text = load.token_text(run)
 texts = [text.get(i, f"⟨{i}⟩") for i in positions["token_id"].to_list()]
@@ -91,20 +96,32 @@ texts = [text.get(i, f"⟨{i}⟩") for i in positions["token_id"].to_list()]
 with st.expander("Prompt"):
     st.code(load.examples(run.key)["prompt"][e], language=None, wrap_lines=True)
 
-colour_by = st.radio("Colour by", ["shift category", "KL"], horizontal=True, key="ex-colour")
-if colour_by == "KL":
-    top = max(float(positions["kl"].max() or 0.0), 1e-6)
-    backgrounds = [render.kl_color(v, top) for v in positions["kl"].to_list()]
-    legend = [(f"KL {v:.2g} nats", render.kl_color(v, top)) for v in (0.0, top / 2, top)]
+ui.definition_caption()
+colour_by = st.radio(
+    "Colour by",
+    ["shift category", *(stat.name.upper() for stat in DIVERGENCES.values())],
+    horizontal=True,
+    key="ex-colour",
+)
+scale = next((column for column, stat in DIVERGENCES.items() if stat.name.upper() == colour_by), None)
+if scale is not None and not load.has(run, scale):
+    st.caption(f"This run does not store {colour_by}; tokens are coloured by shift category.")
+    scale = None
+if scale is not None:
+    top = max(float(positions[scale].max() or 0.0), 1e-6)
+    backgrounds = [render.scale_color(v, top) for v in positions[scale].to_list()]
+    legend = [
+        (f"{DIVERGENCES[scale].name.upper()} {v:.2g} nats", render.scale_color(v, top)) for v in (0.0, top / 2, top)
+    ]
 else:
     backgrounds = [render.category_color(c) for c in positions["category"].to_list()]
     legend = [(name, render.category_color(i)) for i, name in enumerate(load.CATEGORIES)]
 titles = [
-    f"t={r['t']} base rank {r['rank_base']} aligned rank {r['rank_aligned']} KL {r['kl']:.3f}"
-    for r in positions.select("t", "rank_base", "rank_aligned", "kl").iter_rows(named=True)
+    f"t={r['t']} base rank {r['rank_base']} aligned rank {r['rank_aligned']} KL {r['kl']:.3f} JS {r['js']:.3f}"
+    for r in positions.select("t", "rank_base", "rank_aligned", "kl", "js").iter_rows(named=True)
 ]
 st.html(render.legend_html(legend) + "<br>" + render.answer_html(texts, backgrounds, titles))
-st.caption("↵ newline, → tab; each box is one token, spaces included. Hover a token for its ranks and KL.")
+st.caption("↵ newline, → tab; each box is one token, spaces included. Hover a token for its ranks, KL and JS.")
 
 n = positions.height
 if n == 0:
@@ -123,7 +140,7 @@ cols[1].metric("rank under base", row["rank_base"])
 cols[2].metric("P aligned", f"{math.exp(row['logprob_aligned']):.3f}")
 cols[3].metric("P base", f"{math.exp(row['logprob_base']):.3f}")
 cols = st.columns(4)
-cols[0].metric("KL (nats)", f"{row['kl']:.3f}")
+cols[0].metric("KL / JS (nats)", f"{row['kl']:.3f} / {row['js']:.3f}")
 cols[1].metric("entropy aligned (nats)", f"{row['entropy_aligned']:.3f}")
 cols[2].metric("entropy base (nats)", f"{row['entropy_base']:.3f}")
 topk = topk_table(detail, t, text)

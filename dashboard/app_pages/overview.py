@@ -7,11 +7,11 @@ import streamlit as st
 
 from dashboard import charts, load, stats, ui
 
-SUMMARY_COLUMNS = ("category", "kl", "entropy_aligned", "entropy_base")
+SUMMARY_COLUMNS = ("category", "rank_aligned", *stats.AVERAGED)
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
-def summarize(run: load.Run) -> dict[str, object]:
+def summarize(run: load.Run, definition: str) -> dict[str, object]:
     """One row of the overview table."""
     artifact = run.artifact
     row: dict[str, object] = {"run": run.label, "name": artifact.name}
@@ -20,18 +20,24 @@ def summarize(run: load.Run) -> dict[str, object]:
         row[f"{side}_template"] = str(artifact.side_attrs[side].get("template", ""))
     row["examples"] = artifact.n_examples
     row["positions"] = artifact.n_positions
-    row.update(stats.run_summary(load.positions(run, SUMMARY_COLUMNS)))
+    frame = load.positions(run, SUMMARY_COLUMNS, definition)
+    row.update(stats.run_summary(frame))
+    # Where the answer token is the aligned side's top choice the two category definitions agree by construction.
+    row["answer_is_aligned_top"] = frame["rank_aligned"].eq(0).mean() if frame.height else None
     return row
 
 
 st.header("Overview")
 runs = ui.chosen_runs()
+definition = ui.definition()
 
-table = pl.DataFrame([summarize(run) for run in runs])
+table = pl.DataFrame([summarize(run, definition) for run in runs])
+ui.definition_caption()
 st.caption(
-    "Shift category of a position from the base side's rank of the aligned token: unshifted (rank 0), "
-    "marginal (rank 1-2), shifted (rank 3+). Branching factor = exp(mean entropy); the base / aligned ratio "
-    "shows how much alignment narrows the next-token distribution."
+    "answer_is_aligned_top: the share of positions where the answer token is the aligned side's own top choice; "
+    "there both definitions agree (on the aligned side's own greedy answers, everywhere). "
+    "exp_entropy_*: exp of the mean teacher-forced entropy, and the base / aligned ratio; this is not the "
+    "branching factor of Yang & Holtzman, which samples continuations."
 )
 st.dataframe(table, hide_index=True)
 ui.downloads(table, "overview")
@@ -39,11 +45,18 @@ ui.downloads(table, "overview")
 ui.chart(charts.shares_bars(table), table.select("run", *stats.SHARE_COLUMNS), "shift-shares")
 left, right = st.columns(2)
 with left:
-    kl = table.select("run", "mean_kl")
-    ui.chart(charts.grouped_bars(kl, "run", {"mean_kl": "mean KL (nats)"}, "Mean KL(aligned ‖ base)"), kl, "mean-kl")
+    divergences = {f"mean_{c}": stats.title(c) for c, (stat, side) in stats.AVERAGED.items() if side is None}
+    shown = table.select("run", *divergences)
+    missing = [stats.title(c.removeprefix("mean_")) for c in divergences if shown[c].is_null().any()]
+    ui.chart(charts.grouped_bars(shown, "run", divergences, "Mean divergence per position (nats)"), shown, "mean-kl")
+    if missing:
+        st.caption(f"Runs without a bar for {', '.join(missing)} do not store it (an optional statistic).")
 with right:
-    branching = table.select("run", "branching_aligned", "branching_base", "branching_ratio")
+    teacher_forced = table.select("run", "exp_entropy_aligned", "exp_entropy_base", "exp_entropy_ratio")
     fig = charts.grouped_bars(
-        branching, "run", {"branching_aligned": "aligned", "branching_base": "base"}, "Branching factor exp(H)"
+        teacher_forced,
+        "run",
+        {"exp_entropy_aligned": "aligned", "exp_entropy_base": "base"},
+        "exp(mean teacher-forced entropy)",
     )
-    ui.chart(fig, branching, "branching")
+    ui.chart(fig, teacher_forced, "teacher-forced-entropy")

@@ -7,33 +7,37 @@ import streamlit as st
 
 from dashboard import charts, load, stats, ui
 
-COLUMNS = ("t", "category", "kl", "entropy_aligned", "entropy_base")
+COLUMNS = ("t", "category", *stats.AVERAGED)
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
-def binned(run: load.Run) -> pl.DataFrame:
+def binned(run: load.Run, definition: str) -> pl.DataFrame:
     """The run's per-position-bin table, labelled with the run."""
-    table = stats.by_position(load.positions(run, COLUMNS), load.examples(run.key)["length"])
+    table = stats.by_position(load.positions(run, COLUMNS, definition), load.examples(run.key)["length"])
     return table.select(pl.lit(run.label).alias("run"), pl.all())
 
 
 st.header("Positions")
 runs = ui.chosen_runs()
 
+ui.definition_caption()
 st.caption(
     f"Positions 0..{stats.EXACT_POSITIONS - 1} one by one, then two bins per doubling (t_start..t_end). "
     "answers_reaching counts the answers at least t_start + 1 tokens long."
 )
-table = pl.concat([binned(run) for run in runs])
+table = pl.concat([binned(run, ui.definition()) for run in runs], how="diagonal_relaxed")
 plots = [
     ("share_shifted", "Share shifted (base rank ≥ 3)", "share", True),
     ("share_marginal", "Share marginal (base rank 1-2)", "share", True),
-    ("mean_kl", "Mean KL(aligned ‖ base)", "nats", False),
-    ("entropy_aligned", "Entropy of the aligned side", "nats", False),
-    ("entropy_base", "Entropy of the base side", "nats", False),
+    *[
+        (f"mean_{column}", f"Mean {stats.title(column)}", stat.unit, False)
+        for column, (stat, _) in stats.AVERAGED.items()
+    ],
     ("answers_reaching", "Answers reaching the position", "answers", False),
 ]
 for column, title, unit, percent in plots:
+    if column not in table.columns:
+        continue  # no picked run has any position
     part = table.select(*dict.fromkeys(("run", "t_start", "t_end", "positions", "answers_reaching", column)))
     plotted = part.with_columns((pl.col("t_start") + 1).alias("t_start + 1"))
     fig = charts.lines(plotted, "t_start + 1", column, "run", title, unit, percent=percent, log_x=True)

@@ -16,20 +16,20 @@ def classified(key: load.RunKey) -> pl.DataFrame:
     return tokens.token_types(load.tokens(key))
 
 
-def typed_positions(run: load.Run) -> pl.DataFrame:
+def typed_positions(run: load.Run, definition: str) -> pl.DataFrame:
     """Per position: row, example, token_id, category, entropies, text, type."""
-    frame = load.positions(run, COLUMNS).with_row_index("row")
+    frame = load.positions(run, COLUMNS, definition).with_row_index("row")
     return stats.with_types(frame, classified(run.key))
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
-def type_table(run: load.Run) -> pl.DataFrame:
-    return stats.type_shares(typed_positions(run)).select(pl.lit(run.label).alias("run"), pl.all())
+def type_table(run: load.Run, definition: str) -> pl.DataFrame:
+    return stats.type_shares(typed_positions(run, definition)).select(pl.lit(run.label).alias("run"), pl.all())
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
-def entropy_table(run: load.Run) -> pl.DataFrame:
-    table = stats.entropy_by_category(load.positions(run, COLUMNS))
+def entropy_table(run: load.Run, definition: str) -> pl.DataFrame:
+    table = stats.entropy_by_category(load.positions(run, COLUMNS, definition))
     names = dict(enumerate(load.CATEGORIES))
     return table.select(
         pl.lit(run.label).alias("run"),
@@ -39,9 +39,9 @@ def entropy_table(run: load.Run) -> pl.DataFrame:
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
-def most_shifted(run: load.Run, min_count: int, by: str) -> pl.DataFrame:
+def most_shifted(run: load.Run, min_count: int, by: str, definition: str) -> pl.DataFrame:
     """The top tokens, each with its first shifted position in context (newlines shown as ↵)."""
-    frame = typed_positions(run)
+    frame = typed_positions(run, definition)
     top = stats.top_tokens(frame, min_count, by)
     token_ids, example = frame["token_id"].to_numpy(), frame["example"].to_numpy()
     text = load.token_text(run)
@@ -53,13 +53,15 @@ def most_shifted(run: load.Run, min_count: int, by: str) -> pl.DataFrame:
 
 st.header("Token types")
 runs = ui.chosen_runs()
+definition = ui.definition()
+ui.definition_caption()
 
 st.caption(
     "Each aligned token is typed from its own decoded text (stripped, lowercased, against word lists): "
     + ", ".join(tokens.TYPES)
     + ". Multi-token phrases such as “As an AI” count word by word."
 )
-types = pl.concat([type_table(run) for run in runs])
+types = pl.concat([type_table(run, definition) for run in runs])
 fig = charts.bars(types.sort("type"), "type", "share_shifted", "run", "Share shifted by token type", "share", True)
 ui.chart(fig, types, "token-types")
 
@@ -68,7 +70,7 @@ st.caption(
     "Mean entropy of each side at unshifted, marginal and shifted positions: alignment tends to step in "
     "where the base side is unsure."
 )
-nudging = pl.concat([entropy_table(r) for r in runs])
+nudging = pl.concat([entropy_table(r, definition) for r in runs])
 fig = charts.bars(nudging, "category", "entropy_base", "run", "Base entropy by shift category", "nats")
 ui.chart(fig, nudging, "nudging")
 
@@ -77,7 +79,7 @@ run = ui.pick_run("Run", runs, key="types-run")
 left, right = st.columns([1, 3])
 min_count = left.slider("Minimum count", 1, 200, 5, key="types-min-count")
 by = right.radio("Rank by", ["shifted", "rate"], horizontal=True, key="types-by")
-top = most_shifted(run, min_count, by)
+top = most_shifted(run, min_count, by, definition)
 if top.height == 0:
     st.info(f"No token of {ui.md_escape(run.label)} occurs at least {min_count} times and is ever shifted.")
     st.stop()
