@@ -1,24 +1,33 @@
-"""The command line: run, validate, info.
+"""The command line: run, validate, info, check.
 
     python -m compute run RUN.toml [--limit N] [--overwrite]
     python -m compute validate RUN.toml
     python -m compute info RUN.h5
-    python -m compute check RUN.h5 [--samples N]
+    python -m compute check RUN.h5 [--samples N] [--model SIDE=PATH]
 
-Every error a user can cause is one line on stderr and exit status 2.
+Exit statuses:
+    0    ok
+    1    `check` re-scored the artifact and found mismatches
+    2    bad input or environment: one line `error: ...` on stderr, nothing left half-written
+    3    an unexpected error (a bug in TDS): the traceback is printed
+    130  interrupted (Ctrl-C or SIGTERM): finished batches are kept, the same command resumes
+
+`main` is the one place where a user-facing fault (compute.errors.UserError)
+becomes its one line.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
+import traceback
 
-from compute.artifact import ArtifactError
-from compute.config import ConfigError, load_config
-from compute.datasets import DatasetError
-from compute.packaged import PackageError
+from compute.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_MISMATCHES, EXIT_OK, UserError
 
-USER_ERRORS: tuple[type[Exception], ...] = (ArtifactError, ConfigError, DatasetError, PackageError)
+EXIT_BUG = 3
+INTERRUPTED = "interrupted: finished batches are kept; run the same command again to resume"
 
 
 def _positive_int(text: str) -> int:
@@ -26,6 +35,13 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
     return value
+
+
+def _side_path(text: str) -> tuple[str, str]:
+    side, _, path = text.partition("=")
+    if side not in ("aligned", "base") or not path:
+        raise argparse.ArgumentTypeError("must be aligned=PATH or base=PATH")
+    return side, path
 
 
 def parser() -> argparse.ArgumentParser:
@@ -42,13 +58,25 @@ def parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="re-score sampled positions naively (loads the models) and compare")
     check.add_argument("artifact")
     check.add_argument("--samples", type=_positive_int, default=12, help="positions to re-score (default 12)")
+    check.add_argument(
+        "--model",
+        type=_side_path,
+        action="append",
+        default=[],
+        metavar="SIDE=PATH",
+        help="load that side's model from PATH (a local copy) instead of the name the artifact records",
+    )
     return p
 
 
 def validate(config_path: str) -> str:
+    from compute.config import load_config
+    from compute.model import check_device
     from compute.run import output_path, select_examples
 
     config = load_config(config_path)
+    for side in ("aligned", "base"):
+        check_device(side, config.side(side))
     examples = select_examples(config, None)
     given = sum(e.response is not None for e in examples)
     out = output_path(config)
@@ -59,59 +87,81 @@ def validate(config_path: str) -> str:
     )
 
 
+class _Interrupts:
+    """While in use, SIGTERM interrupts like Ctrl-C, and either is remembered even if a finalizer swallowed it."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.seen = False
+        self._previous: dict[int, object] = {}
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.seen = True
+        raise KeyboardInterrupt
+
+    def __enter__(self) -> _Interrupts:
+        self._previous = {signum: signal.signal(signum, self._handle) for signum in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    try:
-        if args.command == "validate":
-            print(validate(args.config))
-        elif args.command == "check":
-            return _check(args)
-        elif args.command == "info":
-            from compute.run import describe
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # over a file-size limit a write fails (one line), not the process
+    with _Interrupts() as interrupts:
+        try:
+            status = _command(args)
+        except UserError as err:
+            print(f"error: {err}", file=sys.stderr)
+            status = EXIT_BAD_INPUT
+        except KeyboardInterrupt:
+            status = EXIT_INTERRUPTED
+        except BrokenPipeError:  # the reader of our output left (`| head`): stop quietly, as cat does
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            status = EXIT_OK
+        except Exception:
+            traceback.print_exc()
+            print("error: an unexpected error (a bug in TDS): please report the traceback above", file=sys.stderr)
+            status = EXIT_BUG
+    if interrupts.seen or status == EXIT_INTERRUPTED:
+        print(INTERRUPTED if args.command == "run" else "interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return status
 
-            print(describe(args.artifact))
-        else:
-            return _run(args)
-    except USER_ERRORS as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+
+def _command(args: argparse.Namespace) -> int:
+    if args.command == "validate":
+        print(validate(args.config))
+    elif args.command == "info":
+        from compute.run import describe
+
+        print(describe(args.artifact))
+    elif args.command == "check":
+        return _check(args)
+    else:
+        from compute.config import load_config
+        from compute.run import run
+
+        run(load_config(args.config), limit=args.limit, overwrite=args.overwrite)
+    return EXIT_OK
 
 
 def _check(args: argparse.Namespace) -> int:
     from compute.artifact import open_artifact
-    from compute.model import SideError
-    from compute.verify import sample_positions, verify
+    from compute.verify import load_side_models, sample_positions, verify
 
     artifact = open_artifact(args.artifact)
     positions = sample_positions(artifact, args.samples)
-    try:
-        mismatches = verify(artifact, positions)
-    except SideError as err:
-        print(f"error: {args.artifact}: {err}", file=sys.stderr)
-        return 2
+    mismatches = verify(artifact, positions, models=load_side_models(artifact, paths=dict(args.model)))
     for mismatch in mismatches:
         print(f"mismatch: {mismatch}")
     verdict = "FAILED" if mismatches else "ok"
     print(f"{args.artifact}: {verdict}: {len(positions)} positions re-scored naively, {len(mismatches)} mismatches")
-    return 1 if mismatches else 0
-
-
-def _run(args: argparse.Namespace) -> int:
-    from compute.run import RunError, run
-    from compute.score import ScoringError
-    from compute.sides import SideError
-
-    try:
-        config = load_config(args.config)
-        run(config, limit=args.limit, overwrite=args.overwrite)
-    except (*USER_ERRORS, RunError, ScoringError, SideError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: finished batches are kept; run the same command again to resume", file=sys.stderr)
-        return 130
-    return 0
+    return EXIT_MISMATCHES if mismatches else EXIT_OK
 
 
 if __name__ == "__main__":

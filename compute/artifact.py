@@ -8,6 +8,9 @@ that is not a complete format-v1 artifact with one `ArtifactError` line.
 
 from __future__ import annotations
 
+import errno
+import io
+import math
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -18,6 +21,7 @@ import h5py
 import numpy as np
 
 from compute import statistics
+from compute.errors import UserError
 from compute.statistics import SIDE_NAMES
 
 FORMAT = "tds-artifact"
@@ -33,7 +37,7 @@ _STR = h5py.string_dtype("utf-8")
 _COMPRESSION = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
 
 
-class ArtifactError(Exception):
+class ArtifactError(UserError):
     """An artifact that cannot be read or written; the message is one line for the user."""
 
 
@@ -140,19 +144,23 @@ def write_artifact(
     """Write one run atomically: a temp file beside `path`, `complete` last, then renamed.
 
     Without `overwrite` an existing file at `path` is never replaced, even if it
-    appeared while the run was going on.
+    appeared while the run was going on. A failed write (a full disk, a file-size
+    limit, a folder gone or read-only) leaves no temp file and raises one ArtifactError line.
     """
     path = Path(path)
     if path.exists() and not overwrite:
         raise ArtifactError(f"{path}: an artifact of that name exists (use --overwrite to replace it)")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    if path.is_dir():
+        raise ArtifactError(f"{path}: is a folder, not an artifact; move it away to write the run")
+    tmp: Path | None = None
     try:
-        with h5py.File(tmp, "w") as f:
-            _write_body(f, meta, examples, token_text)
-            f.attrs["complete"] = True
-            f.flush()
+        image = _file_image(meta, examples, token_text)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        tmp = Path(tmp_name)
+        with open(fd, "wb") as out:
+            out.write(image)
+            out.flush()
+            os.fsync(out.fileno())
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o644 & ~umask)
@@ -164,8 +172,33 @@ def write_artifact(
             except FileExistsError as err:
                 raise ArtifactError(f"{path}: an artifact of that name exists (use --overwrite to replace it)") from err
             tmp.unlink()
+    except OSError as err:
+        raise _write_error(path, err) from None
     finally:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+
+
+def _file_image(meta: RunMeta, examples: list[ExampleScores], token_text: dict[int, str]) -> memoryview:
+    """The whole HDF5 file, built in memory: HDF5 cannot recover from a failed write (it can even crash),
+    so the disk sees only plain writes, whose errors are ordinary OSErrors."""
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as f:
+        _write_body(f, meta, examples, token_text)
+        f.attrs["complete"] = True
+    return buffer.getbuffer()
+
+
+_NO_SPACE = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+
+
+def _write_error(path: Path, err: OSError) -> ArtifactError:
+    """One line for a failed write; h5py reports the system error only inside its message."""
+    text = _one_line(err)
+    if err.errno in _NO_SPACE or any(os.strerror(code) in text for code in _NO_SPACE):
+        return ArtifactError(f"{path.parent}: no space left to write {path.name} (disk full or file-size limit)")
+    reason = err.strerror or text
+    return ArtifactError(f"{path.parent}: cannot write {path.name}: {reason}")
 
 
 def _write_body(f: h5py.File, meta: RunMeta, examples: list[ExampleScores], token_text: dict[int, str]) -> None:
@@ -378,6 +411,7 @@ def _check(path: Path, f: h5py.File) -> Artifact:
                 raise fail(f"/{dataset} has shape {shape(dataset)}, expected {expected}")
     if shape("tokens/id") != shape("tokens/text"):
         raise fail("/tokens/id and /tokens/text differ in length")
+    _check_claims(f, fail)
     return Artifact(
         path=path,
         name=str(attrs["name"]),
@@ -394,6 +428,40 @@ def _dataset_paths(f: h5py.File) -> list[str]:
     paths: list[str] = []
     f.visititems(lambda name, obj: paths.append(name) if isinstance(obj, h5py.Dataset) else None)
     return paths
+
+
+MAX_CHUNK_BYTES = 16 << 20  # this project writes chunks under 1 MiB
+
+
+def _check_claims(f: h5py.File, fail) -> None:
+    """Refuse lengths the file claims but does not hold, so no reader allocates from a claimed number.
+
+    Every dataset must store all the chunks its shape claims (in chunks of sane size), and every
+    offsets array must start at 0, never decrease and end at the length of the data it indexes.
+    """
+    names: list[str] = []
+    f.visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None)
+    for name in names:
+        ds = f[name]
+        if ds.size == 0:
+            continue
+        if ds.chunks is None:
+            stored, claimed = ds.id.get_storage_size(), ds.size * ds.dtype.itemsize
+        else:
+            if math.prod(ds.chunks) * ds.dtype.itemsize > MAX_CHUNK_BYTES:
+                raise fail(f"/{name} has chunks of {ds.chunks} entries, larger than any artifact writes")
+            stored = ds.id.get_num_chunks()
+            claimed = math.prod(-(-n // c) for n, c in zip(ds.shape, ds.chunks, strict=True))
+        if stored < claimed:
+            raise fail(f"/{name} claims shape {ds.shape} but the file holds only part of it")
+    for side in SIDE_NAMES:
+        for offsets, data in (("context_offsets", "context_ids"), ("context_text_offsets", "context_text")):
+            if f"sides/{side}/{offsets}" not in f:
+                continue  # context text is an optional addition (its presence is checked above)
+            values = f[f"sides/{side}/{offsets}"][()]
+            length = f[f"sides/{side}/{data}"].shape[0] if f[f"sides/{side}/{data}"].ndim else -1
+            if values[0] != 0 or np.any(np.diff(values) < 0) or values[-1] != length:
+                raise fail(f"/sides/{side}/{offsets} must start at 0, never decrease and end at {length}")
 
 
 def read_examples(artifact: Artifact) -> list[ExampleScores]:

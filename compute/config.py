@@ -10,19 +10,40 @@ from __future__ import annotations
 import hashlib
 import os
 import tomllib
-from dataclasses import dataclass
+import unicodedata
+from dataclasses import MISSING, Field, dataclass, field, fields, is_dataclass
 from pathlib import Path
+from types import UnionType
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from compute import packaged
+from compute.errors import UserError
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 CHAT = "chat"
 PLACEHOLDER = "{instruction}"
+MAX_NAME_BYTES = 255 - len("..h5.12345678.tmp")  # the longest file name a run makes from its name
 PACKAGE_PREFIX = "pypi:"  # a model shipped in a PyPI package (see compute/packaged.py)
 
 
-class ConfigError(Exception):
+class ConfigError(UserError):
     """A config that cannot be used; the message is one line naming the file and field."""
+
+
+def key(
+    default: Any = MISSING,
+    *,
+    default_factory: Any = MISSING,
+    at_least: int | None = None,
+    choices: tuple[str, ...] = (),
+) -> Any:
+    """A TOML key with a default and optional bounds; its name, type and docstring are the field's own."""
+    return field(default=default, default_factory=default_factory, metadata={"at_least": at_least, "choices": choices})
+
+
+def filled_in(default: Any = MISSING) -> Any:
+    """A field the loader fills in; not a TOML key."""
+    return field(default=default, metadata={"toml": False})
 
 
 @dataclass(frozen=True)
@@ -39,11 +60,9 @@ class SideConfig:
     """"chat" for the tokenizer's chat template, or a format string containing {instruction}."""
     template_file: str | None = None
     """A file holding the format string (for long in-context prompts such as URIAL's)."""
-    template_text: str = ""
-    """The template itself after reading template_file (filled in by the loader)."""
     system: str | None = None
     """System message for the chat template."""
-    dtype: str = "auto"
+    dtype: str = key("auto", choices=DTYPES)
     """Weights dtype: auto (bfloat16 on GPU, float32 on CPU), float32, bfloat16, float16."""
     device: str = "auto"
     """auto (this process's GPU when there is one, else the CPU), cpu, cuda or cuda:N."""
@@ -54,6 +73,8 @@ class SideConfig:
     """A PEFT adapter applied on top of `model`: a local folder (saved with save_pretrained) or a hub id."""
     adapter_revision: str | None = None
     """Hub revision of the adapter."""
+    template_text: str = filled_in("")
+    """The template itself after reading template_file."""
 
     @property
     def is_chat(self) -> bool:
@@ -77,29 +98,31 @@ class SideConfig:
 
 @dataclass(frozen=True)
 class RunConfig:
-    """One run: a pair of sides scored over one dataset."""
+    """One run: a pair of sides scored over one dataset. Relative paths are relative to the config file."""
 
-    path: Path
+    path: Path = filled_in()
     """The config file."""
     name: str
     """Artifact name: the run is written to out_dir/NAME.h5."""
     dataset: Path
     """JSONL, URIAL/just-eval JSON or alpaca_eval JSON."""
-    out_dir: Path
     aligned: SideConfig
     base: SideConfig
-    top_k: int = 10
-    max_new_tokens: int = 256
+    out_dir: Path = Path("artifacts")
+    """Where NAME.h5 (and, while the run goes on, .NAME.partial/) are written."""
+    top_k: int = key(10, at_least=1)
+    """Top tokens kept per position and side."""
+    max_new_tokens: int = key(256, at_least=1)
     """Longest generated answer (only used when the dataset has no answers)."""
     stop: tuple[str, ...] = ()
     """Strings that end a generated answer (cut before them), e.g. "# Query" for URIAL."""
-    batch_size: int = 8
+    batch_size: int = key(8, at_least=1)
     """Examples per batch."""
-    max_batch_tokens: int | None = None
+    max_batch_tokens: int | None = key(None, at_least=1)
     """Token budget per batch (padded length x examples); when set it bounds batch_size too."""
     reuse_prefix: bool = True
     """Compute the KV cache of context tokens shared by every example (an in-context prompt) once per side."""
-    text: str = ""
+    text: str = filled_in("")
     """The config file's text, kept in the artifact."""
 
     def side(self, name: str) -> SideConfig:
@@ -115,33 +138,9 @@ class RunConfig:
         return digest.hexdigest()
 
 
-_RUN_KEYS = {
-    "name",
-    "dataset",
-    "out_dir",
-    "top_k",
-    "max_new_tokens",
-    "stop",
-    "batch_size",
-    "max_batch_tokens",
-    "reuse_prefix",
-    "aligned",
-    "base",
-}
-_SIDE_KEYS = {
-    "model",
-    "gguf_file",
-    "revision",
-    "template",
-    "template_file",
-    "system",
-    "dtype",
-    "device",
-    "device_map",
-    "adapter",
-    "adapter_revision",
-}
-_STRING_SIDE_KEYS = _SIDE_KEYS - {"device_map"}
+def toml_keys(cls: type) -> dict[str, Field]:
+    """The TOML keys of a config dataclass, in declaration order."""
+    return {f.name: f for f in fields(cls) if f.metadata.get("toml", True)}
 
 
 def load_config(path: Path | str) -> RunConfig:
@@ -149,142 +148,185 @@ def load_config(path: Path | str) -> RunConfig:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
-    text = path.read_text(encoding="utf-8")
+    text = _read_text(path, f"{path}: config file")
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: TOML syntax error: {err}") from None
-    where = path.parent
-
-    def fail(what: str) -> ConfigError:
-        return ConfigError(f"{path}: {what}")
-
-    unknown = sorted(set(raw) - _RUN_KEYS)
-    if unknown:
-        raise fail(f"unknown key {unknown[0]!r} (known: {', '.join(sorted(_RUN_KEYS))})")
-    for key in ("name", "dataset", "aligned", "base"):
-        if key not in raw:
-            raise fail(f"missing key {key!r}")
-
-    name = _typed(raw, "name", str, fail)
-    if not name or "/" in name or name.startswith("."):
-        raise fail(f"name {name!r} must be a plain file name (no '/', not starting with '.')")
-    dataset = _under(where, _typed(raw, "dataset", str, fail))
-    if not dataset.is_file():
-        raise fail(f"dataset {dataset} not found")
-    out_dir = _under(where, _typed(raw, "out_dir", str, fail, default="artifacts"))
-
-    top_k = _positive(raw, "top_k", 10, fail)
-    max_new_tokens = _positive(raw, "max_new_tokens", 256, fail)
-    batch_size = _positive(raw, "batch_size", 8, fail)
-    max_batch_tokens = _positive(raw, "max_batch_tokens", None, fail)
-    stop = raw.get("stop", [])
-    if isinstance(stop, str):
-        stop = [stop]
-    if not isinstance(stop, list) or not all(isinstance(s, str) and s for s in stop):
-        raise fail("stop must be a string or a list of non-empty strings")
-
-    reuse_prefix = _typed(raw, "reuse_prefix", bool, fail, default=True)
-    sides = {side: _side(raw, side, where, fail) for side in ("aligned", "base")}
-    return RunConfig(
-        path=path,
-        name=name,
-        dataset=dataset,
-        out_dir=out_dir,
-        aligned=sides["aligned"],
-        base=sides["base"],
-        top_k=top_k,
-        max_new_tokens=max_new_tokens,
-        stop=tuple(stop),
-        batch_size=batch_size,
-        max_batch_tokens=max_batch_tokens,
-        reuse_prefix=reuse_prefix,
-        text=text,
-    )
+    return _Loader(path).run_config(raw, text)
 
 
-def _typed(raw: dict, key: str, kind: type, fail, default=None, prefix: str = ""):
-    value = raw.get(key, default)
-    if value is not None and (not isinstance(value, kind) or isinstance(value, bool) != (kind is bool)):
-        raise fail(f"{prefix}{key} must be a {kind.__name__}, got {value!r}")
-    return value
+class _Loader:
+    """Turns the TOML tables of one config file into its dataclasses, or one ConfigError line."""
 
+    def __init__(self, path: Path):
+        self.path = path
+        self.folder = path.parent
 
-def _positive(raw: dict, key: str, default: int | None, fail) -> int | None:
-    value = _typed(raw, key, int, fail, default=default)
-    if value is not None and value < 1:
-        raise fail(f"{key} must be at least 1, got {value}")
-    return value
+    def fail(self, what: str) -> ConfigError:
+        return ConfigError(f"{self.path}: {what}")
 
-
-def _side(raw: dict, side: str, where: Path, fail) -> SideConfig:
-    table = raw[side]
-    if not isinstance(table, dict):
-        raise fail(f"[{side}] must be a table")
-    unknown = sorted(set(table) - _SIDE_KEYS)
-    if unknown:
-        raise fail(f"unknown key {unknown[0]!r} in [{side}] (known: {', '.join(sorted(_SIDE_KEYS))})")
-    values = {key: _typed(table, key, str, fail, prefix=f"[{side}] ") for key in _STRING_SIDE_KEYS}
-
-    model, gguf_file = values["model"], values["gguf_file"]
-    if gguf_file and not model:
-        gguf_path = where / gguf_file
-        model, gguf_file = str(gguf_path.parent), gguf_path.name
-    if not model:
-        raise fail(f"missing key 'model' in [{side}]")
-    model = _resolve_model(model, gguf_file, where, side, fail)
-
-    template, template_file = values["template"], values["template_file"]
-    if (template is None) == (template_file is None):
-        raise fail(f"[{side}] needs exactly one of template or template_file")
-    if template_file is not None:
-        template_path = _under(where, template_file)
-        if not template_path.is_file():
-            raise fail(f"[{side}] template_file {template_path} not found")
-        template_text = template_path.read_text(encoding="utf-8")
-        template_file = str(template_path)
-    else:
-        template_text = template
-    if template != CHAT and PLACEHOLDER not in template_text:
-        raise fail(f'[{side}] template has no {PLACEHOLDER} placeholder (or use template = "chat")')
-    if values["system"] is not None and template != CHAT:
-        raise fail(f'[{side}] system is only used with template = "chat"; put it in the template instead')
-    if values["dtype"] is not None and values["dtype"] not in DTYPES:
-        raise fail(f"[{side}] dtype must be one of {', '.join(DTYPES)}, got {values['dtype']!r}")
-    device_map = table.get("device_map")
-    if device_map is not None:
-        if values["device"] is not None:
-            raise fail(f"[{side}] give device or device_map, not both")
-        if not (isinstance(device_map, str) and device_map) and not _is_module_map(device_map):
-            raise fail(
-                f'[{side}] device_map must be a string such as "auto" or a table of module = device, got {device_map!r}'
+    def run_config(self, raw: dict, text: str) -> RunConfig:
+        values = self.table(RunConfig, raw)
+        self.require(RunConfig, values)
+        name = values["name"]
+        if not name or "/" in name or name.startswith("."):
+            raise self.fail(f"name {name!r} must be a plain file name (no '/', not starting with '.')")
+        if any(unicodedata.category(c).startswith("C") for c in name):
+            raise self.fail(f"name {name!r} must not contain control or invisible format characters")
+        if len(name.encode()) > MAX_NAME_BYTES:
+            raise self.fail(
+                f"name is {len(name.encode())} bytes long, at most {MAX_NAME_BYTES} "
+                "(it names files such as .NAME.h5.*.tmp)"
             )
-    adapter = None if values["adapter"] is None else _resolve_adapter(values["adapter"], where, side, fail)
-    if values["adapter_revision"] and not adapter:
-        raise fail(f"[{side}] adapter_revision needs an adapter")
-    return SideConfig(
-        model=model,
-        gguf_file=gguf_file,
-        revision=values["revision"],
-        template=template,
-        template_file=template_file,
-        template_text=template_text,
-        system=values["system"],
-        dtype=values["dtype"] or "auto",
-        device=values["device"] or "auto",
-        device_map=device_map,
-        adapter=adapter,
-        adapter_revision=values["adapter_revision"],
-    )
+        if not values["dataset"].is_file():
+            raise self.fail(f"dataset {values['dataset']} not found")
+        if not all(values["stop"]):
+            raise self.fail("stop must be a string or a list of non-empty strings")
+        return RunConfig(path=self.path, text=text, **values)
+
+    def table(self, cls: type, raw: object, section: str = "") -> dict[str, Any]:
+        """The TOML keys of `cls` found in `raw`, type-checked and converted, defaults filled in."""
+        where = f" in [{section}]" if section else ""
+        if not isinstance(raw, dict):
+            raise self.fail(f"[{section}] must be a table")
+        known = toml_keys(cls)
+        unknown = sorted(set(raw) - set(known))
+        if unknown:
+            raise self.fail(f"unknown key {unknown[0]!r}{where} (known: {', '.join(sorted(known))})")
+        hints = get_type_hints(cls)
+        values = {}
+        tables_last = sorted(known.items(), key=lambda item: is_dataclass(hints[item[0]]))
+        for name, f in tables_last:
+            label = f"[{section}] {name}" if section else name
+            if name in raw:
+                values[name] = self.value(raw[name], hints[name], label, name)
+            elif f.default is not MISSING:
+                values[name] = _under(self.folder, f.default) if hints[name] is Path else f.default
+            elif f.default_factory is not MISSING:
+                values[name] = f.default_factory()
+            else:
+                continue
+            self.bounds(f, values[name], label)
+        return values
+
+    def require(self, cls: type, values: dict[str, Any], section: str = "") -> None:
+        where = f" in [{section}]" if section else ""
+        for name in toml_keys(cls):
+            if name not in values:
+                raise self.fail(f"missing key {name!r}{where}")
+
+    def value(self, value: object, hint: Any, label: str, name: str) -> Any:
+        """`value` as the type `hint` says (a table becomes its dataclass), or a ConfigError naming `label`."""
+        if is_dataclass(hint):
+            values = self.table(hint, value, name)
+            return self.side(name, value, values) if hint is SideConfig else self.build(hint, values, name)
+        converted = _convert(value, hint)
+        if converted is _WRONG:
+            raise self.fail(f"{label} must be {_describe(hint)}, got {value!r}")
+        return _under(self.folder, converted) if hint is Path else converted
+
+    def bounds(self, f: Field, value: object, label: str) -> None:
+        at_least, choices = f.metadata.get("at_least"), f.metadata.get("choices")
+        if at_least is not None and value is not None and value < at_least:
+            raise self.fail(f"{label} must be at least {at_least}, got {value}")
+        if choices and value not in choices:
+            raise self.fail(f"{label} must be one of {', '.join(choices)}, got {value!r}")
+
+    def build(self, cls: type, values: dict[str, Any], section: str) -> Any:
+        self.require(cls, values, section)
+        return cls(**values)
+
+    def side(self, side: str, table: dict, values: dict[str, Any]) -> SideConfig:
+        """A side's checks beyond types: where the model is, which template, device or device_map."""
+        fail = self.fail
+        if values["gguf_file"] and "model" not in values:
+            gguf_path = self.folder / values["gguf_file"]
+            values.update(model=str(gguf_path.parent), gguf_file=gguf_path.name)
+        self.require(SideConfig, values, side)
+        values["model"] = _resolve_model(values["model"], values["gguf_file"], self.folder, side, fail)
+
+        template, template_file = values["template"], values["template_file"]
+        if (template is None) == (template_file is None):
+            raise fail(f"[{side}] needs exactly one of template or template_file")
+        if template_file is not None:
+            template_path = _under(self.folder, template_file)
+            if not template_path.is_file():
+                raise fail(f"[{side}] template_file {template_path} not found")
+            values["template_text"] = _read_text(template_path, f"{self.path}: [{side}] template_file {template_path}")
+            values["template_file"] = str(template_path)
+        else:
+            values["template_text"] = template
+        if template != CHAT and PLACEHOLDER not in values["template_text"]:
+            raise fail(f'[{side}] template has no {PLACEHOLDER} placeholder (or use template = "chat")')
+        if values["system"] is not None and template != CHAT:
+            raise fail(f'[{side}] system is only used with template = "chat"; put it in the template instead')
+        device_map = values["device_map"]
+        if device_map is not None:
+            if "device" in table:
+                raise fail(f"[{side}] give device or device_map, not both")
+            if not device_map:
+                raise fail(
+                    f'[{side}] device_map must be a string such as "auto" or a table of module = device, '
+                    f"got {device_map!r}"
+                )
+        if values["adapter"] is not None:
+            values["adapter"] = _resolve_adapter(values["adapter"], self.folder, side, fail)
+        elif values["adapter_revision"]:
+            raise fail(f"[{side}] adapter_revision needs an adapter")
+        return SideConfig(**values)
 
 
-def _is_module_map(value: object) -> bool:
-    """A device_map table: module names to a device name or GPU index."""
-    return (
-        isinstance(value, dict)
-        and bool(value)
-        and all(isinstance(d, str) or (isinstance(d, int) and not isinstance(d, bool)) for d in value.values())
-    )
+_WRONG = object()  # what _convert returns for a value of the wrong type
+
+
+def _convert(value: object, hint: Any) -> Any:
+    """`value` (as TOML parsed it) as the type `hint`, or _WRONG."""
+    origin, args = get_origin(hint), get_args(hint)
+    if origin in (Union, UnionType):
+        for arm in args:
+            if arm is not type(None) and (converted := _convert(value, arm)) is not _WRONG:
+                return converted
+        return _WRONG
+    if hint is bool:
+        return value if isinstance(value, bool) else _WRONG
+    if hint is int:
+        return value if isinstance(value, int) and not isinstance(value, bool) else _WRONG
+    if hint is float:
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else _WRONG
+    if hint in (str, Path):
+        return value if isinstance(value, str) else _WRONG
+    if origin is tuple:  # tuple[X, ...]: one X or a list of them
+        items = value if isinstance(value, list) else [value]
+        converted = [_convert(item, args[0]) for item in items]
+        return _WRONG if _WRONG in converted else tuple(converted)
+    if origin is dict:
+        if not isinstance(value, dict):
+            return _WRONG
+        converted = {k: _convert(v, args[1]) for k, v in value.items()}
+        return _WRONG if _WRONG in converted.values() else converted
+    raise TypeError(f"config fields of type {hint} are not supported")
+
+
+def _describe(hint: Any) -> str:
+    """A type in the words of an error message: "a string", "an integer or a table", ..."""
+    origin, args = get_origin(hint), get_args(hint)
+    if origin in (Union, UnionType):
+        return " or ".join(_describe(arm) for arm in args if arm is not type(None))
+    if origin is tuple:
+        return f"{_describe(args[0])} or a list of them"
+    if origin is dict:
+        return "a table"
+    return {bool: "true or false", int: "an integer", float: "a number"}.get(hint, "a string")
+
+
+def _read_text(path: Path, what: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{what} is not UTF-8 text ({err.reason} at byte {err.start})") from None
+    except OSError as err:
+        raise ConfigError(f"{what} cannot be read: {err.strerror or err}") from None
 
 
 def _looks_local(model: str) -> bool:

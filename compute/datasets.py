@@ -15,8 +15,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from compute.errors import UserError
 
-class DatasetError(Exception):
+
+class DatasetError(UserError):
     """A dataset that cannot be used; the message is one line naming the file and the record."""
 
 
@@ -103,14 +105,25 @@ def _json_list(path: Path, text: str) -> list[Example]:
 def _id(value: object, where: str) -> str:
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise DatasetError(f"{where}: id must be a string or an integer, got {value!r}")
-    return str(value)
+    return _unicode(str(value), "id", where)
+
+
+def _unicode(value: str, key: str, where: str) -> str:
+    """JSON escapes can spell lone surrogates ("\\ud800"), which are not text and cannot be stored."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise DatasetError(
+            f"{where}: field {key!r} is not valid Unicode ({err.reason} {value[err.start]!r} at character {err.start})"
+        ) from None
+    return value
 
 
 def _instruction(record: dict, key: str, where: str) -> str:
     value = record.get(key)
     if not isinstance(value, str) or not value.strip():
         raise DatasetError(f"{where}: no instruction (field {key!r} missing or empty)")
-    return value
+    return _unicode(value, key, where)
 
 
 def _response(record: dict, key: str, where: str) -> str | None:
@@ -118,7 +131,7 @@ def _response(record: dict, key: str, where: str) -> str | None:
     if isinstance(value, list):
         if not value or not isinstance(value[0], str):
             raise DatasetError(f"{where}: field {key!r} must be a string or a list whose first entry is a string")
-        return value[0]
+        return _unicode(value[0], key, where)
     if value is not None and not isinstance(value, str):
         raise DatasetError(f"{where}: field {key!r} must be a string")
-    return value
+    return value if value is None else _unicode(value, key, where)

@@ -24,11 +24,12 @@ from transformers import AutoModelForCausalLM, GenerationConfig
 
 from compute import sources
 from compute.config import SideConfig
+from compute.errors import UserError
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-class SideError(Exception):
+class SideError(UserError):
     """A side that cannot be loaded or used; one line naming the side and the cause."""
 
 
@@ -85,6 +86,11 @@ class SideModel:
         """The generation config's EOS ids."""
         ids = self._lm.generation_config.eos_token_id
         return [] if ids is None else [ids] if isinstance(ids, int) else list(ids)
+
+    @property
+    def context_window(self) -> int | None:
+        """The longest sequence the model's positions cover, when its config says."""
+        return getattr(self._lm.config, "max_position_embeddings", None)
 
     @property
     def has_sliding_window(self) -> bool:
@@ -144,6 +150,25 @@ class SideModel:
                 generation_config=config,
                 **extra,
             )
+
+
+def check_device(name: str, cfg: SideConfig) -> None:
+    """Refuse, before anything loads, a device this machine does not have."""
+    if cfg.device_map is not None or cfg.device == "auto":
+        return
+    try:
+        device = torch.device(cfg.device)
+    except RuntimeError:
+        raise SideError(f"[{name}] device {cfg.device!r} is not a device name (auto, cpu, cuda or cuda:N)") from None
+    if device.type == "cpu":
+        return
+    backend = getattr(torch, device.type, None)
+    count = backend.device_count() if backend is not None and hasattr(backend, "device_count") else 0
+    where = f"[{name}] device {cfg.device!r}"
+    if count == 0:
+        raise SideError(f'{where}: no {device.type} device on this machine (use "auto" or "cpu")')
+    if device.index is not None and device.index >= count:
+        raise SideError(f"{where}: this machine has {count} {device.type} devices, 0-{count - 1}")
 
 
 def pick_device(requested: str) -> torch.device:
@@ -243,8 +268,6 @@ def load_side_models(configs: dict[str, SideConfig]) -> dict[str, SideModel]:
 
 def load_plain(name: str, cfg: SideConfig) -> SideModel:
     """A side's model loaded the plain way, for checking: its own base weights, the adapter merged into them."""
-    if cfg.adapter:
-        check_adapter(name, cfg)
     weights = load_weights(name, cfg)
     if cfg.adapter:
         add_adapter(weights, "merged", name, cfg)

@@ -20,6 +20,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from compute.errors import UserError
+
 _MARKER = "tds-cache-complete"
 
 
@@ -59,7 +61,7 @@ PACKAGES = {
 }
 
 
-class PackageError(Exception):
+class PackageError(UserError):
     """A packaged model that is unknown or not installed; one line for the user."""
 
 

@@ -49,6 +49,11 @@ class PartialWork:
         return indices
 
     def save(self, meta: RunMeta, examples: list[ExampleScores], token_text: dict[int, str]) -> None:
+        if not self.folder.is_dir():
+            raise ArtifactError(
+                f"{self.folder}: the partial-work folder was removed or replaced during the run; "
+                "run the same command again to start over"
+            )
         first = min(e.index for e in examples)
         write_artifact(self.folder / f"batch-{first:08d}-{len(examples)}.h5", meta, examples, token_text, True)
 

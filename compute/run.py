@@ -25,7 +25,9 @@ from compute import __version__, distributed
 from compute.artifact import ExampleScores, RunMeta, SideContext, open_artifact, summarize, write_artifact
 from compute.config import RunConfig
 from compute.datasets import Example, load_examples
+from compute.errors import UserError
 from compute.generate import generate_answers
+from compute.lock import RunLock
 from compute.partial import PartialWork
 from compute.score import ScoreItem, SharedPrefix, check_logits_path, common_prefix_length, score_batch
 from compute.sides import Side, load_sides
@@ -33,7 +35,7 @@ from compute.sides import Side, load_sides
 SIDES = ("aligned", "base")
 
 
-class RunError(Exception):
+class RunError(UserError):
     """A run that cannot start or finish; one line for the user."""
 
 
@@ -59,6 +61,8 @@ def output_path(config: RunConfig) -> Path:
 def check_output(config: RunConfig, overwrite: bool) -> Path:
     """The artifact's final path; refuse an existing one and an out_dir that cannot be written."""
     path = output_path(config)
+    if path.is_dir():
+        raise RunError(f"{path}: is a folder, not an artifact; move it away to write the run")
     if path.exists() and not overwrite:
         raise RunError(f"{path}: an artifact of that name exists (use --overwrite to replace it)")
     try:
@@ -222,10 +226,16 @@ def run(config: RunConfig, limit: int | None = None, overwrite: bool = False) ->
     ranks = distributed.setup()
     if not ranks.is_main:
         disable_progress_bar()  # the model-loading bars, once (from the main rank)
+    lock = RunLock(config.out_dir / f".{config.name}.lock", config.name)
     try:
+        if ranks.is_main:
+            lock.acquire()
+            remove_stale_temp_files(config)
         sides = load_sides(config)
         for name, side in sides.items():
             check_logits_path(side.model, name)
+        every = plan(sides, examples, config.max_new_tokens)
+        check_context_windows(config, sides, every)
         meta = run_meta(config, sides, fingerprint)
         work = PartialWork(config.out_dir / f".{config.name}.partial", fingerprint)
         if ranks.is_main:
@@ -236,8 +246,7 @@ def run(config: RunConfig, limit: int | None = None, overwrite: bool = False) ->
         wanted = {e.index for e in examples}
         if done & wanted and ranks.is_main:
             log(f"resuming: {len(done & wanted)} of {len(examples)} examples already scored")
-        todo = [e for e in examples if e.index not in done]
-        planned = plan(sides, todo, config.max_new_tokens)
+        planned = {i: p for i, p in every.items() if i not in done}
         mine = distributed.balanced_share({i: p.cost for i, p in planned.items()}, ranks)
         runner = Runner(config, sides, [planned[i] for i in mine])
         batches = [[planned[i] for i in batch] for batch in make_batches(mine, planned, config)]
@@ -254,7 +263,33 @@ def run(config: RunConfig, limit: int | None = None, overwrite: bool = False) ->
         _print_summary(final_path, time.perf_counter() - started)
         return final_path
     finally:
+        lock.release()
         distributed.teardown(ranks)
+
+
+def remove_stale_temp_files(config: RunConfig) -> None:
+    """Temp files a killed write of this run left behind (its lock is held, so none is being written)."""
+    stale = [*config.out_dir.glob(f".{config.name}.h5.*.tmp"), *config.out_dir.glob(f".{config.name}.partial/.*.tmp")]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    if stale:
+        log(f"removed {len(stale)} temp files an interrupted write left in {config.out_dir}")
+
+
+def check_context_windows(config: RunConfig, sides: dict[str, Side], planned: dict[int, Planned]) -> None:
+    """Refuse, before any scoring, an example longer than a side's context window (generation budget included)."""
+    for name, side in sides.items():
+        window = side.model.context_window
+        if not window:
+            continue
+        for p in planned.values():
+            length = len(p.contexts[name]) + (len(p.answer) if p.answer is not None else config.max_new_tokens)
+            if length > window:
+                budget = "answer" if p.answer is not None else f"max_new_tokens {config.max_new_tokens}"
+                raise RunError(
+                    f"{config.dataset}: example {p.example.id!r}: the {name} side's context and {budget} are "
+                    f"{length} tokens, more than the context window of {side.config.model} ({window})"
+                )
 
 
 def _score_share(
@@ -271,16 +306,15 @@ def _score_share(
     gen_bar = tqdm(total=to_generate, desc="generate", unit="ex", disable=quiet or not to_generate, position=1)
     bar = tqdm(total=n_examples, desc="score", unit="ex", disable=quiet, position=0)
     started = time.perf_counter()
-    for batch in batches:
-        results = runner.process(batch)
-        work.save(meta, results, token_table(sides, results))
-        elapsed = max(time.perf_counter() - started, 1e-9)
-        gen_bar.update(sum(1 for p in batch if p.answer is None))
-        gen_bar.set_postfix(tok_s=f"{runner.generated_tokens / elapsed:.1f}")
-        bar.update(len(batch))
-        bar.set_postfix(tok_s=f"{runner.scored_tokens / elapsed:.1f}")
-    gen_bar.close()
-    bar.close()
+    with gen_bar, bar:  # closed on the way out of an interrupt too, so the next line starts fresh
+        for batch in batches:
+            results = runner.process(batch)
+            work.save(meta, results, token_table(sides, results))
+            elapsed = max(time.perf_counter() - started, 1e-9)
+            gen_bar.update(sum(1 for p in batch if p.answer is None))
+            gen_bar.set_postfix(tok_s=f"{runner.generated_tokens / elapsed:.1f}")
+            bar.update(len(batch))
+            bar.set_postfix(tok_s=f"{runner.scored_tokens / elapsed:.1f}")
     if ranks.world_size > 1:
         log(f"rank {ranks.rank} of {ranks.world_size}: scored {n_examples} examples in {len(batches)} batches")
 

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from compute import statistics
+from compute.errors import UserError
 from compute.model import SideModel
 
 # Logits per chunk, rows x vocab: 32 MiB of float32. glibc serves blocks up to that size from its heap
@@ -25,7 +26,7 @@ from compute.model import SideModel
 CHUNK_ELEMENTS = 2**23
 
 
-class ScoringError(Exception):
+class ScoringError(UserError):
     """The model cannot be scored this way; one line for the user."""
 
 

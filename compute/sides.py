@@ -12,7 +12,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from compute import sources
 from compute.config import PLACEHOLDER, RunConfig, SideConfig
-from compute.model import SideError, SideModel, first_line, load_side_models
+from compute.model import SideError, SideModel, check_device, first_line, load_side_models
 
 __all__ = ["Side", "SideError", "load_sides"]
 
@@ -100,10 +100,18 @@ def check_same_tokenizer(aligned: PreTrainedTokenizerBase, base: PreTrainedToken
 
 
 def load_sides(config: RunConfig) -> dict[str, Side]:
-    """Tokenizers first (fast, and their check comes before any model loads), then models."""
+    """Devices and tokenizers first (fast, and their checks come before any model loads), then models."""
     names = ("aligned", "base")
+    for name in names:
+        check_device(name, config.side(name))
     tokenizers = {name: load_tokenizer(name, config.side(name)) for name in names}
     check_same_tokenizer(tokenizers["aligned"], tokenizers["base"])
+    vocabulary = len(tokenizers["aligned"])
+    if config.top_k > vocabulary:
+        raise SideError(
+            f"{config.path}: top_k {config.top_k} is larger than the vocabulary of {config.aligned.model} "
+            f"({vocabulary} tokens)"
+        )
     models = load_side_models({name: config.side(name) for name in names})
     sides = {
         name: Side(name, config.side(name), tokenizers[name], models[name], bos_prefix(tokenizers[name]))

@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from compute.artifact import SIDE_NAMES, Artifact
 from compute.config import SideConfig
-from compute.model import SideModel, load_plain
+from compute.model import SideError, SideModel, check_adapter, load_plain
+from compute.packaged import PackageError
 
 
 @dataclass
@@ -50,13 +52,18 @@ def sample_positions(artifact: Artifact, n: int, seed: int = 0) -> list[tuple[in
     return list(dict.fromkeys(chosen))[:n]
 
 
-def side_config(artifact: Artifact, side: str, device: str = "auto") -> SideConfig:
-    """How to load the model a side of the artifact ran (its template is not needed: context ids are stored)."""
+def side_config(artifact: Artifact, side: str, device: str = "auto", path: str | None = None) -> SideConfig:
+    """How to load the model a side of the artifact ran (its template is not needed: context ids are stored).
+
+    `path` points at a copy of the base model on this machine (a model folder, or a GGUF file) instead of the
+    source the artifact records; the side's adapter still applies on top of it."""
     attrs = artifact.side_attrs[side]
+    source = {"model": str(attrs["model"]), "gguf_file": attrs.get("gguf_file"), "revision": attrs.get("revision")}
+    if path:
+        local = Path(path)
+        source = {"model": str(local.parent), "gguf_file": local.name} if local.is_file() else {"model": path}
     return SideConfig(
-        model=str(attrs["model"]),
-        gguf_file=attrs.get("gguf_file"),
-        revision=attrs.get("revision"),
+        **source,
         dtype=str(attrs["dtype"]),
         device=device,
         adapter=attrs.get("adapter"),
@@ -64,13 +71,24 @@ def side_config(artifact: Artifact, side: str, device: str = "auto") -> SideConf
     )
 
 
-def load_side_models(artifact: Artifact, device: str = "auto") -> dict[str, SideModel]:
-    """Each side's model, loaded plainly; a model both sides ran (adapter included) is loaded once."""
-    configs = {side: side_config(artifact, side, device) for side in SIDE_NAMES}
+def load_side_models(
+    artifact: Artifact, device: str = "auto", paths: dict[str, str] | None = None
+) -> dict[str, SideModel]:
+    """Each side's model, loaded plainly; a model both sides ran (adapter included) is loaded once.
+
+    `paths`: side -> a local copy of its base model."""
+    paths = paths or {}
+    configs = {side: side_config(artifact, side, device, paths.get(side)) for side in SIDE_NAMES}
     loaded: dict[tuple, SideModel] = {}
     for side, config in configs.items():
         if config.model_key() not in loaded:
-            loaded[config.model_key()] = load_plain(side, config)
+            if config.adapter:
+                check_adapter(side, config)  # before the base, and without the hint: --model replaces the base only
+            try:
+                loaded[config.model_key()] = load_plain(side, config)
+            except (SideError, PackageError) as err:
+                named = str(err) if isinstance(err, SideError) else f"[{side}] {err}"
+                raise SideError(f"{named} (on this machine point check at it with --model {side}=PATH)") from None
     return {side: loaded[config.model_key()] for side, config in configs.items()}
 
 

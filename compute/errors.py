@@ -1,0 +1,21 @@
+"""The one base class of faults a user can cause or fix, and the exit statuses of the CLI.
+
+Every module raises its own subclass (ConfigError, DatasetError, ...) with a
+one-line message naming the file, field or option; `compute.__main__` is the
+only place that turns one into `error: <line>` on stderr and EXIT_BAD_INPUT.
+This module imports nothing, so the dashboard's reader can use it too.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_MISMATCHES = 1  # `check` re-scored and found numbers that differ
+EXIT_BAD_INPUT = 2  # bad input or environment: one line on stderr
+EXIT_INTERRUPTED = 130  # Ctrl-C or SIGTERM
+
+
+class UserError(Exception):
+    """A fault the user can fix; str(err) is one line saying what and where."""
+
+    def __str__(self) -> str:
+        return " ".join(super().__str__().split())
