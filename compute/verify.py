@@ -6,8 +6,8 @@ own logits), log-softmax in float32 over the whole vocabulary. This is the
 slow algorithm the scorer replaces, and it is how an artifact is checked.
 
 Each side's model is loaded the plain way: a side with an adapter gets its
-own copy of the base with the adapter merged into the weights, not the
-shared base with adapters switched per call that the run uses.
+own copy of the base with that one adapter (merged into float32 weights),
+not the shared base with adapters switched per call that the run uses.
 """
 
 from __future__ import annotations

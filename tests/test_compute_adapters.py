@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,8 @@ from transformers import AutoModelForCausalLM
 from compute import packaged
 from compute.__main__ import main
 from compute.artifact import open_artifact
-from compute.config import load_config
+from compute.config import SideConfig, load_config
+from compute.model import load_plain, load_side_models
 from compute.run import run
 from compute.sides import load_sides
 from compute.verify import verify
@@ -112,6 +114,20 @@ def test_sides_share_one_copy_of_the_weights(model_pairs, loras, tmp_path):
     plain = AutoModelForCausalLM.from_pretrained(model_pairs["llama"]["base"]).eval()
     with torch.inference_mode():
         torch.testing.assert_close(without, plain(input_ids=probe).logits)  # switching off leaves the base
+
+
+@pytest.mark.parametrize("dtype, merged", [("float32", True), ("bfloat16", False)])
+def test_the_plain_model_check_uses_agrees_with_the_switched_one(dtype, merged, model_pairs, loras):
+    """check's model: a fresh base with the adapter merged in float32, left unmerged in 16-bit."""
+    tuned = SideConfig(
+        model=str(model_pairs["llama"]["base"]), dtype=dtype, device="cpu", adapter=str(loras["attention"])
+    )
+    plain = load_plain("aligned", tuned)
+    assert (plain.weights.peft is None) == merged
+    switched = load_side_models({"aligned": tuned, "base": replace(tuned, adapter=None)})["aligned"]
+    probe = torch.tensor([[0, 5, 9, 17, 33, 60]])
+    tolerance = 1e-5 if dtype == "float32" else 0.0
+    torch.testing.assert_close(plain.own_logits(probe), switched.own_logits(probe), atol=tolerance, rtol=tolerance)
 
 
 def fails(capsys, args: list[str], *needles: str) -> str:
