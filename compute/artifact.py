@@ -311,6 +311,7 @@ def _check(path: Path, f: h5py.File) -> Artifact:
         if key not in attrs:
             raise fail(f"attribute {key} is missing")
     k = int(attrs["top_k"])
+    _check_stored(f, fail)  # before any dataset is read whole
 
     def shape(name: str) -> tuple[int, ...]:
         if name not in f or not isinstance(f[name], h5py.Dataset):
@@ -356,7 +357,7 @@ def _check(path: Path, f: h5py.File) -> Artifact:
             raise fail(f"/{group}/context_text_offsets must have E+1 = {n_examples + 1} entries")
     if shape("tokens/id") != shape("tokens/text"):
         raise fail("/tokens/id and /tokens/text differ in length")
-    _check_claims(f, fail)
+    _check_offsets(f, fail)
     return Artifact(
         path=path,
         name=str(attrs["name"]),
@@ -371,11 +372,10 @@ def _check(path: Path, f: h5py.File) -> Artifact:
 MAX_CHUNK_BYTES = 16 << 20  # this project writes chunks under 1 MiB
 
 
-def _check_claims(f: h5py.File, fail) -> None:
-    """Refuse lengths the file claims but does not hold, so no reader allocates from a claimed number.
+def _check_stored(f: h5py.File, fail) -> None:
+    """Refuse datasets larger than what the file holds, so no reader allocates from a claimed shape.
 
-    Every dataset must store all the chunks its shape claims (in chunks of sane size), and every
-    offsets array must start at 0, never decrease and end at the length of the data it indexes.
+    Every dataset must store all the chunks its shape claims, in chunks of a sane size.
     """
     names: list[str] = []
     f.visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None)
@@ -392,6 +392,10 @@ def _check_claims(f: h5py.File, fail) -> None:
             claimed = math.prod(-(-n // c) for n, c in zip(ds.shape, ds.chunks, strict=True))
         if stored < claimed:
             raise fail(f"/{name} claims shape {ds.shape} but the file holds only part of it")
+
+
+def _check_offsets(f: h5py.File, fail) -> None:
+    """Each side's context offsets start at 0, never decrease and end at the length of the data they index."""
     for side in SIDE_NAMES:
         for offsets, data in (("context_offsets", "context_ids"), ("context_text_offsets", "context_text")):
             values = f[f"sides/{side}/{offsets}"][()]

@@ -332,6 +332,14 @@ def test_info_refuses_lengths_the_file_only_claims(capsys, artifact_path):
     one_line(capsys, main(["info", str(artifact_path)]), 2, "claims shape (1000000000000", "holds only part of it")
 
 
+def test_info_refuses_offsets_that_claim_more_entries_than_stored(capsys, artifact_path):
+    with h5py.File(artifact_path, "a") as f:
+        del f["examples/offsets"]
+        f.create_dataset("examples/offsets", shape=(10**12,), dtype="i8", chunks=(1 << 16,))
+    capsys.readouterr()
+    one_line(capsys, main(["info", str(artifact_path)]), 2, "/examples/offsets claims shape", "holds only part")
+
+
 def test_info_refuses_context_text_offsets_past_the_text(capsys, artifact_path):
     with h5py.File(artifact_path, "a") as f:
         offsets = f["sides/base/context_text_offsets"][()]
