@@ -367,6 +367,26 @@ def test_the_partial_folder_lost_during_a_run_is_one_line(capsys, folder, config
     assert out_files(folder) == ([".run.partial"] if replace_with_file else [])
 
 
+def test_out_dir_turning_read_only_during_a_run_is_one_line(capsys, folder, config_path, monkeypatch):
+    """Simulated (the tests run as root, whom a read-only folder does not stop): creating a file fails with EACCES."""
+    real = PartialWork.save
+    calls = {"n": 0}
+
+    def save_then_turn_read_only(self, *args):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            monkeypatch.setattr(
+                artifact.tempfile,
+                "mkstemp",
+                lambda **k: (_ for _ in ()).throw(PermissionError(13, "Permission denied")),
+            )
+        real(self, *args)
+
+    monkeypatch.setattr(PartialWork, "save", save_then_turn_read_only)
+    one_line(capsys, main(["run", str(config_path)]), 2, ".run.partial: cannot write batch-", "Permission denied")
+    assert out_files(folder) == [".run.partial"]  # the first batch is kept for the next run
+
+
 def test_an_artifact_name_taken_by_a_folder_is_refused_before_the_run(capsys, folder, config_path, no_model_loads):
     (folder / "out" / "run.h5").mkdir(parents=True)
     one_line(capsys, main(["run", str(config_path), "--overwrite"]), 2, "run.h5: is a folder")
