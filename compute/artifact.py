@@ -361,6 +361,7 @@ def _check(path: Path, f: h5py.File) -> Artifact:
         if key not in attrs:
             raise fail(f"attribute {key} is missing")
     k = int(attrs["top_k"])
+    _check_stored(f, fail)  # before any dataset is read whole
 
     def shape(name: str) -> tuple[int, ...]:
         if name not in f or not isinstance(f[name], h5py.Dataset):
@@ -411,7 +412,7 @@ def _check(path: Path, f: h5py.File) -> Artifact:
                 raise fail(f"/{dataset} has shape {shape(dataset)}, expected {expected}")
     if shape("tokens/id") != shape("tokens/text"):
         raise fail("/tokens/id and /tokens/text differ in length")
-    _check_claims(f, fail)
+    _check_contents(f, offsets, fail)
     return Artifact(
         path=path,
         name=str(attrs["name"]),
@@ -430,18 +431,56 @@ def _dataset_paths(f: h5py.File) -> list[str]:
     return paths
 
 
+# What each dataset must hold beyond its shape; the statistics' kinds come from the registry.
+_KIND_OF = {
+    "examples/id": "strings",
+    "examples/prompt": "strings",
+    "examples/response": "strings",
+    "examples/offsets": "integers",
+    "examples/index": "integers",
+    "positions/example": "integers",
+    "positions/t": "integers",
+    "positions/token_id": "integers",
+    "tokens/id": "integers",
+    "tokens/text": "strings",
+    **{
+        f"sides/{side}/{name}": kind
+        for side in SIDE_NAMES
+        for name, kind in (
+            ("context_ids", "integers"),
+            ("context_offsets", "integers"),
+            ("context_text_offsets", "integers"),
+            ("context_text", "bytes"),
+        )
+    },
+}
+_KIND_TEST = {
+    "integers": lambda dtype: dtype.kind in "iu",
+    "numbers": lambda dtype: dtype.kind in "iuf",
+    "strings": lambda dtype: h5py.check_string_dtype(dtype) is not None,
+    "bytes": lambda dtype: dtype == np.uint8,
+}
+_OFFSET_PAIRS = tuple(
+    (f"sides/{side}/{offsets}", f"sides/{side}/{data}")
+    for side in SIDE_NAMES
+    for offsets, data in (("context_offsets", "context_ids"), ("context_text_offsets", "context_text"))
+)
 MAX_CHUNK_BYTES = 16 << 20  # this project writes chunks under 1 MiB
 
 
-def _check_claims(f: h5py.File, fail) -> None:
-    """Refuse lengths the file claims but does not hold, so no reader allocates from a claimed number.
+def _kinds() -> dict[str, str]:
+    stats = {
+        dataset: "integers" if np.dtype(stat.dtype).kind in "iu" else "numbers"
+        for stat in statistics.STATISTICS
+        for dataset in stat.datasets()
+    }
+    return {**_KIND_OF, **stats}
 
-    Every dataset must store all the chunks its shape claims (in chunks of sane size), and every
-    offsets array must start at 0, never decrease and end at the length of the data it indexes.
-    """
-    names: list[str] = []
-    f.visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None)
-    for name in names:
+
+def _check_stored(f: h5py.File, fail) -> None:
+    """Every claimed length is backed by stored chunks. Run before any dataset is read, so no reader allocates
+    from a number a file merely claims."""
+    for name in _dataset_paths(f):
         ds = f[name]
         if ds.size == 0:
             continue
@@ -454,14 +493,27 @@ def _check_claims(f: h5py.File, fail) -> None:
             claimed = math.prod(-(-n // c) for n, c in zip(ds.shape, ds.chunks, strict=True))
         if stored < claimed:
             raise fail(f"/{name} claims shape {ds.shape} but the file holds only part of it")
-    for side in SIDE_NAMES:
-        for offsets, data in (("context_offsets", "context_ids"), ("context_text_offsets", "context_text")):
-            if f"sides/{side}/{offsets}" not in f:
-                continue  # context text is an optional addition (its presence is checked above)
-            values = f[f"sides/{side}/{offsets}"][()]
-            length = f[f"sides/{side}/{data}"].shape[0] if f[f"sides/{side}/{data}"].ndim else -1
-            if values[0] != 0 or np.any(np.diff(values) < 0) or values[-1] != length:
-                raise fail(f"/sides/{side}/{offsets} must start at 0, never decrease and end at {length}")
+
+
+def _check_contents(f: h5py.File, offsets: np.ndarray, fail) -> None:
+    """What shapes alone do not show: types are as documented, each offsets array stays inside its dataset,
+    /positions/example and /t agree with /examples/offsets, and no token id is listed twice."""
+    for name, kind in _kinds().items():
+        if name in f and not _KIND_TEST[kind](f[name].dtype):
+            raise fail(f"/{name} has type {f[name].dtype}, expected {kind}")
+    for offsets_name, data_name in _OFFSET_PAIRS:
+        if offsets_name not in f:
+            continue  # context text is an optional addition
+        bounds = f[offsets_name][()]
+        if bounds[0] != 0 or np.any(np.diff(bounds) < 0) or bounds[-1] != f[data_name].shape[0]:
+            raise fail(f"/{offsets_name} must start at 0, never decrease and end at the length of /{data_name}")
+    lengths = np.diff(offsets)
+    if not np.array_equal(f["positions/example"][()], np.repeat(np.arange(len(lengths)), lengths)):
+        raise fail("/positions/example disagrees with /examples/offsets")
+    if not np.array_equal(f["positions/t"][()], np.arange(offsets[-1]) - np.repeat(offsets[:-1], lengths)):
+        raise fail("/positions/t does not count 0, 1, ... within each example")
+    if len(np.unique(f["tokens/id"][()])) != f["tokens/id"].shape[0]:
+        raise fail("/tokens/id lists an id more than once")
 
 
 def read_examples(artifact: Artifact) -> list[ExampleScores]:

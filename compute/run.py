@@ -344,7 +344,8 @@ def describe(path: Path) -> str:
         )
     lines.append(f"  {s['examples']} examples, {s['positions']} positions")
     lines.append(
-        f"  unshifted {s['share_unshifted']:.1%}  marginal {s['share_marginal']:.1%}  shifted {s['share_shifted']:.1%}"
+        f"  answer token: unshifted {s['share_unshifted']:.1%}  marginal {s['share_marginal']:.1%}  "
+        f"shifted {s['share_shifted']:.1%}"
     )
     lines.append(
         f"  aligned top choice (AlignTDS): unshifted {s['aligntds_share_unshifted']:.1%}  "

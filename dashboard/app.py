@@ -6,6 +6,7 @@ run picker shared by all pages, and hands over to the page chosen in st.navigati
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
@@ -25,6 +26,17 @@ PAGES = [
     st.Page("app_pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
 ]
 MAX_DEFAULT_RUNS = 8
+LOG = logging.getLogger(__name__)
+
+
+def state(directory: Path) -> str:
+    """Why a directory lists no runs, in a few words."""
+    try:
+        if not directory.exists():
+            return "does not exist"
+        return "holds no complete artifacts" if directory.is_dir() else "is not a directory"
+    except OSError as err:
+        return f"cannot be read ({err.strerror})"
 
 
 def main() -> None:
@@ -34,9 +46,8 @@ def main() -> None:
     for problem in problems:
         st.warning(ui.md_escape(f"Skipped {problem}"), icon=":material/warning:")
     if not runs:
-        where = "does not exist" if not directory.is_dir() else "holds no complete artifacts"
         st.info(
-            ui.md_escape(f"{directory} {where}.")
+            ui.md_escape(f"{directory} {state(directory)}.")
             + " Make a run with `python -m compute run compute/recipes/<recipe>.toml`; its artifact lands in the"
             + f" recipe's `out_dir`. Point the dashboard at another directory with `{load.ENV_VAR}`.",
             icon=":material/info:",
@@ -47,9 +58,13 @@ def main() -> None:
         st.session_state[ui.RUNS_KEY] = labels[:MAX_DEFAULT_RUNS]
     else:
         st.session_state[ui.RUNS_KEY] = [label for label in st.session_state[ui.RUNS_KEY] if label in labels]
-    st.sidebar.multiselect("Runs", labels, key=ui.RUNS_KEY, help=f"Artifacts in {directory}")
+    st.sidebar.multiselect("Runs", labels, key=ui.RUNS_KEY, help=ui.md_escape(f"Artifacts in {directory}"))
     ui.definition_control()
-    st.navigation(PAGES).run()
+    try:
+        st.navigation(PAGES).run()
+    except Exception as err:  # noqa: BLE001  (the last boundary: a line for the viewer, the traceback in the log)
+        LOG.exception("page failed")
+        st.error(ui.md_escape(f"This page stopped: {load.one_line(err)}"), icon=":material/error:")
 
 
 main()

@@ -10,6 +10,7 @@ asks for and two pages share what they both need.
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 from typing import NamedTuple
 
@@ -29,6 +30,7 @@ from compute.artifact import (
     categories,
     open_artifact,
 )
+from dashboard.labels import run_labels
 
 __all__ = ["ALIGNED_TOP_CHOICE", "ANSWER_TOKEN", "CATEGORIES", "CATEGORY_DEFINITIONS", "SIDE_NAMES", "Run", "RunKey"]
 
@@ -59,13 +61,14 @@ class RunKey(NamedTuple):
 
 
 class Run(NamedTuple):
-    """A checked artifact and the key it was read under."""
+    """A checked artifact, the key it was read under, and its label (unique among the runs listed)."""
 
     key: RunKey
     artifact: Artifact
+    label: str
 
     @property
-    def label(self) -> str:
+    def file(self) -> str:
         return Path(self.key.path).name
 
 
@@ -75,17 +78,31 @@ def artifacts_dir() -> Path:
     return Path(configured).expanduser() if configured else ROOT / "artifacts"
 
 
-def scan(directory: Path) -> list[RunKey]:
-    """The artifact files in `directory`, by name; hidden (temp) files are skipped."""
-    if not directory.is_dir():
-        return []
-    keys = []
-    for path in sorted(directory.iterdir()):
-        if path.name.startswith(".") or path.suffix not in SUFFIXES or not path.is_file():
+def one_line(err: BaseException) -> str:
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+def scan(directory: Path) -> tuple[list[RunKey], list[str]]:
+    """The artifact files in `directory`, by name (hidden temp files skipped), and one line per file or
+    directory that cannot be read. A missing directory is no problem here (the app says how to make a run)."""
+    try:
+        paths = sorted(directory.iterdir()) if directory.exists() else []
+    except OSError as err:
+        return [], [f"{directory}: cannot list the artifacts directory: {err.strerror or one_line(err)}"]
+    keys, problems = [], []
+    for path in paths:
+        if path.name.startswith(".") or path.suffix not in SUFFIXES:
             continue
-        stat = path.stat()
-        keys.append(RunKey(str(path), stat.st_mtime_ns, stat.st_size))
-    return keys
+        try:
+            info = path.stat()
+        except OSError as err:
+            problems.append(f"{path}: cannot read: {err.strerror or one_line(err)}")
+            continue
+        if stat.S_ISREG(info.st_mode):
+            keys.append(RunKey(str(path), info.st_mtime_ns, info.st_size))
+        else:
+            problems.append(f"{path}: not a file")
+    return keys, problems
 
 
 @st.cache_resource(show_spinner=False)
@@ -94,18 +111,21 @@ def _open(key: RunKey) -> Artifact | str:
         return open_artifact(key.path)
     except ArtifactError as err:
         return str(err)
+    except Exception as err:  # noqa: BLE001  (any file must give a line, not a traceback: e.g. MemoryError)
+        return f"{key.path}: cannot open: {one_line(err)}"
 
 
 def open_runs(keys: list[RunKey]) -> tuple[list[Run], list[str]]:
     """The complete format-v1 runs among `keys`, and one line per file that is not."""
-    runs, problems = [], []
+    opened, problems = [], []
     for key in keys:
-        opened = _open(key)
-        if isinstance(opened, str):
-            problems.append(opened)
+        artifact = _open(key)
+        if isinstance(artifact, str):
+            problems.append(artifact)
         else:
-            runs.append(Run(key, opened))
-    return runs, problems
+            opened.append((key, artifact))
+    labels = run_labels([(Path(key.path).name, artifact.name, artifact.side_attrs) for key, artifact in opened])
+    return [Run(key, artifact, label) for (key, artifact), label in zip(opened, labels, strict=True)], problems
 
 
 @st.cache_resource(show_spinner=False, max_entries=128)
@@ -204,10 +224,14 @@ def example_detail(key: RunKey, e: int, definition: str = ANSWER_TOKEN) -> dict[
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def context_text(key: RunKey, side: str, e: int) -> str | None:
-    """The side's rendered context for example e as the run stored it; None where it stored none."""
+    """The side's rendered context for example e as the run stored it (bytes that are not UTF-8, such as a
+    character split by the offsets, show as �); None where it stored none."""
     artifact = _open(key)
     assert not isinstance(artifact, str), artifact
-    return artifact.context_text(side, e) or None  # None where the file stores none (an optional addition)
+    try:
+        return artifact.context_text(side, e) or None  # None where the file stores none (an optional addition)
+    except UnicodeDecodeError as err:
+        return err.object.decode("utf-8", errors="replace") or None
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

@@ -8,6 +8,7 @@ the registry (compute/statistics.py): every one declared with aggregate "mean".
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 import numpy as np
@@ -69,10 +70,9 @@ def by_position(frame: pl.DataFrame, lengths: pl.Series) -> pl.DataFrame:
     statistic in the frame (mean_kl, mean_entropy_base, ...).
 
     `frame` needs t and category; `lengths` is the answer length of each example.
+    A frame without rows gives a table without rows and the same columns.
     """
-    if frame.height == 0:
-        return pl.DataFrame(schema={"t_start": pl.Int64, "t_end": pl.Int64, "positions": pl.UInt32})
-    edges = bin_edges(int(frame["t"].max()))
+    edges = bin_edges(int(frame["t"].max() or 0))
     starts = bin_start(frame["t"].to_numpy(), edges)
     table = (
         frame.with_columns(pl.Series("t_start", starts))
@@ -188,6 +188,28 @@ def answers(frame: pl.DataFrame) -> pl.DataFrame:
         .agg(pl.col("token_id"), *_shares(), pl.col("kl").mean().alias("mean_kl"))
         .sort("example")
     )
+
+
+def answer_fingerprints(examples: pl.DataFrame, token_ids: np.ndarray) -> frozenset[bytes]:
+    """A hash of each non-empty answer with its example id: two runs can be compared position by position on
+    the examples whose fingerprints both hold. `examples` has id, start and length (rows in `token_ids`)."""
+    return frozenset(
+        hashlib.blake2b(
+            example_id.encode() + b"\0" + token_ids[start : start + length].astype("<i8").tobytes(), digest_size=16
+        ).digest()
+        for example_id, start, length in examples.select("id", "start", "length").iter_rows()
+        if length > 0
+    )
+
+
+def shared_answers(fingerprints: list[frozenset[bytes]]) -> list[tuple[int, int, int]]:
+    """(i, j, answers in common) for every pair of runs i < j that share an answer, most in common first."""
+    pairs = [
+        (i, j, len(fingerprints[i] & fingerprints[j]))
+        for i in range(len(fingerprints))
+        for j in range(i + 1, len(fingerprints))
+    ]
+    return sorted((pair for pair in pairs if pair[2] > 0), key=lambda pair: -pair[2])
 
 
 def category_crosstab(a: pl.DataFrame, b: pl.DataFrame, same: pl.DataFrame) -> pl.DataFrame:

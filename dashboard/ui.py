@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import io
+import logging
 import re
+from collections.abc import Callable
+from typing import TypeVar
 
 import plotly.graph_objects as go
 import polars as pl
@@ -11,6 +14,8 @@ import streamlit as st
 
 from dashboard import load
 
+T = TypeVar("T")
+LOG = logging.getLogger(__name__)
 RUNS_KEY = "runs"  # session-state key of the sidebar multiselect (run labels)
 DEFINITION_KEY = "category-definition"  # session-state key of the sidebar's shift-category definition
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!$:<>|~])")
@@ -23,7 +28,9 @@ def md_escape(text: str) -> str:
 
 def all_runs() -> tuple[list[load.Run], list[str]]:
     """The complete runs in the artifacts directory and one line per file that is not one."""
-    return load.open_runs(load.scan(load.artifacts_dir()))
+    keys, unreadable = load.scan(load.artifacts_dir())
+    runs, problems = load.open_runs(keys)
+    return runs, unreadable + problems
 
 
 def chosen_runs(least: int = 1) -> list[load.Run]:
@@ -64,8 +71,34 @@ def definition_caption() -> None:
     )
 
 
+def failed(run: load.Run, err: Exception) -> None:
+    """One line naming the run's file (the traceback goes to the server log only)."""
+    LOG.warning("%s failed", run.key.path, exc_info=err)
+    message = load.one_line(err)
+    st.warning(md_escape(message if run.key.path in message else f"{run.key.path}: {message}"), icon=":material/error:")
+
+
+def each_run(runs: list[load.Run], compute: Callable[[load.Run], T]) -> list[T]:
+    """compute(run) for every run, each on its own: a run that fails gets a one-line notice and is left out, so
+    one bad file never takes a page down for the others. Stops the page when every run failed."""
+    results = []
+    for run in runs:
+        try:
+            results.append(compute(run))
+        except Exception as err:  # noqa: BLE001  (the boundary: whatever a file does, the page goes on)
+            failed(run, err)
+    if not results:
+        st.stop()
+    return results
+
+
+def one_run(run: load.Run, compute: Callable[[load.Run], T]) -> T:
+    """compute(run), or a one-line notice and the page stops."""
+    return each_run([run], compute)[0]
+
+
 def pick_run(label: str, runs: list[load.Run], key: str, index: int = 0) -> load.Run:
-    """A selectbox over runs by file name."""
+    """A selectbox over runs by label."""
     labels = [run.label for run in runs]
     chosen = st.selectbox(label, labels, index=min(index, len(labels) - 1), key=key)
     return runs[labels.index(chosen)]

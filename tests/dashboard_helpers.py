@@ -37,6 +37,14 @@ TOKENS = {
 }
 CONTEXT_TEXT = "<s>[INST] Say hi *now* [/INST]"
 CONTEXT = [0, 50, 51]  # 0, 50 and 51 have no text in the token table
+
+
+def label(name: str) -> str:
+    """The sidebar's label of a run written by write_run: its name and its pair of sides."""
+    return f"{name} · aligned (chat) vs base (‘plain’)"
+
+
+ALPHA_LABEL, BETA_LABEL = label("alpha"), label("beta")
 TOP_PROBS = np.log(np.array([0.5, 0.3, 0.1], dtype=np.float32))
 
 
@@ -96,6 +104,8 @@ ALPHA = [
     example(0, "ex-a", "Say hi *now*", [1, 2, 3, 4, 5], [5, 0, 1, 0, 3], [0.5, 0.1, 0.2, 0.0, 1.0], CONTEXT_TEXT),
     example(1, "ex-b", "Be literal", [6, 7, 8, 9], [0, 0, 2, 10], [0.0, 0.0, 0.3, 2.0], "<s>literal"),
 ]
+# other: ex-a with another answer than alpha's and beta's, so it shares no answer with either.
+OTHER = [example(0, "ex-a", "Say hi *now*", [2, 3], [0, 3], [0.1, 0.2])]
 # beta: ex-a has the same answer (ranks differ), ex-b a different one, ex-c only here.
 BETA = [
     example(0, "ex-a", "Say hi *now*", [1, 2, 3, 4, 5], [0, 0, 1, 0, 0], [0.1] * 5),
@@ -147,3 +157,123 @@ def strip_additions(source: Path, target: Path) -> Path:
             for key in ("model", "template", "dtype"):
                 new[f"sides/{side}"].attrs[key] = old[f"sides/{side}"].attrs[key]
     return target
+
+
+def _edit(path: Path, edit) -> Path:
+    """Apply `edit(h5py.File)` to an artifact in place (the file stays 'complete')."""
+    with h5py.File(path, "a") as f:
+        edit(f)
+    return path
+
+
+def _replace(f: h5py.File, name: str, data) -> None:
+    del f[name]
+    f.create_dataset(name, data=data)
+
+
+UTF8_CONTEXT = "<s>café ☕"  # é and ☕ are several bytes each
+
+
+def odd_files(directory: Path) -> dict[str, Path]:
+    """Artifacts the reader accepts but that are odd: no positions, no examples, integer-like ids, context
+    text offsets that split a UTF-8 character, top-k ids outside the token table, NaN / inf / huge values."""
+    directory.mkdir(parents=True, exist_ok=True)
+    empty = [example(0, "e0", "empty answer", [], [], []), example(1, "e1", "another", [], [], [])]
+    files = {
+        "no_positions": write_run(directory / "no_positions.h5", empty),
+        "no_examples": write_run(directory / "no_examples.h5", []),
+        "integer_ids": write_run(
+            directory / "integer_ids.h5",
+            [example(0, "1", "one", [1, 2], [0, 4], [0.1, 0.2]), example(1, "01", "two", [3], [1], [0.3])],
+        ),
+    }
+    split = write_run(
+        directory / "split_utf8.h5",
+        [
+            example(0, "ex-a", "p", [1, 2], [0, 4], [0.1, 0.2], UTF8_CONTEXT),
+            example(1, "ex-b", "q", [3], [1], [0.3], "<s>x"),
+        ],
+    )
+    cut = len(b"<s>caf") + 1  # between the two bytes of é
+    end = len(UTF8_CONTEXT.encode()) + len(b"<s>x")
+    files["split_utf8"] = _edit(
+        split, lambda f: _replace(f, "sides/aligned/context_text_offsets", np.array([0, cut, end], np.int64))
+    )
+    outside = write_run(directory / "topk_outside.h5", ALPHA)
+
+    def far_ids(f: h5py.File) -> None:
+        ids = f["sides/base/topk_ids"][()]
+        ids[:, 0] = [999_999, -1, 2**31 - 1, 100, 100, 100, 100, 100, 100]
+        _replace(f, "sides/base/topk_ids", ids)
+        _replace(f, "positions/token_id", np.array([1, 2, 3, 4, 5, 6, 7, 8, 123_456], np.int32))
+
+    files["topk_outside"] = _edit(outside, far_ids)
+    nonfinite = write_run(directory / "nonfinite.h5", ALPHA)
+
+    def bad_numbers(f: h5py.File) -> None:
+        _replace(f, "positions/kl", np.array([np.nan, np.inf, -np.inf, 1e30, 0, 0, 0, 0, 0], np.float32))
+        _replace(f, "sides/base/entropy", np.array([np.inf, np.nan, 1e30, 2, 2, 2, 2, 2, 2], np.float32))
+        _replace(f, "sides/aligned/entropy", np.array([1e30, np.nan, 1, 1, 1, 1, 1, 1, 1], np.float32))
+        _replace(f, "sides/aligned/logprob", np.array([1e30, np.nan, np.inf, 0, 0, 0, 0, 0, 0], np.float32))
+        _replace(f, "sides/base/logprob", np.array([-np.inf, np.nan, 1e30, 0, 0, 0, 0, 0, 0], np.float32))
+        _replace(f, "sides/base/topk_logprobs", np.full((9, TOP_K), np.nan, np.float32))
+
+    files["nonfinite"] = _edit(nonfinite, bad_numbers)
+    return files
+
+
+def _claim_huge(f: h5py.File) -> None:
+    """Say alpha's second answer is 10^12 tokens long, with every per-position dataset that shape but stored empty."""
+    n = 10**12
+    f["examples/offsets"][2] = n
+    for name in [name for name in _position_datasets(f)]:
+        shape, dtype = (n, *f[name].shape[1:]), f[name].dtype
+        del f[name]
+        f.create_dataset(name, shape=shape, dtype=dtype, chunks=(1024, *shape[1:]))
+
+
+def _position_datasets(f: h5py.File) -> list[str]:
+    names: list[str] = []
+    f.visititems(lambda name, node: names.append(name) if isinstance(node, h5py.Dataset) else None)
+    return [name for name in names if name.startswith(("positions/", "sides/")) and "context" not in name]
+
+
+# Copies of alpha that only a look inside the datasets tells apart from a good artifact: what the reader
+# must refuse, and words its one line must hold.
+REFUSED = {
+    "claims_huge": (_claim_huge, "/positions/example claims shape (1000000000000,) but the file holds only part of it"),
+    "context_offsets_decrease": (
+        lambda f: _replace(f, "sides/base/context_offsets", np.array([0, 7, 6], np.int64)),
+        "/sides/base/context_offsets must start at 0, never decrease and end at the length of /sides/base/context_ids",
+    ),
+    "text_offsets_past_end": (
+        lambda f: _replace(f, "sides/aligned/context_text_offsets", np.array([0, 10, 10**6], np.int64)),
+        "/sides/aligned/context_text_offsets must start at 0, never decrease and end at the length",
+    ),
+    "example_disagrees": (
+        lambda f: _replace(f, "positions/example", np.zeros(9, np.int32)),
+        "/positions/example disagrees with /examples/offsets",
+    ),
+    "t_disagrees": (
+        lambda f: _replace(f, "positions/t", np.arange(9, dtype=np.int32)),
+        "/positions/t does not count 0, 1, ... within each example",
+    ),
+    "ids_not_text": (
+        lambda f: _replace(f, "examples/id", np.array([1, 2], np.int64)),
+        "/examples/id has type int64, expected strings",
+    ),
+    "token_id_float": (
+        lambda f: _replace(f, "positions/token_id", np.ones(9, np.float32)),
+        "/positions/token_id has type float32, expected integers",
+    ),
+    "tokens_repeat": (
+        lambda f: _replace(f, "tokens/id", np.array([1] * len(TOKENS), np.int32)),
+        "/tokens/id lists an id more than once",
+    ),
+}
+
+
+def refused_files(directory: Path) -> dict[str, Path]:
+    """One copy of alpha per entry of REFUSED, edited as that entry says."""
+    directory.mkdir(parents=True, exist_ok=True)
+    return {name: _edit(write_run(directory / f"{name}.h5", ALPHA), edit) for name, (edit, _) in REFUSED.items()}

@@ -10,8 +10,10 @@ import textwrap
 
 import pytest
 from dashboard_helpers import (
+    ALPHA_LABEL,
     APP,
     BETA,
+    BETA_LABEL,
     BOLD,
     CONTEXT_TEXT,
     MATH,
@@ -63,15 +65,16 @@ def test_a_v1_file_without_the_optional_additions_opens_on_every_page(runs_dir):
     """No examples/index, no context text, no JS: every page draws it, and says what it lacks."""
     strip_additions(runs_dir / "alpha.h5", runs_dir / "plain.h5")
     (runs_dir / "alpha.h5").unlink()
+    plain_label = ALPHA_LABEL  # the copy keeps alpha's name and pair
     for page in PAGES:
         at = open_page(page)
         assert not at.warning, (page, [w.value for w in at.warning])
     at = open_page("overview")
-    plain = at.dataframe[0].value.set_index("run").loc["plain.h5"]
+    plain = at.dataframe[0].value.set_index("run").loc[plain_label]
     assert plain["share_shifted"] == pytest.approx(3 / 9) and plain["mean_kl"] == pytest.approx(4.1 / 9, rel=1e-6)
     assert math.isnan(plain["mean_js"]) or plain["mean_js"] is None
     at = open_page("examples")
-    at.selectbox(key="ex-run").set_value("plain.h5").run()
+    at.selectbox(key="ex-run").set_value(plain_label).run()
     at.radio(key="ex-colour").set_value("JS").run()
     assert not at.exception
     assert any("does not store JS" in c.value for c in at.caption)
@@ -80,7 +83,7 @@ def test_a_v1_file_without_the_optional_additions_opens_on_every_page(runs_dir):
 def test_overview_shares_kl_and_branching(runs_dir):
     at = open_page("overview")
     rows = at.dataframe[0].value.set_index("run")
-    alpha, beta = rows.loc["alpha.h5"], rows.loc["beta.h5"]
+    alpha, beta = rows.loc[ALPHA_LABEL], rows.loc[BETA_LABEL]
     assert (alpha["examples"], alpha["positions"]) == (2, 9)
     assert alpha["share_unshifted"] == pytest.approx(4 / 9)
     assert alpha["share_marginal"] == pytest.approx(2 / 9)
@@ -103,45 +106,45 @@ def test_the_aligntds_definition_ranks_the_aligned_top_choice_in_the_base_top_k(
     is 0 and third otherwise, so AlignTDS's rule makes every other position marginal (none shifted)."""
     at = open_page("overview")
     at.sidebar.radio(key="category-definition").set_value("aligned top choice (AlignTDS)").run()
-    alpha = at.dataframe[0].value.set_index("run").loc["alpha.h5"]
+    alpha = at.dataframe[0].value.set_index("run").loc[ALPHA_LABEL]
     assert (alpha["share_unshifted"], alpha["share_marginal"], alpha["share_shifted"]) == pytest.approx(
         (4 / 9, 5 / 9, 0)
     )
     at.switch_page("app_pages/positions.py").run()
     shifted = table(at, "position-share_marginal")
-    assert shifted[shifted["run"] == "alpha.h5"]["share_marginal"].tolist() == pytest.approx([0.5, 0, 1, 0.5, 1])
+    assert shifted[shifted["run"] == ALPHA_LABEL]["share_marginal"].tolist() == pytest.approx([0.5, 0, 1, 0.5, 1])
 
 
 def test_a_replaced_file_is_read_afresh(runs_dir):
     at = open_page("overview")
-    assert at.dataframe[0].value.set_index("run").loc["alpha.h5", "positions"] == 9
+    assert at.dataframe[0].value.set_index("run").loc[ALPHA_LABEL, "positions"] == 9
     write_run(runs_dir / "alpha.h5", BETA, overwrite=True)
     at.run()
-    assert at.dataframe[0].value.set_index("run").loc["alpha.h5", "positions"] == 8
+    assert at.dataframe[0].value.set_index("run").loc[ALPHA_LABEL, "positions"] == 8
 
 
 def test_sidebar_choice_is_shared_across_pages(runs_dir):
     at = open_page("overview")
-    at.sidebar.multiselect[0].set_value(["beta.h5"]).run()
+    at.sidebar.multiselect[0].set_value([BETA_LABEL]).run()
     at.switch_page("app_pages/positions.py").run()
-    assert set(table(at, "position-share_shifted")["run"]) == {"beta.h5"}
+    assert set(table(at, "position-share_shifted")["run"]) == {BETA_LABEL}
 
 
 def test_positions_per_position_ratio(runs_dir):
     at = open_page("positions")
     shifted = table(at, "position-share_shifted")
-    alpha = shifted[shifted["run"] == "alpha.h5"].set_index("t_start")
+    alpha = shifted[shifted["run"] == ALPHA_LABEL].set_index("t_start")
     assert alpha["share_shifted"].to_dict() == pytest.approx({0: 0.5, 1: 0.0, 2: 0.0, 3: 0.5, 4: 1.0})
     assert alpha["answers_reaching"].to_dict() == {0: 2, 1: 2, 2: 2, 3: 2, 4: 1}
     assert alpha["positions"].to_dict() == {0: 2, 1: 2, 2: 2, 3: 2, 4: 1}
     marginal = table(at, "position-share_marginal")
-    assert marginal[marginal["run"] == "alpha.h5"]["share_marginal"].tolist() == pytest.approx([0, 0, 1, 0, 0])
+    assert marginal[marginal["run"] == ALPHA_LABEL]["share_marginal"].tolist() == pytest.approx([0, 0, 1, 0, 0])
 
 
 def test_token_types_counts_and_most_shifted(runs_dir):
     at = open_page("token_types")
     types = table(at, "token-types")
-    alpha = types[types["run"] == "alpha.h5"].set_index("type")
+    alpha = types[types["run"] == ALPHA_LABEL].set_index("type")
     assert alpha["positions"].to_dict() == {
         "other word": 3,  # " here", "**bold**", "$x$"
         "politeness / safety": 1,
@@ -178,7 +181,7 @@ def test_token_types_classify_each_id_of_the_token_table_once(runs_dir, monkeypa
 def test_token_types_nudging_entropy(runs_dir):
     at = open_page("token_types")
     nudging = table(at, "nudging")
-    alpha = nudging[nudging["run"] == "alpha.h5"].set_index("category")
+    alpha = nudging[nudging["run"] == ALPHA_LABEL].set_index("category")
     assert alpha["positions"].to_dict() == {"unshifted": 4, "marginal": 2, "shifted": 3}
     assert alpha["entropy_base"].tolist() == pytest.approx([2.0, 2.0, 2.0])
 
@@ -227,8 +230,8 @@ def test_compare_page(runs_dir):
     assert metrics["positions compared"] == "5"
     assert metrics["same category"] == "60.0%"
     shares = table(at, "compare-shares").set_index("run")
-    assert shares.loc["alpha.h5", "share_shifted"] == pytest.approx(3 / 9)
-    assert shares.loc["beta.h5", "share_shifted"] == pytest.approx(1 / 7)  # ex-a and ex-b only
+    assert shares.loc[ALPHA_LABEL, "share_shifted"] == pytest.approx(3 / 9)
+    assert shares.loc[BETA_LABEL, "share_shifted"] == pytest.approx(1 / 7)  # ex-a and ex-b only
     assert shares.loc["change (B − A)", "share_shifted"] == pytest.approx(1 / 7 - 3 / 9)
     crosstab = table(at, "compare-categories").set_index(["category_a", "category_b"])["positions"].to_dict()
     assert crosstab == {("unshifted", "unshifted"): 2, ("marginal", "marginal"): 1, ("shifted", "unshifted"): 2}

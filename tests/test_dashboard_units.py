@@ -80,3 +80,27 @@ def test_token_html_is_escaped_and_shows_newlines():
 
 def test_md_escape_neutralises_markdown_and_directives():
     assert ui.md_escape("**a** :red[b] $x$ _c_") == r"\*\*a\*\* \:red\[b\] \$x\$ \_c\_"
+
+
+def test_by_position_of_no_positions_has_the_same_columns():
+    columns = {"t": pl.Int32, "category": pl.Int8, "kl": pl.Float32, "entropy_aligned": pl.Float32}
+    frame = pl.DataFrame(schema={**columns, "entropy_base": pl.Float32})
+    empty = stats.by_position(frame, pl.Series([], dtype=pl.Int64))
+    one = pl.DataFrame([pl.Series(name, [0], dtype=dtype) for name, dtype in frame.schema.items()])
+    full = stats.by_position(one, pl.Series([1]))
+    assert empty.height == 0 and empty.schema == full.schema  # so the runs' tables concatenate
+
+
+def test_shared_answers_need_the_same_id_and_tokens():
+    def prints(ids: list[str], answers: list[list[int]]) -> frozenset[bytes]:
+        lengths = [len(a) for a in answers]
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+        table = pl.DataFrame({"id": ids, "start": starts, "length": lengths})
+        return stats.answer_fingerprints(table, np.array([t for a in answers for t in a], dtype=np.int32))
+
+    a = prints(["x", "y", "e"], [[1, 2], [3], []])
+    b = prints(["x", "y", "e"], [[1, 2], [4], []])  # x the same; y differs; e empty on both
+    c = prints(["z", "w"], [[1, 2], [3]])  # a's answers under other ids
+    d = prints(["x", "y"], [[1, 2], [3]])
+    assert len(a) == 2  # an empty answer has nothing to compare
+    assert stats.shared_answers([a, b, c, d]) == [(0, 3, 2), (0, 1, 1), (1, 3, 1)]

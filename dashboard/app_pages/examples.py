@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import math
-
+import numpy as np
 import polars as pl
 import streamlit as st
 
@@ -20,6 +19,12 @@ def example_table(run: load.Run, definition: str) -> pl.DataFrame:
     """Per example: example, index, id, prompt, response, positions, shares, mean KL and JS."""
     per = stats.per_example(load.positions(run, ("example", "category", *DIVERGENCES), definition))
     return load.examples(run.key).join(per, on="example", how="left").drop("start", "length")
+
+
+def probability(logprob: float) -> str:
+    """exp(logprob) to 3 places; a value no model gives (NaN, > 0, huge) shows as it is instead of raising."""
+    with np.errstate(over="ignore"):
+        return f"{float(np.exp(np.float64(logprob))):.3f}"
 
 
 def search(table: pl.DataFrame, query: str) -> pl.DataFrame:
@@ -68,7 +73,11 @@ left, right = st.columns([3, 1])
 query = left.text_input("Search by id or text", key="ex-search")
 sort = right.selectbox("Sort by", list(SORTS), key="ex-sort")
 column, descending = SORTS[sort]
-table = search(example_table(run, definition), query).sort(column, descending=descending, nulls_last=True)
+examples = ui.one_run(run, lambda run: example_table(run, definition))
+if examples.height == 0:
+    st.info(ui.md_escape(f"{run.label} has no examples."))
+    st.stop()
+table = search(examples, query).sort(column, descending=descending, nulls_last=True)
 if table.height == 0:
     st.info("No example matches the search.")
     st.stop()
@@ -80,7 +89,7 @@ labels = {
     row["example"]: f"{row['id'][:60]} · {row['positions']} tokens · {(row['share_shifted'] or 0):.0%} shifted"
     for row in shown.select("example", "id", "positions", "share_shifted").iter_rows(named=True)
 }
-e = st.selectbox("Example", list(labels), format_func=labels.get, key=f"ex-pick-{run.label}")
+e = st.selectbox("Example", list(labels), format_func=labels.get, key=f"ex-pick-{run.file}")
 with st.expander("Matching examples (table)"):
     listing = table.select(
         "example", "index", "id", "positions", *stats.SHARE_COLUMNS, *(f"mean_{c}" for c in DIVERGENCES)
@@ -88,9 +97,8 @@ with st.expander("Matching examples (table)"):
     st.dataframe(listing, hide_index=True)
     ui.downloads(listing, "examples")
 
-detail = load.example_detail(run.key, e, definition)
+detail, text = ui.one_run(run, lambda run: (load.example_detail(run.key, e, definition), load.token_text(run)))
 positions = detail["positions"]
-text = load.token_text(run)
 texts = [text.get(i, f"⟨{i}⟩") for i in positions["token_id"].to_list()]
 
 with st.expander("Prompt"):
@@ -128,7 +136,7 @@ if n == 0:
     st.info("This answer has no positions.")
     st.stop()
 first_shifted = next((i for i, c in enumerate(positions["category"].to_list()) if c == 2), 0)
-t = int(st.number_input("Position t", 0, n - 1, first_shifted, key=f"ex-t-{run.label}-{e}"))
+t = int(st.number_input("Position t", 0, n - 1, first_shifted, key=f"ex-t-{run.file}-{e}"))
 row = positions.row(t, named=True)
 category = load.CATEGORIES[row["category"]]
 st.html(
@@ -137,8 +145,8 @@ st.html(
 cols = st.columns(4)
 cols[0].metric("rank under aligned", row["rank_aligned"])
 cols[1].metric("rank under base", row["rank_base"])
-cols[2].metric("P aligned", f"{math.exp(row['logprob_aligned']):.3f}")
-cols[3].metric("P base", f"{math.exp(row['logprob_base']):.3f}")
+cols[2].metric("P aligned", probability(row["logprob_aligned"]))
+cols[3].metric("P base", probability(row["logprob_base"]))
 cols = st.columns(4)
 cols[0].metric("KL / JS (nats)", f"{row['kl']:.3f} / {row['js']:.3f}")
 cols[1].metric("entropy aligned (nats)", f"{row['entropy_aligned']:.3f}")

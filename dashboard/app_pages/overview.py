@@ -31,7 +31,7 @@ st.header("Overview")
 runs = ui.chosen_runs()
 definition = ui.definition()
 
-table = pl.DataFrame([summarize(run, definition) for run in runs])
+table = pl.DataFrame(ui.each_run(runs, lambda run: summarize(run, definition)))
 ui.definition_caption()
 st.caption(
     "answer_is_aligned_top: the share of positions where the answer token is the aligned side's own top choice; "

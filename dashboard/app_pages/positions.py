@@ -25,7 +25,7 @@ st.caption(
     f"Positions 0..{stats.EXACT_POSITIONS - 1} one by one, then two bins per doubling (t_start..t_end). "
     "answers_reaching counts the answers at least t_start + 1 tokens long."
 )
-table = pl.concat([binned(run, ui.definition()) for run in runs], how="diagonal_relaxed")
+table = pl.concat(ui.each_run(runs, lambda run: binned(run, ui.definition())), how="diagonal_relaxed")
 plots = [
     ("share_shifted", "Share shifted (base rank ≥ 3)", "share", True),
     ("share_marginal", "Share marginal (base rank 1-2)", "share", True),

@@ -61,7 +61,7 @@ st.caption(
     + ", ".join(tokens.TYPES)
     + ". Multi-token phrases such as “As an AI” count word by word."
 )
-types = pl.concat([type_table(run, definition) for run in runs])
+types = pl.concat(ui.each_run(runs, lambda run: type_table(run, definition)))
 fig = charts.bars(types.sort("type"), "type", "share_shifted", "run", "Share shifted by token type", "share", True)
 ui.chart(fig, types, "token-types")
 
@@ -70,7 +70,7 @@ st.caption(
     "Mean entropy of each side at unshifted, marginal and shifted positions: alignment tends to step in "
     "where the base side is unsure."
 )
-nudging = pl.concat([entropy_table(r, definition) for r in runs])
+nudging = pl.concat(ui.each_run(runs, lambda run: entropy_table(run, definition)))
 fig = charts.bars(nudging, "category", "entropy_base", "run", "Base entropy by shift category", "nats")
 ui.chart(fig, nudging, "nudging")
 
@@ -79,7 +79,7 @@ run = ui.pick_run("Run", runs, key="types-run")
 left, right = st.columns([1, 3])
 min_count = left.slider("Minimum count", 1, 200, 5, key="types-min-count")
 by = right.radio("Rank by", ["shifted", "rate"], horizontal=True, key="types-by")
-top = most_shifted(run, min_count, by, definition)
+top = ui.one_run(run, lambda run: most_shifted(run, min_count, by, definition))
 if top.height == 0:
     st.info(f"No token of {ui.md_escape(run.label)} occurs at least {min_count} times and is ever shifted.")
     st.stop()
