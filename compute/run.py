@@ -207,7 +207,7 @@ def run_meta(config: RunConfig, sides: dict[str, Side], fingerprint: str) -> Run
     return RunMeta(
         name=config.name,
         top_k=config.top_k,
-        side_attrs={name: side.artifact_attrs() for name, side in sides.items()},
+        side_attrs={name: side.artifact_attrs(config.out_dir) for name, side in sides.items()},
         attrs={
             "tool_version": __version__,
             "dataset": config.dataset.name,

@@ -6,7 +6,9 @@ Sides on the same base weights share one loaded copy (compute/model.py).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
@@ -43,7 +45,9 @@ class Side:
             raise SideError(f"[{self.name}] the template renders an empty context; add text or a BOS token")
         return ids
 
-    def artifact_attrs(self) -> dict[str, str]:
+    def artifact_attrs(self, artifact_dir: Path) -> dict[str, str]:
+        """The side's attributes in an artifact written to `artifact_dir`. A local adapter is recorded relative
+        to that folder, so an artifact shipped with its adapter beside it re-checks on any machine."""
         cfg = self.config
         attrs = {"model": cfg.model, "template": cfg.template_label, "dtype": self.model.dtype_name}
         if cfg.template_file:
@@ -52,7 +56,8 @@ class Side:
             attrs["system"] = cfg.system
         attrs.update(sources.kind_of(cfg).attrs(cfg))
         if cfg.adapter:
-            attrs["adapter"] = cfg.adapter
+            local = Path(cfg.adapter)
+            attrs["adapter"] = os.path.relpath(local, artifact_dir) if local.is_absolute() else cfg.adapter
         if cfg.adapter_revision:
             attrs["adapter_revision"] = cfg.adapter_revision
         return attrs

@@ -66,9 +66,17 @@ def side_config(artifact: Artifact, side: str, device: str = "auto", path: str |
         **source,
         dtype=str(attrs["dtype"]),
         device=device,
-        adapter=attrs.get("adapter"),
+        adapter=_adapter(artifact, attrs.get("adapter")),
         adapter_revision=attrs.get("adapter_revision"),
     )
+
+
+def _adapter(artifact: Artifact, recorded: object) -> str | None:
+    """A local adapter is recorded relative to the artifact's folder; a hub id is kept as it is."""
+    if recorded is None:
+        return None
+    beside = artifact.path.parent / str(recorded)
+    return str(beside.resolve()) if beside.is_dir() else str(recorded)
 
 
 def load_side_models(
