@@ -107,7 +107,7 @@ def test_sft_writes_an_adapter_with_its_loss_curve(tiny_gemma, sft_adapter):
     log = assert_loadable_adapter(tiny_gemma, sft_adapter, "sft")
     assert len(log["loss"]) == 3 and log["rows"] == 5
     assert log["samples"][0]["instruction"]  # a held-out prompt answered after training
-    assert not (sft_adapter / ".trainer").exists()
+    assert sorted(p.name for p in sft_adapter.parent.iterdir()) == ["sft"], "no scratch folder is left behind"
 
 
 def test_dpo_trains_on_pairs_from_the_base_model(tiny_gemma, sft_adapter, tmp_path):

@@ -181,7 +181,7 @@ def training_callbacks(max_minutes: float | None):
 def common_training_args(args: argparse.Namespace) -> dict:
     """Trainer arguments every stage shares: seeded, CPU, log every step, save nothing on the way."""
     return dict(
-        output_dir=str(args.out / ".trainer"),
+        output_dir=str(scratch_dir(args.out, "trainer")),
         seed=args.seed,
         data_seed=args.seed,
         use_cpu=True,
@@ -207,25 +207,37 @@ def ends(points: list[dict], key: str) -> str:
     return f"{points[0][key]:.3f} -> {points[-1][key]:.3f}" if points else "not logged"
 
 
+def scratch_dir(out: Path, purpose: str) -> Path:
+    """A hidden sibling of the adapter folder, for the trainer's files or a save in progress."""
+    return out.parent / f".{out.name}.{purpose}"
+
+
 def save_adapter(model, tokenizer, args: argparse.Namespace, log: dict) -> None:
     """Writes the adapter (safetensors), the tokenizer's turn format and training_log.json to args.out.
 
+    The folder is written beside args.out and renamed into place, so a failed save leaves no half adapter.
     Gemma's tokenizer.json is 33 MB, so only the tokenizer's small files (config with the chat template) are
     saved next to each adapter; the vocabulary is the base model's.
     """
     import shutil
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    # DPO adds a frozen "ref" copy of the adapter; only the trained one ("default") is the stage's adapter.
-    model.save_pretrained(args.out, safe_serialization=True, selected_adapters=["default"])
-    tokenizer.chat_template = CHAT_TEMPLATE
-    tokenizer.save_pretrained(args.out)
-    for big in ("tokenizer.json", "tokenizer.model", "README.md"):
-        (args.out / big).unlink(missing_ok=True)
-    shutil.rmtree(args.out / ".trainer", ignore_errors=True)
-    options = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
-    record = {"args": options, "template": TEMPLATE, "versions": versions(), **log}
-    (args.out / "training_log.json").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    staging = scratch_dir(args.out, "partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        # DPO adds a frozen "ref" copy of the adapter; only the trained one ("default") is the stage's adapter.
+        model.save_pretrained(staging, safe_serialization=True, selected_adapters=["default"])
+        tokenizer.chat_template = CHAT_TEMPLATE
+        tokenizer.save_pretrained(staging)
+        for big in ("tokenizer.json", "tokenizer.model", "README.md"):
+            (staging / big).unlink(missing_ok=True)
+        options = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+        record = {"args": options, "template": TEMPLATE, "versions": versions(), **log}
+        (staging / "training_log.json").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+        shutil.rmtree(args.out, ignore_errors=True)
+        staging.rename(args.out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(scratch_dir(args.out, "trainer"), ignore_errors=True)
     size = sum(f.stat().st_size for f in args.out.iterdir() if f.is_file())
     print(f"wrote {args.out} ({size / 1e6:.1f} MB)")
 
