@@ -24,9 +24,8 @@ import signal
 import sys
 import traceback
 
-from compute.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_MISMATCHES, EXIT_OK, UserError
+from compute.errors import EXIT_BAD_INPUT, EXIT_BUG, EXIT_INTERRUPTED, EXIT_MISMATCHES, EXIT_OK, UserError
 
-EXIT_BUG = 3
 INTERRUPTED = "interrupted: finished batches are kept; run the same command again to resume"
 
 
@@ -71,8 +70,8 @@ def parser() -> argparse.ArgumentParser:
 
 def validate(config_path: str) -> str:
     from compute.config import load_config
+    from compute.model import check_device
     from compute.run import output_path, select_examples
-    from compute.sides import check_device
 
     config = load_config(config_path)
     for side in ("aligned", "base"):
