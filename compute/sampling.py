@@ -96,12 +96,14 @@ def sample_length(side: Side, row: list[int], ends: list[int], stop: tuple[str, 
 
 def context_cache(side: Side, context: list[int], prefix: SharedPrefix | None) -> Any:
     """The KV cache of all but the last context token (batch of one), reusing the prefix's; None for 1 token."""
-    head = prefix.ids if prefix is not None and context[: len(prefix.ids)] == prefix.ids else []
-    cache = prefix.for_batch(1) if head else None
-    rest = context[len(head) : -1]
-    if rest:
-        ids = torch.tensor([rest], dtype=torch.long, device=side.device)
-        cache = side.model.base_model(input_ids=ids, past_key_values=cache, use_cache=True).past_key_values
+    if len(context) == 1:
+        return None
+    if prefix is None or context[: len(prefix.ids)] != prefix.ids:
+        return side.model.prefix_cache(context[:-1])
+    cache = prefix.for_batch(1)
+    rest = context[len(prefix.ids) : -1]
+    if rest:  # the forward appends the rest to the cache in place
+        side.model.hidden_states(torch.tensor([rest], device=side.model.device), past_key_values=cache, use_cache=True)
     return cache
 
 
@@ -141,12 +143,12 @@ def sample_example(
     cache = context_cache(side, context, prefix)
     if cache is not None:
         cache.batch_repeat_interleave(n)
-    input_ids = torch.tensor([context] * n, dtype=torch.long, device=side.device)
+    input_ids = torch.tensor([context] * n, dtype=torch.long)
     output = side.model.generate(
-        input_ids=input_ids,
-        attention_mask=torch.ones_like(input_ids),
+        input_ids,
+        torch.ones_like(input_ids),
+        config,
         past_key_values=cache,
-        generation_config=config,
         logits_processor=processors,
         tokenizer=side.tokenizer if stop else None,
     )

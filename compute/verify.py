@@ -177,9 +177,9 @@ def verify_branching(
         sample = samples[side][e]
         rows = slice(int(sample.offsets[s]), int(sample.offsets[s + 1]))
         tokens, entropy, logprob = sample.token_id[rows], sample.entropy[rows], sample.logprob[rows]
-        model, device = models[side]
-        ids = torch.tensor(np.concatenate([artifact.context_ids(side, e), tokens[:t]]), device=device)[None]
-        logits = model(input_ids=ids).logits[0, -1]
+        model = models[side]
+        ids = torch.tensor(np.concatenate([artifact.context_ids(side, e), tokens[:t]]), device=model.device)[None]
+        logits = model.own_logits(ids)[0, -1]
         temperature, top_p = settings[side]["temperature"], settings[side]["top_p"]
         # The nucleus's last token may differ by one where float32 noise moves the mass across top_p.
         candidates = [nucleus_step(logits, int(tokens[t]), temperature, top_p, shift) for shift in BOUNDARY_SHIFTS]

@@ -56,7 +56,7 @@ def context(side) -> list[int]:
 def naive_step(side, prefix: list[int], token: int, settings: BranchingConfig) -> tuple[float, float]:
     """One forward over the whole prefix, then compute.verify's slow nucleus (temperature, sort, top_p)."""
     with torch.no_grad():
-        logits = side.model(torch.tensor([prefix])).logits[0, -1]
+        logits = side.model.own_logits(torch.tensor([prefix]))[0, -1]
     expected = nucleus_step(logits, token, settings.temperature, settings.top_p)
     assert expected is not None, "the sampled token lies outside the nucleus"
     return expected
@@ -69,7 +69,7 @@ def test_recorded_entropy_and_logprob_match_a_naive_recomputation(kind, request)
     if kind == "llama":
         samples = request.getfixturevalue("sampled")
     else:
-        prefix = SharedPrefix.build(side.model, side.device, ctx[:-3]) if kind.endswith("cache") else None
+        prefix = SharedPrefix.build(side.model, ctx[:-3]) if kind.endswith("cache") else None
         samples = sample_example(side, ctx, SETTINGS, (), 4, prefix)
     assert samples.n == SETTINGS.samples
     checked = 0
