@@ -80,8 +80,10 @@ def context(rng: np.random.Generator) -> np.ndarray:
     return rng.integers(0, VOCAB, 40, dtype=np.int32)
 
 
-def write_run(path: Path, n_examples: int, seed: int) -> None:
-    answers = np.random.default_rng(0)  # both runs share answers (same examples, same tokens)
+def write_run(path: Path, n_examples: int, seed: int, extra=None, order: np.ndarray | None = None) -> None:
+    """A synthetic run; every seed gives the same answers (same ids, same tokens) with other statistics.
+    `extra` is write_artifact's hook (aggregates.write_into stores the aggregates); `order` reorders examples."""
+    answers = np.random.default_rng(0)  # every run shares answers (same examples, same tokens)
     rng = np.random.default_rng(seed)
     examples = []
     for e in range(n_examples):
@@ -112,7 +114,9 @@ def write_run(path: Path, n_examples: int, seed: int) -> None:
         )
     attrs = {"model": "synthetic", "template": "none", "dtype": "float32"}
     meta = RunMeta(name=path.stem, top_k=TOP_K, side_attrs={"aligned": attrs, "base": attrs})
-    write_artifact(path, meta, examples, token_text())
+    if order is not None:
+        examples = [examples[i] for i in order]
+    write_artifact(path, meta, examples, token_text(), extra=extra)
 
 
 def rss_mb() -> tuple[float, float]:
