@@ -25,9 +25,8 @@ import signal
 import sys
 import traceback
 
-from compute.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_MISMATCHES, EXIT_OK, UserError
+from compute.errors import EXIT_BAD_INPUT, EXIT_BUG, EXIT_INTERRUPTED, EXIT_MISMATCHES, EXIT_OK, UserError
 
-EXIT_BUG = 3
 INTERRUPTED = "interrupted: finished batches are kept; run the same command again to resume"
 
 

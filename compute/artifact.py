@@ -372,13 +372,13 @@ def _check(path: Path, f: h5py.File) -> Artifact:
         if key not in attrs:
             raise fail(f"attribute {key} is missing")
     k = int(attrs["top_k"])
+    _check_stored(f, fail)  # before any dataset is read whole
 
     def shape(name: str) -> tuple[int, ...]:
         if name not in f or not isinstance(f[name], h5py.Dataset):
             raise fail(f"dataset /{name} is missing")
         return f[name].shape
 
-    _check_stored(f, fail)
     offsets_shape = shape("examples/offsets")
     if len(offsets_shape) != 1 or offsets_shape[0] < 1:
         raise fail("/examples/offsets must be a 1-D array of E+1 entries")

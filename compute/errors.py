@@ -11,6 +11,7 @@ from __future__ import annotations
 EXIT_OK = 0
 EXIT_MISMATCHES = 1  # `check` re-scored and found numbers that differ
 EXIT_BAD_INPUT = 2  # bad input or environment: one line on stderr
+EXIT_BUG = 3  # an unexpected error: the traceback is printed
 EXIT_INTERRUPTED = 130  # Ctrl-C or SIGTERM
 
 

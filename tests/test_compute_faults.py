@@ -153,7 +153,7 @@ def test_the_known_keys_are_the_dataclass_fields(capsys, folder, model_pairs):
     assert "template_text" not in toml_keys(config.SideConfig)
 
 
-def test_ctrl_c_mid_run_prints_interrupted_on_a_fresh_line_and_resumes(folder, model_pairs):
+def test_ctrl_c_mid_run_prints_interrupted_on_a_fresh_line_and_keeps_the_batches(folder, model_pairs):
     many = [{"id": str(i), "instruction": f"Say {i}.", "response": "Thank you! " * 20} for i in range(40)]
     write_jsonl(folder / "data.jsonl", many)
     path = write_config(folder, config_text(model_pairs["llama"], folder / "data.jsonl", folder / "out", batch_size=1))
@@ -332,6 +332,14 @@ def test_info_refuses_lengths_the_file_only_claims(capsys, artifact_path):
     one_line(capsys, main(["info", str(artifact_path)]), 2, "claims shape (1000000000000", "holds only part of it")
 
 
+def test_info_refuses_offsets_that_claim_more_entries_than_stored(capsys, artifact_path):
+    with h5py.File(artifact_path, "a") as f:
+        del f["examples/offsets"]
+        f.create_dataset("examples/offsets", shape=(10**12,), dtype="i8", chunks=(1 << 16,))
+    capsys.readouterr()
+    one_line(capsys, main(["info", str(artifact_path)]), 2, "/examples/offsets claims shape", "holds only part")
+
+
 def test_info_refuses_context_text_offsets_past_the_text(capsys, artifact_path):
     with h5py.File(artifact_path, "a") as f:
         offsets = f["sides/base/context_text_offsets"][()]
@@ -357,6 +365,26 @@ def test_the_partial_folder_lost_during_a_run_is_one_line(capsys, folder, config
     monkeypatch.setattr(PartialWork, "save", save_then_lose_the_folder)
     one_line(capsys, main(["run", str(config_path)]), 2, ".run.partial: the partial-work folder was removed")
     assert out_files(folder) == ([".run.partial"] if replace_with_file else [])
+
+
+def test_out_dir_turning_read_only_during_a_run_is_one_line(capsys, folder, config_path, monkeypatch):
+    """Simulated (the tests run as root, whom a read-only folder does not stop): creating a file fails with EACCES."""
+    real = PartialWork.save
+    calls = {"n": 0}
+
+    def save_then_turn_read_only(self, *args):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            monkeypatch.setattr(
+                artifact.tempfile,
+                "mkstemp",
+                lambda **k: (_ for _ in ()).throw(PermissionError(13, "Permission denied")),
+            )
+        real(self, *args)
+
+    monkeypatch.setattr(PartialWork, "save", save_then_turn_read_only)
+    one_line(capsys, main(["run", str(config_path)]), 2, ".run.partial: cannot write batch-", "Permission denied")
+    assert out_files(folder) == [".run.partial"]  # the first batch is kept for the next run
 
 
 def test_an_artifact_name_taken_by_a_folder_is_refused_before_the_run(capsys, folder, config_path, no_model_loads):
