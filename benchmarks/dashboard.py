@@ -281,7 +281,9 @@ def measure_browser(directory: Path) -> dict:
         if first_load:
             driver.get(f"http://127.0.0.1:{port}")
         else:
-            driver.find_element(By.CSS_SELECTOR, f'[data-testid="stSidebarNavLink"][href$="/{page}"]').click()
+            title = page.replace("_", " ").capitalize()  # the sidebar's link text: "Token types"
+            links = driver.find_elements(By.CSS_SELECTOR, '[data-testid="stSidebarNavLink"]')
+            next(link for link in links if link.text.strip().endswith(title)).click()  # after its icon
             time.sleep(0.05)  # let the click start a script run before waiting for it to end
         wait.until(settled)
         return time.perf_counter() - start

@@ -7,7 +7,7 @@ import streamlit as st
 
 from dashboard import charts, load, stats, ui
 
-MANY_RUNS = 8  # with more runs picked: one chart at a time, lines without markers
+MANY_RUNS = 4  # with more runs picked: one chart at a time, lines without markers
 
 
 def binned(run: load.Run, definition: str) -> pl.DataFrame:
