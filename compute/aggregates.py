@@ -134,14 +134,23 @@ def write_into(f: h5py.File) -> None:
     write_tables(f.create_group(GROUP), compute(OpenFile(f)))
 
 
-def read_tables(group: h5py.Group) -> dict[str, pl.DataFrame] | None:
-    """The stored tables, or None where they are of another version or lack a statistic now registered."""
+_UNREADABLE = (OSError, KeyError, ValueError, pl.exceptions.PolarsError)
+
+
+def usable(group: h5py.Group) -> bool:
+    """Whether stored tables are of this version, complete, readable, and hold the mean of every statistic
+    registered now (tables that are not get computed afresh)."""
     if group.attrs.get("version") != VERSION or any(name not in group for name in TABLES):
-        return None
-    made = {name: pl.read_parquet(io.BytesIO(group[name][()].tobytes())) for name in TABLES}
-    if any(f"mean_{column}" not in made["summary"].columns for column in tables.AVERAGED):
-        return None
-    return made
+        return False
+    try:
+        summary = read_table(group, "summary")
+    except _UNREADABLE:
+        return False
+    return all(f"mean_{column}" in summary.columns for column in tables.AVERAGED)
+
+
+def read_table(group: h5py.Group, name: str) -> pl.DataFrame:
+    return pl.read_parquet(io.BytesIO(group[name][()].tobytes()))
 
 
 def side_path(path: Path) -> Path:
@@ -149,23 +158,35 @@ def side_path(path: Path) -> Path:
     return path.with_name(path.stem + SIDE_SUFFIX)
 
 
-def stored(path: Path, size: int, mtime_ns: int) -> dict[str, pl.DataFrame] | None:
-    """The run's stored tables: the artifact's own group, else a side file written for this very version of the
-    file (same size and modification time); None where there are none to use."""
+def locate(path: Path, size: int, mtime_ns: int) -> tuple[Path, str] | None:
+    """Where the run's stored tables are, and what that file is ("artifact" or "side file"): the artifact's own
+    group, else a side file written for this very version of the artifact (same size and modification time);
+    None where there are none to use."""
     with h5py.File(path, "r") as f:
         if GROUP in f:
-            return read_tables(f[GROUP])
+            return (path, "artifact") if usable(f[GROUP]) else None
     side = side_path(path)
     if not side.is_file():
         return None
-    with h5py.File(side, "r") as f:
-        group = f.get(GROUP)
-        if group is None or (group.attrs.get("artifact_size"), group.attrs.get("artifact_mtime_ns")) != (
-            size,
-            mtime_ns,
-        ):
-            return None
-        return read_tables(group)
+    try:
+        with h5py.File(side, "r") as f:
+            group = f.get(GROUP)
+            fingerprint = (group.attrs.get("artifact_size"), group.attrs.get("artifact_mtime_ns")) if group else None
+            return (side, "side file") if fingerprint == (size, mtime_ns) and usable(group) else None
+    except _UNREADABLE:  # a damaged side file is no side file
+        return None
+
+
+def load_table(file: Path, name: str) -> pl.DataFrame:
+    """One stored table from the file `locate` found."""
+    with h5py.File(file, "r") as f:
+        return read_table(f[GROUP], name)
+
+
+def stored(path: Path, size: int, mtime_ns: int) -> dict[str, pl.DataFrame] | None:
+    """Every stored table of the run (see `locate`), or None."""
+    located = locate(path, size, mtime_ns)
+    return None if located is None else {name: load_table(located[0], name) for name in TABLES}
 
 
 def write_side_file(path: Path | str) -> Path | None:

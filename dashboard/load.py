@@ -200,33 +200,37 @@ def token_text(run: Run) -> dict[int, str]:
     return _token_text(run.key)
 
 
-class Aggregates(NamedTuple):
-    """A run's aggregate tables (compute/aggregates.py) and where they came from."""
-
-    tables: dict[str, pl.DataFrame]
-    source: str  # "artifact", "side file" or "positions" (computed here: the run stores none)
+@cached
+def _located(key: RunKey) -> tuple[Path, str] | None:
+    return stored_aggregates.locate(Path(key.path), key.size, key.mtime_ns)
 
 
 @cached
-def _aggregates(key: RunKey) -> Aggregates:
+def _computed(key: RunKey) -> dict[str, pl.DataFrame]:
+    """Every aggregate table of a run that stores none, computed here from its positions."""
     artifact = _open(key)
     assert not isinstance(artifact, str), artifact
-    path = Path(key.path)
-    tables = stored_aggregates.stored(path, key.size, key.mtime_ns)
-    if tables is not None:
-        return Aggregates(tables, "artifact" if artifact.has(f"{stored_aggregates.GROUP}/summary") else "side file")
-    return Aggregates(stored_aggregates.compute(artifact), "positions")
+    return stored_aggregates.compute(artifact)
+
+
+@cached
+def _table(key: RunKey, name: str) -> pl.DataFrame:
+    located = _located(key)
+    if located is None:
+        return _computed(key)[name]
+    return stored_aggregates.load_table(located[0], name)
 
 
 def aggregates_source(run: Run) -> str:
-    """Where the run's aggregates come from: "artifact", "side file" or "positions"."""
-    return _aggregates(run.key).source
+    """Where the run's aggregates come from: "artifact", "side file" or "positions" (computed here)."""
+    located = _located(run.key)
+    return "positions" if located is None else located[1]
 
 
 def table(key: RunKey, name: str, definition: str | None = None) -> pl.DataFrame:
     """One of the run's aggregate tables (compute.aggregates.TABLES); for one that depends on the categories,
     the rows of `definition`, without the definition column."""
-    frame = _aggregates(key).tables[name]
+    frame = _table(key, name)
     if name in stored_aggregates.BY_DEFINITION:
         return frame.filter(pl.col("definition") == (definition or ANSWER_TOKEN)).drop("definition")
     return frame
@@ -270,7 +274,7 @@ def _span_categories(artifact: Artifact, lo: int, hi: int, definition: str) -> n
 
 
 def _answer_starts(key: RunKey) -> pl.DataFrame:
-    answers = _aggregates(key).tables["answers"]
+    answers = _table(key, "answers")
     return answers.with_columns((pl.col("length").cum_sum() - pl.col("length")).alias("start"))
 
 
