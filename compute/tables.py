@@ -99,7 +99,7 @@ def type_shares(frame: pl.DataFrame) -> pl.DataFrame:
         frame.group_by("type")
         .agg(pl.len().alias("positions"), *_shares())
         .with_columns((pl.col("positions") / total).alias("share_of_positions"))
-        .sort("positions", descending=True)
+        .sort(["positions", "type"], descending=[True, False])  # ties in a fixed order: the same file every time
     )
 
 

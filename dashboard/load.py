@@ -52,8 +52,6 @@ POSITION_COLUMNS = {
     "token_id": "positions/token_id",
     **{column: dataset for column, dataset, stat, _ in statistics.columns() if not stat.topk},
 }
-# Columns pages average (mean per run, per position bin, colour scales), in registry order.
-AVERAGED = [(column, stat, side) for column, _, stat, side in statistics.columns() if stat.aggregate == "mean"]
 CATEGORY = "category"  # the shift category under the definition a page asks for: 0 unshifted, 1 marginal, 2 shifted
 
 
@@ -154,7 +152,8 @@ def has(run: Run, column: str) -> bool:
 
 def positions(run: Run, columns: tuple[str, ...], definition: str = ANSWER_TOKEN) -> pl.DataFrame:
     """One row per answer position with the named columns (see POSITION_COLUMNS, plus "category": the shift
-    category under `definition`, one of CATEGORY_DEFINITIONS)."""
+    category under `definition`, one of CATEGORY_DEFINITIONS). Every position of the run: for a page that
+    needs more than the aggregates; the columns stay in the byte-bounded cache."""
     return pl.DataFrame([_column(run.key, definition if name == CATEGORY else name) for name in columns])
 
 
