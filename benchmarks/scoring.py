@@ -29,8 +29,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from compute.generate import generate_answers  # noqa: E402
-from compute.score import CHUNK_ELEMENTS, ScoreItem, answer_hidden_states, lm_logits, score_batch  # noqa: E402
-from compute.sides import Side, pick_device, pick_dtype  # noqa: E402
+from compute.model import SideModel, Weights, pick_device, pick_dtype  # noqa: E402
+from compute.score import CHUNK_ELEMENTS, ScoreItem, answer_hidden_states, score_batch  # noqa: E402
+from compute.sides import Side  # noqa: E402
 
 SHAPES = {  # LlamaConfig fields; llama-7b is Llama-2-7B's shape
     "tiny": dict(hidden_size=64, intermediate_size=172, num_hidden_layers=2, num_attention_heads=4, vocab_size=1000),
@@ -111,25 +112,25 @@ def naive_position(model: Any, device: torch.device, item: ScoreItem, t: int) ->
 
 
 @torch.inference_mode()
-def bare_forward(model: Any, device: torch.device, batch: list[ScoreItem]) -> None:
+def bare_forward(model: SideModel, batch: list[ScoreItem]) -> None:
     """Backbone hidden states and LM head logits of the answer rows, in the scorer's chunks."""
     for side in SIDES:
-        hidden = answer_hidden_states(model, device, batch, side)
-        chunk = max(1, CHUNK_ELEMENTS // model.get_output_embeddings().out_features)
+        hidden = answer_hidden_states(model, batch, side)
+        chunk = max(1, CHUNK_ELEMENTS // model.vocab_size)
         for start in range(0, len(hidden), chunk):
-            lm_logits(model, hidden[start : start + chunk])
+            model.logits(hidden[start : start + chunk])
 
 
 def time_scoring(args: argparse.Namespace, model: Any, device: torch.device, items: list[ScoreItem]) -> dict:
-    models = {side: model for side in SIDES}
-    devices = {side: device for side in SIDES}
-    bare_forward(model, device, items[:1])  # warm-up
-    score_batch(models, devices, items[:1], TOP_K)
+    side_model = SideModel(Weights(model, device))
+    models = {side: side_model for side in SIDES}
+    bare_forward(side_model, items[:1])  # warm-up
+    score_batch(models, items[:1], TOP_K)
     positions = sum(len(item.answer) for item in items)
     scorer = bare = 0.0
     for batch in batches(items, args.batch_size):  # alternated, so load from other processes hits both alike
-        scorer += timed(device, lambda b=batch: score_batch(models, devices, b, TOP_K))
-        bare += timed(device, lambda b=batch: bare_forward(model, device, b))
+        scorer += timed(device, lambda b=batch: score_batch(models, b, TOP_K))
+        bare += timed(device, lambda b=batch: bare_forward(side_model, b))
     sample = [
         (i % len(items), round(i * (args.answer_len - 1) / max(1, args.naive_positions - 1)))
         for i in range(args.naive_positions)
@@ -143,7 +144,7 @@ def time_scoring(args: argparse.Namespace, model: Any, device: torch.device, ite
 def stub_side(model: Any, device: torch.device) -> Side:
     """A Side for generate_answers: pad id 0, no EOS, no stop strings."""
     tokenizer = SimpleNamespace(pad_token_id=0, eos_token_id=None)
-    return Side("aligned", None, tokenizer, model, device, [])  # type: ignore[arg-type]
+    return Side("aligned", None, tokenizer, SideModel(Weights(model, device)), [])  # type: ignore[arg-type]
 
 
 @torch.inference_mode()

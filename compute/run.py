@@ -122,7 +122,6 @@ class Runner:
         self.config = config
         self.sides = sides
         self.models = {name: side.model for name, side in sides.items()}
-        self.devices = {name: side.device for name, side in sides.items()}
         self.prefixes = shared_prefixes(config, sides, planned)
         self.generated_tokens = 0
         self.scored_tokens = 0
@@ -152,7 +151,7 @@ class Runner:
                 answers[p.example.index] = ids
                 self.generated_tokens += len(ids)
         items = [ScoreItem(p.contexts, answers[p.example.index]) for p in batch]
-        stats = score_batch(self.models, self.devices, items, self.config.top_k, self.prefixes)
+        stats = score_batch(self.models, items, self.config.top_k, self.prefixes)
         results = []
         for p, item, s in zip(batch, items, stats, strict=True):
             self.scored_tokens += len(item.answer)
@@ -189,7 +188,7 @@ def shared_prefixes(config: RunConfig, sides: dict[str, Side], planned: list[Pla
         contexts = [p.contexts[name] for p in planned]
         n = common_prefix_length(contexts)
         if n >= MIN_SHARED_PREFIX:
-            prefixes[name] = SharedPrefix.build(side.model, side.device, contexts[0][:n])
+            prefixes[name] = SharedPrefix.build(side.model, contexts[0][:n])
     return prefixes
 
 
@@ -208,7 +207,7 @@ def run_meta(config: RunConfig, sides: dict[str, Side], fingerprint: str) -> Run
     return RunMeta(
         name=config.name,
         top_k=config.top_k,
-        side_attrs={name: side.artifact_attrs() for name, side in sides.items()},
+        side_attrs={name: side.artifact_attrs(config.out_dir) for name, side in sides.items()},
         attrs={
             "tool_version": __version__,
             "dataset": config.dataset.name,
@@ -234,7 +233,7 @@ def run(config: RunConfig, limit: int | None = None, overwrite: bool = False) ->
             remove_stale_temp_files(config)
         sides = load_sides(config)
         for name, side in sides.items():
-            check_logits_path(side.model, side.device, name)
+            check_logits_path(side.model, name)
         every = plan(sides, examples, config.max_new_tokens)
         check_context_windows(config, sides, every)
         meta = run_meta(config, sides, fingerprint)
@@ -281,7 +280,7 @@ def remove_stale_temp_files(config: RunConfig) -> None:
 def check_context_windows(config: RunConfig, sides: dict[str, Side], planned: dict[int, Planned]) -> None:
     """Refuse, before any scoring, an example longer than a side's context window (generation budget included)."""
     for name, side in sides.items():
-        window = getattr(side.model.config, "max_position_embeddings", None)
+        window = side.model.context_window
         if not window:
             continue
         for p in planned.values():
@@ -340,7 +339,7 @@ def describe(path: Path) -> str:
     lines.append(f"  created {artifact.attrs['created_utc']}, tool {artifact.attrs.get('tool_version', '?')}")
     for name in SIDES:
         a: dict[str, Any] = artifact.side_attrs[name]
-        extra = ", ".join(f"{k} {a[k]}" for k in ("gguf_file", "revision") if k in a)
+        extra = ", ".join(f"{k} {a[k]}" for k in ("gguf_file", "revision", "adapter", "adapter_revision") if k in a)
         lines.append(
             f"  {name}: {a['model']} | template {a['template']!r} | {a['dtype']}" + (f" | {extra}" if extra else "")
         )

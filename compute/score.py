@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import numpy as np
@@ -20,6 +19,7 @@ import torch
 
 from compute import statistics
 from compute.errors import UserError
+from compute.model import SideModel
 
 # Logits per chunk, rows x vocab: 32 MiB of float32. glibc serves blocks up to that size from its heap
 # and larger ones from fresh pages each time, which on a CPU made every rows x vocab pass twice as slow.
@@ -38,29 +38,14 @@ class ScoreItem:
     answer: list[int]
 
 
-def lm_logits(model: Any, hidden: torch.Tensor) -> torch.Tensor:
-    """The model's LM head on hidden states, with the final soft-capping some models apply.
-
-    The hidden states move to the head's device first (with a device_map the last layer may sit elsewhere).
-    """
-    head = model.get_output_embeddings()
-    logits = head(hidden.to(head.weight.device))
-    cap = getattr(model.config, "final_logit_softcapping", None)
-    if cap:
-        logits = torch.tanh(logits / cap) * cap
-    return logits
-
-
-@torch.inference_mode()
-def check_logits_path(model: Any, device: torch.device, name: str) -> None:
-    """Backbone + lm_logits must equal the model's own forward; refuse a model where it does not."""
-    probe = torch.arange(1, 9, device=device).remainder(model.get_output_embeddings().out_features)[None]
-    expected = model(input_ids=probe).logits.float()
-    hidden = model.base_model(input_ids=probe).last_hidden_state
-    got = lm_logits(model, hidden).float().to(expected.device)
+def check_logits_path(model: SideModel, name: str) -> None:
+    """Backbone + LM head must equal the model's own forward; refuse a model where it does not."""
+    probe = torch.arange(1, 9, device=model.device).remainder(model.vocab_size)[None]
+    expected = model.own_logits(probe).float()
+    got = model.logits(model.hidden_states(probe)).float().to(expected.device)
     if not torch.allclose(got, expected, atol=1e-3, rtol=1e-3):
         raise ScoringError(
-            f"[{name}] {type(model).__name__} post-processes its logits in a way this scorer does not reproduce"
+            f"[{name}] {model.architecture} post-processes its logits in a way this scorer does not reproduce"
         )
 
 
@@ -72,10 +57,8 @@ class SharedPrefix:
     cache: Any
 
     @classmethod
-    @torch.inference_mode()
-    def build(cls, model: Any, device: torch.device, ids: list[int]) -> SharedPrefix:
-        output = model.base_model(input_ids=torch.tensor([ids], device=device), use_cache=True)
-        return cls(ids, output.past_key_values)
+    def build(cls, model: SideModel, ids: list[int]) -> SharedPrefix:
+        return cls(ids, model.prefix_cache(ids))
 
     def for_batch(self, size: int) -> Any:
         """A fresh copy of the cache for a batch (the forward pass appends to it)."""
@@ -95,7 +78,7 @@ def common_prefix_length(contexts: list[list[int]]) -> int:
 
 @torch.inference_mode()
 def answer_hidden_states(
-    model: Any, device: torch.device, items: list[ScoreItem], side: str, prefix: SharedPrefix | None = None
+    model: SideModel, items: list[ScoreItem], side: str, prefix: SharedPrefix | None = None
 ) -> torch.Tensor:
     """Hidden states that predict each answer token, all items' rows concatenated: (sum T, H).
 
@@ -113,10 +96,8 @@ def answer_hidden_states(
     extra: dict[str, Any] = {"use_cache": False}
     if prefix:
         position_ids = torch.arange(skip, skip + width)[None].expand(len(items), -1)
-        extra = {"past_key_values": prefix.for_batch(len(items)), "position_ids": position_ids.to(device)}
-    hidden = model.base_model(
-        input_ids=input_ids.to(device), attention_mask=attention_mask.to(device), **extra
-    ).last_hidden_state
+        extra = {"past_key_values": prefix.for_batch(len(items)), "position_ids": position_ids.to(model.device)}
+    hidden = model.hidden_states(input_ids.to(model.device), attention_mask.to(model.device), **extra)
     rows = []
     for i, item in enumerate(items):
         start = len(item.contexts[side]) - 1 - skip
@@ -152,8 +133,7 @@ def position_stats(
 
 
 def score_batch(
-    models: dict[str, Any],
-    devices: dict[str, torch.device],
+    models: dict[str, SideModel],
     items: list[ScoreItem],
     k: int,
     prefixes: dict[str, SharedPrefix | None] | None = None,
@@ -162,12 +142,10 @@ def score_batch(
     prefixes = prefixes or {}
     scored = [item for item in items if item.answer]
     if scored:
-        hidden = {
-            side: answer_hidden_states(models[side], devices[side], scored, side, prefixes.get(side)) for side in models
-        }
+        hidden = {side: answer_hidden_states(models[side], scored, side, prefixes.get(side)) for side in models}
         targets = torch.tensor([t for item in scored for t in item.answer])
-        heads = {side: partial(lm_logits, model) for side, model in models.items()}
-        vocab = models["aligned"].get_output_embeddings().out_features
+        heads = {side: model.logits for side, model in models.items()}
+        vocab = models["aligned"].vocab_size
         dtypes = {dataset: stat.dtype for _, dataset, stat, _ in statistics.columns()}
         stats = {
             name: values.numpy().astype(dtypes[name], copy=False)

@@ -28,9 +28,9 @@ from test_compute_reference import EXAMPLES
 
 from compute.config import ConfigError, load_config
 from compute.distributed import Ranks, balanced_share
+from compute.model import SideError, load_weights
 from compute.partial import PartialWork
 from compute.run import make_batches, run
-from compute.sides import SideError, load_model
 
 DATA = [dict(e, id=f"{e['id']}-{i}") for i in range(3) for e in EXAMPLES]  # 18 examples, 3 of them generated
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -217,4 +217,4 @@ def test_a_device_map_under_several_processes_per_node_is_refused(pair, tmp_path
     config.write_text(config.read_text().replace('template = "chat"', 'template = "chat"\ndevice_map = "auto"'))
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
     with pytest.raises(SideError, match=r"\[aligned\] device_map .* one process per node"):
-        load_model("aligned", load_config(config).aligned)
+        load_weights("aligned", load_config(config).aligned)

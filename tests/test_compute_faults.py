@@ -224,7 +224,7 @@ def no_model_loads(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a model was loaded before the input was checked")
 
-    monkeypatch.setattr(sides, "load_model", refuse)
+    monkeypatch.setattr(sides, "load_side_models", refuse)
 
 
 def _config(folder, model_pairs, body_edit=lambda text: text, **extra):

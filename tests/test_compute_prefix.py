@@ -10,6 +10,7 @@ from test_compute_reference import EXAMPLES
 
 from compute.artifact import open_artifact
 from compute.config import load_config
+from compute.model import SideModel, Weights
 from compute.run import run
 from compute.score import ScoreItem, SharedPrefix, answer_hidden_states, common_prefix_length
 
@@ -65,16 +66,17 @@ def _items(tokenizer):
 
 
 def test_hidden_states_with_a_cached_prefix_equal_the_plain_ones_on_sliding_window_gemma3(gemma3):
-    model, tokenizer = gemma3
+    lm, tokenizer = gemma3
+    model = SideModel(Weights(lm, torch.device("cpu")))
     items = _items(tokenizer)
     n = common_prefix_length([item.contexts["aligned"] for item in items])
-    assert n > 3 * model.config.sliding_window  # the cache must reach past the window
-    prefix = SharedPrefix.build(model, torch.device("cpu"), items[0].contexts["aligned"][:n])
-    plain = answer_hidden_states(model, torch.device("cpu"), items, "aligned")
-    cached = answer_hidden_states(model, torch.device("cpu"), items, "aligned", prefix)
+    assert n > 3 * lm.config.sliding_window  # the cache must reach past the window
+    prefix = SharedPrefix.build(model, items[0].contexts["aligned"][:n])
+    plain = answer_hidden_states(model, items, "aligned")
+    cached = answer_hidden_states(model, items, "aligned", prefix)
     assert plain.shape == cached.shape
     torch.testing.assert_close(cached, plain, atol=1e-5, rtol=1e-4)
-    again = answer_hidden_states(model, torch.device("cpu"), items[:2], "aligned", prefix)  # the cache is reusable
+    again = answer_hidden_states(model, items[:2], "aligned", prefix)  # the cache is reusable
     torch.testing.assert_close(again, plain[: len(again)], atol=1e-5, rtol=1e-4)
 
 
@@ -122,7 +124,7 @@ def _spy(build, calls):
 
 @pytest.mark.parametrize("arch", ["llama", "gpt2"])
 def test_generation_from_a_cached_prefix_equals_plain_generation(arch, model_pairs, tmp_path):
-    from compute.generate import generate_answers, has_sliding_window
+    from compute.generate import generate_answers
     from compute.sides import load_sides
 
     (tmp_path / "urial.txt").write_text(PREAMBLE + "# Query:\n{instruction}\n# Answer:\n")
@@ -131,11 +133,11 @@ def test_generation_from_a_cached_prefix_equals_plain_generation(arch, model_pai
         'template = "chat"', 'template_file = "urial.txt"'
     )
     side = load_sides(load_config(write_config(tmp_path, text)))["aligned"]
-    assert not has_sliding_window(side.model.config)
+    assert not side.model.has_sliding_window
     contexts = [side.context_ids(side.render(e["instruction"])) for e in EXAMPLES]
     assert len({len(c) for c in contexts}) > 2  # rows of different lengths: a padding hole after the prefix
     n = common_prefix_length(contexts)
-    prefix = SharedPrefix.build(side.model, side.device, contexts[0][:n])
+    prefix = SharedPrefix.build(side.model, contexts[0][:n])
     plain = generate_answers(side, contexts, 12, ())
     cached = generate_answers(side, contexts, 12, (), prefix)
     assert cached == plain
@@ -159,7 +161,7 @@ def test_sliding_window_models_generate_without_the_prefix_cache(arch, cache_use
     text = config_text(pair, dataset, tmp_path / "out").replace('template = "chat"', 'template_file = "urial.txt"')
     side = load_sides(load_config(write_config(tmp_path, text)))["aligned"]
     contexts = [side.context_ids(side.render(e["instruction"])) for e in EXAMPLES[:3]]
-    prefix = SharedPrefix.build(side.model, side.device, contexts[0][: common_prefix_length(contexts)])
+    prefix = SharedPrefix.build(side.model, contexts[0][: common_prefix_length(contexts)])
     copies = []
     monkeypatch.setattr(prefix, "for_batch", _spy(prefix.for_batch, copies))
     answers = generate_answers(side, contexts, 4, (), prefix)

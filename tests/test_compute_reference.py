@@ -75,7 +75,7 @@ def test_generated_answers_are_what_generate_gives_one_at_a_time(scored):
     import torch
 
     e = list(scored.read("examples/id")).index("generated")
-    model, device = load_side_models(scored)["aligned"]
+    model = load_side_models(scored)["aligned"].weights.lm
     context = torch.tensor(scored.context_ids("aligned", e), dtype=torch.long)[None]
     alone = model.generate(context, do_sample=False, max_new_tokens=16, pad_token_id=2)[0, context.shape[1] :]
     stored = scored.read("positions/token_id", scored.example_rows(e))

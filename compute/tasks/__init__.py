@@ -1,0 +1,1 @@
+"""Tasks whose answers can be judged exactly."""
