@@ -212,7 +212,6 @@ def _computed(key: RunKey) -> dict[str, pl.DataFrame]:
     return stored_aggregates.compute(artifact)
 
 
-@cached
 def _table(key: RunKey, name: str) -> pl.DataFrame:
     located = _located(key)
     if located is None:
@@ -226,9 +225,10 @@ def aggregates_source(run: Run) -> str:
     return "positions" if located is None else located[1]
 
 
+@cached
 def table(key: RunKey, name: str, definition: str | None = None) -> pl.DataFrame:
     """One of the run's aggregate tables (compute.aggregates.TABLES); for one that depends on the categories,
-    the rows of `definition`, without the definition column."""
+    the rows of `definition`, without the definition column. Read once per server, shared by every viewer."""
     frame = _table(key, name)
     if name in stored_aggregates.BY_DEFINITION:
         return frame.filter(pl.col("definition") == (definition or ANSWER_TOKEN)).drop("definition")
@@ -273,7 +273,7 @@ def _span_categories(artifact: Artifact, lo: int, hi: int, definition: str) -> n
 
 
 def _answer_starts(key: RunKey) -> pl.DataFrame:
-    answers = _table(key, "answers")
+    answers = table(key, "answers")
     return answers.with_columns((pl.col("length").cum_sum() - pl.col("length")).alias("start"))
 
 
