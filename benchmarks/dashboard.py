@@ -1,22 +1,33 @@
-"""Time every dashboard page on two synthetic ~1M-position runs.
+"""Time every dashboard page on two synthetic ~1M-position runs, or at team scale.
 
     python benchmarks/dashboard.py [--examples 3000] [--keep DIR]
+    python benchmarks/dashboard.py --scale DIR [--browser]
 
-Writes two artifacts (same answers, different base ranks: the worst case for
+Default: writes two artifacts (same answers, different base ranks: the worst case for
 Compare) to a temp dir, then, per page under Streamlit's AppTest: a first load
 with every cache cleared, and a rerun (cached). Prints one table with the peak
 RSS of this process (the server's share: AppTest runs the app in-process).
+
+--scale: writes one 1M-position run with its aggregates and 49 copies under other
+names, and one 10M-position run with a copy (identical answers), in DIR (kept for
+reruns); then, each in a fresh process, 1, 8 and 50 runs of 1M (every run picked)
+and the two 10M runs: first visit and warm revisit of every page and the peak RSS.
+With --browser the same in a real `streamlit run` server driven by headless Chromium
+(the server's peak RSS from /proc), where a viewer gets the default 8 runs picked.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -80,8 +91,10 @@ def context(rng: np.random.Generator) -> np.ndarray:
     return rng.integers(0, VOCAB, 40, dtype=np.int32)
 
 
-def write_run(path: Path, n_examples: int, seed: int) -> None:
-    answers = np.random.default_rng(0)  # both runs share answers (same examples, same tokens)
+def write_run(path: Path, n_examples: int, seed: int, extra=None, order: np.ndarray | None = None) -> None:
+    """A synthetic run; every seed gives the same answers (same ids, same tokens) with other statistics.
+    `extra` is write_artifact's hook (aggregates.write_into stores the aggregates); `order` reorders examples."""
+    answers = np.random.default_rng(0)  # every run shares answers (same examples, same tokens)
     rng = np.random.default_rng(seed)
     examples = []
     for e in range(n_examples):
@@ -112,7 +125,9 @@ def write_run(path: Path, n_examples: int, seed: int) -> None:
         )
     attrs = {"model": "synthetic", "template": "none", "dtype": "float32"}
     meta = RunMeta(name=path.stem, top_k=TOP_K, side_attrs={"aligned": attrs, "base": attrs})
-    write_artifact(path, meta, examples, token_text())
+    if order is not None:
+        examples = [examples[i] for i in order]
+    write_artifact(path, meta, examples, token_text(), extra=extra)
 
 
 def rss_mb() -> tuple[float, float]:
@@ -124,22 +139,29 @@ def rss_mb() -> tuple[float, float]:
     return current, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def time_pages(directory: Path) -> list[tuple[str, float, float, float]]:
+def clear_caches() -> None:
     import streamlit as st
+
+    from dashboard.cache import CACHE
+
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    CACHE.clear()
+
+
+def time_pages(directory: Path) -> list[tuple[str, float, float, float]]:
     from streamlit.testing.v1 import AppTest
 
     os.environ["TDS_ARTIFACTS_DIR"] = str(directory)
     app = str(ROOT / "dashboard" / "app.py")
     rows = []
     for page in PAGES:
-        st.cache_data.clear()
-        st.cache_resource.clear()
+        clear_caches()
         at = AppTest.from_file(app, default_timeout=120)
         start = time.perf_counter()
         at.run()
         if page != "overview":
-            st.cache_data.clear()  # the overview just warmed the caches: empty them again
-            st.cache_resource.clear()
+            clear_caches()  # the overview just warmed the caches: empty them again
             at.switch_page(f"app_pages/{page}.py")
             start = time.perf_counter()
             at.run()
@@ -153,15 +175,215 @@ def time_pages(directory: Path) -> list[tuple[str, float, float, float]]:
     return rows
 
 
+# ------------------------------------------------------------------ --scale: many runs, and two of 10M positions
+
+SCALE_VIEWS = (1, 8, 50)
+BIG_FACTOR = 10  # the big run has ten times the examples: ~10M positions
+SCALE_GOALS = "50 runs of 1M < 2048 MB peak; warm pages < 1 s in the browser (8 runs); Compare 10M: < 1 GB extra, < 2 s"
+
+
+def write_in_process(path: Path, examples: int, seed: int) -> None:
+    """Write one synthetic run with its aggregates in a separate process (the writer's memory is not the app's)."""
+    if path.exists():
+        return
+    cmd = [sys.executable, __file__, "--write", str(path), "--seed", str(seed), "--examples", str(examples)]
+    if subprocess.run([*cmd, "--with-aggregates"]).returncode:
+        sys.exit(f"writing {path} failed")
+
+
+def scale_artifacts(directory: Path, examples: int) -> dict[str, Path]:
+    """One 1M run and 49 copies, one 10M run and a copy (every copy a new file: its own cache keys), and one
+    folder per view holding links to the runs it shows."""
+    runs, big = directory / "runs-1m", directory / "runs-10m"
+    for folder in (runs, big):
+        folder.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    write_in_process(runs / "run-00.h5", examples, 1)
+    for i in range(1, max(SCALE_VIEWS)):
+        if not (runs / f"run-{i:02d}.h5").exists():
+            shutil.copy(runs / "run-00.h5", runs / f"run-{i:02d}.h5")
+    write_in_process(big / "big-a.h5", examples * BIG_FACTOR, 1)
+    if not (big / "big-b.h5").exists():
+        shutil.copy(big / "big-a.h5", big / "big-b.h5")
+    print(f"artifacts in {directory} ready in {time.perf_counter() - started:.0f} s")
+    views = {}
+    for n in SCALE_VIEWS:
+        view = directory / f"view-{n}"
+        view.mkdir(exist_ok=True)
+        for i in range(n):
+            link = view / f"run-{i:02d}.h5"
+            if not link.exists():
+                link.symlink_to(runs / f"run-{i:02d}.h5")
+        views[f"{n} x 1M"] = view
+    views["2 x 10M"] = big
+    return views
+
+
+def measure_app(directory: Path) -> dict:
+    """In this (fresh) process: every run picked, each page's first visit and a warm revisit under AppTest,
+    and the peak RSS; on two runs also Compare's extra memory."""
+    from streamlit.testing.v1 import AppTest
+
+    os.environ["TDS_ARTIFACTS_DIR"] = str(directory)
+    base = rss_mb()[0]
+    at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=600)
+    start = time.perf_counter()
+    at.run()  # the app's own start (imports, Streamlit's component scan) and the default 8 runs
+    startup = time.perf_counter() - start
+    start = time.perf_counter()
+    at.sidebar.multiselect[0].set_value(at.sidebar.multiselect[0].options).run()
+    pages = {"overview": {"first": time.perf_counter() - start}}
+    for page in PAGES:
+        before = rss_mb()[0]
+        if page != "overview":
+            at.switch_page(f"app_pages/{page}.py")
+            start = time.perf_counter()
+            at.run()
+            pages[page] = {"first": time.perf_counter() - start}
+        assert not at.exception, [e.value for e in at.exception]
+        pages[page]["extra_mb"] = rss_mb()[1] - before
+    for page in PAGES:  # warm: every page again, in the same session
+        at.switch_page(f"app_pages/{page}.py")
+        start = time.perf_counter()
+        at.run()
+        pages[page]["warm"] = time.perf_counter() - start
+        assert not at.exception, [e.value for e in at.exception]
+    shown = at.sidebar.caption[0].value
+    return {"pages": pages, "peak_mb": rss_mb()[1], "base_mb": base, "startup": startup, "shown": shown}
+
+
+def measure_browser(directory: Path) -> dict:
+    """A real server and headless Chromium: every page's first visit and a warm revisit in one session (the
+    default 8 runs picked), and the server's peak RSS."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    port = 8600 + os.getpid() % 300
+    env = {**os.environ, "TDS_ARTIFACTS_DIR": str(directory)}
+    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"), "--server.headless", "true"]
+    cmd += ["--server.port", str(port), "--browser.gatherUsageStats", "false"]
+    server = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for flag in "--headless --no-sandbox --disable-gpu --window-size=1400,2000 --disable-dev-shm-usage".split():
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    wait = WebDriverWait(driver, 600, poll_frequency=0.05)
+
+    def settled(d) -> bool:
+        done = d.find_elements(By.CSS_SELECTOR, '[data-testid="stApp"][data-test-script-state="notRunning"] h2')
+        return bool(done) and not d.find_elements(By.CSS_SELECTOR, '[data-testid^="stSkeleton"]')
+
+    def visit(page: str, first_load: bool = False) -> float:
+        start = time.perf_counter()
+        if first_load:
+            driver.get(f"http://127.0.0.1:{port}")
+        else:
+            title = page.replace("_", " ").capitalize()  # the sidebar's link text: "Token types"
+            links = driver.find_elements(By.CSS_SELECTOR, '[data-testid="stSidebarNavLink"]')
+            next(link for link in links if link.text.strip().endswith(title)).click()  # after its icon
+            time.sleep(0.05)  # let the click start a script run before waiting for it to end
+        wait.until(settled)
+        return time.perf_counter() - start
+
+    pages: dict[str, dict[str, float]] = {}
+    try:
+        for _ in range(600):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1):
+                    break
+            except OSError:
+                time.sleep(0.2)
+        pages["overview"] = {"first": visit("overview", first_load=True)}
+        for page in PAGES[1:]:
+            pages[page] = {"first": visit(page)}
+        for page in (*PAGES[1:], "overview"):
+            pages[page]["warm"] = visit(page)
+        status = Path(f"/proc/{server.pid}/status").read_text()
+        peak = next(int(line.split()[1]) / 1024 for line in status.splitlines() if line.startswith("VmHWM:"))
+    finally:
+        driver.quit()
+        server.terminate()
+        server.wait(timeout=30)
+    return {"pages": pages, "peak_mb": peak}
+
+
+def scale(directory: Path, examples: int, browser: bool) -> None:
+    views = scale_artifacts(directory, examples)
+    one = directory / "runs-1m" / "run-00.h5"
+    big = directory / "runs-10m" / "big-a.h5"
+    for path in (one, big):
+        artifact = open_artifact(path)
+        size = path.stat().st_size / 2**20
+        print(f"{path.name}: {artifact.n_examples} examples, {artifact.n_positions} positions, {size:.0f} MB")
+    subprocess.run([sys.executable, __file__, "--time-aggregates", str(one)])
+    modes = ["app", "browser"] if browser else ["app"]
+    for mode in modes:
+        notes: list[str] = []
+        print(f"\n{'AppTest, every run picked' if mode == 'app' else 'browser, the default 8 runs picked'}")
+        print(
+            f"| runs | peak RSS MB | {' | '.join(f'{p} first / warm s' for p in PAGES)} |\n|{'---|' * (2 + len(PAGES))}"
+        )
+        for name, view in views.items():
+            out = subprocess.run(
+                [sys.executable, __file__, "--measure", str(view), "--mode", mode], capture_output=True, text=True
+            )
+            if out.returncode:
+                print(f"| {name} | failed: {out.stderr.strip().splitlines()[-1:]} |")
+                continue
+            result = json.loads(out.stdout.strip().splitlines()[-1])
+            cells = [f"{result['pages'][p]['first']:.2f} / {result['pages'][p]['warm']:.2f}" for p in PAGES]
+            print(f"| {name} | {result['peak_mb']:.0f} | {' | '.join(cells)} |")
+            if mode == "app":
+                notes.append(f"{name}: {result['shown']}; app start with the default runs {result['startup']:.2f} s")
+            if mode == "app" and name == "2 x 10M":
+                compare = result["pages"]["compare"]
+                notes.append(
+                    f"Compare on two 10M runs: first {compare['first']:.2f} s, +{compare['extra_mb']:.0f} MB peak"
+                )
+        print("\n".join(notes))
+    print(f"\nGoals: {SCALE_GOALS}")
+
+
+def time_aggregates(path: Path) -> None:
+    """How long computing a run's aggregates takes, and how big they are."""
+    from compute import aggregates
+
+    start = time.perf_counter()
+    tables = aggregates.compute(open_artifact(path))
+    took = time.perf_counter() - start
+    size = sum(t.estimated_size() for t in tables.values()) / 2**20
+    print(f"{path.name}: aggregates computed in {took:.2f} s, {size:.2f} MB in memory")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--examples", type=int, default=3000)
     parser.add_argument("--keep", type=Path, help="write the artifacts here and keep them")
     parser.add_argument("--write", type=Path, help=argparse.SUPPRESS)  # internal: write one run and exit
     parser.add_argument("--seed", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--with-aggregates", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--scale", type=Path, metavar="DIR", help="the team-scale measurements, artifacts kept in DIR")
+    parser.add_argument("--browser", action="store_true", help="with --scale: also in a real server and Chromium")
+    parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)  # internal: measure one view, print JSON
+    parser.add_argument("--mode", choices=("app", "browser"), default="app", help=argparse.SUPPRESS)
+    parser.add_argument("--time-aggregates", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.write:
-        write_run(args.write, args.examples, args.seed)
+        from compute.aggregates import write_into
+
+        write_run(args.write, args.examples, args.seed, extra=write_into if args.with_aggregates else None)
+        return
+    if args.measure:
+        print(json.dumps(measure_app(args.measure) if args.mode == "app" else measure_browser(args.measure)))
+        return
+    if args.time_aggregates:
+        time_aggregates(args.time_aggregates)
+        return
+    if args.scale:
+        scale(args.scale, args.examples, args.browser)
         return
 
     directory = args.keep or Path(tempfile.mkdtemp(prefix="tds-bench-"))

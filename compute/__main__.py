@@ -4,6 +4,7 @@
     python -m compute validate RUN.toml
     python -m compute info RUN.h5
     python -m compute check RUN.h5 [--samples N] [--model SIDE=PATH]
+    python -m compute aggregate RUN.h5 [RUN.h5 ...]
 
 Exit statuses:
     0    ok
@@ -65,6 +66,10 @@ def parser() -> argparse.ArgumentParser:
         metavar="SIDE=PATH",
         help="load that side's model from PATH (a local copy) instead of the name the artifact records",
     )
+    aggregate = sub.add_parser(
+        "aggregate", help="write the dashboard's per-run tables of older artifacts to RUN.aggregates.h5 beside each"
+    )
+    aggregate.add_argument("artifacts", nargs="+", metavar="artifact")
     return p
 
 
@@ -141,12 +146,22 @@ def _command(args: argparse.Namespace) -> int:
         print(describe(args.artifact))
     elif args.command == "check":
         return _check(args)
+    elif args.command == "aggregate":
+        _aggregate(args.artifacts)
     else:
         from compute.config import load_config
         from compute.run import run
 
         run(load_config(args.config), limit=args.limit, overwrite=args.overwrite)
     return EXIT_OK
+
+
+def _aggregate(paths: list[str]) -> None:
+    from compute.aggregates import write_side_file
+
+    for path in paths:
+        written = write_side_file(path)
+        print(f"{path}: wrote {written}" if written else f"{path}: holds its aggregates already; nothing written")
 
 
 def _check(args: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ import io
 import math
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -143,8 +144,11 @@ def write_artifact(
     examples: list[ExampleScores],
     token_text: dict[int, str],
     overwrite: bool = False,
+    extra: Callable[[h5py.File], None] | None = None,
 ) -> None:
     """Write one run atomically: a temp file beside `path`, `complete` last, then renamed.
+
+    `extra(file)`, if given, adds to the file after the body and before `complete` (the run's aggregates).
 
     Without `overwrite` an existing file at `path` is never replaced, even if it
     appeared while the run was going on. A failed write (a full disk, a file-size
@@ -157,7 +161,7 @@ def write_artifact(
         raise ArtifactError(f"{path}: is a folder, not an artifact; move it away to write the run")
     tmp: Path | None = None
     try:
-        image = _file_image(meta, examples, token_text)
+        image = _file_image(meta, examples, token_text, extra)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         tmp = Path(tmp_name)
         with open(fd, "wb") as out:
@@ -182,12 +186,19 @@ def write_artifact(
             tmp.unlink(missing_ok=True)
 
 
-def _file_image(meta: RunMeta, examples: list[ExampleScores], token_text: dict[int, str]) -> memoryview:
+def _file_image(
+    meta: RunMeta,
+    examples: list[ExampleScores],
+    token_text: dict[int, str],
+    extra: Callable[[h5py.File], None] | None = None,
+) -> memoryview:
     """The whole HDF5 file, built in memory: HDF5 cannot recover from a failed write (it can even crash),
     so the disk sees only plain writes, whose errors are ordinary OSErrors."""
     buffer = io.BytesIO()
     with h5py.File(buffer, "w") as f:
         _write_body(f, meta, examples, token_text)
+        if extra is not None:
+            extra(f)
         f.attrs["complete"] = True
     return buffer.getbuffer()
 

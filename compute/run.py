@@ -22,7 +22,7 @@ import torch
 from tqdm import tqdm
 from transformers.utils.logging import disable_progress_bar
 
-from compute import __version__, distributed
+from compute import __version__, aggregates, distributed
 from compute.artifact import (
     ExampleScores,
     RunMeta,
@@ -285,7 +285,8 @@ def run(config: RunConfig, limit: int | None = None, overwrite: bool = False) ->
         missing = wanted - set(scored)
         if missing:
             raise RunError(f"{len(missing)} examples have no scores in {work.folder}; run again to finish them")
-        write_artifact(final_path, meta, [scored[e.index] for e in examples], token_text, overwrite)
+        ordered = [scored[e.index] for e in examples]
+        write_artifact(final_path, meta, ordered, token_text, overwrite, extra=aggregates.write_into)
         work.remove()
         _print_summary(final_path, time.perf_counter() - started)
         return final_path

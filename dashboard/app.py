@@ -16,7 +16,7 @@ if str(ROOT) not in sys.path:  # `streamlit run dashboard/app.py` puts only dash
 
 import streamlit as st  # noqa: E402
 
-from dashboard import load, ui  # noqa: E402
+from dashboard import cache, load, picker, ui  # noqa: E402
 
 PAGES = [
     st.Page("app_pages/overview.py", title="Overview", icon=":material/bar_chart:", default=True),
@@ -27,6 +27,7 @@ PAGES = [
     st.Page("app_pages/branching.py", title="Branching factor", icon=":material/account_tree:"),
 ]
 MAX_DEFAULT_RUNS = 8
+GROUP_KEY, SEARCH_KEY = "run-group", "run-search"  # session-state keys of the picker's group and search
 LOG = logging.getLogger(__name__)
 
 
@@ -40,12 +41,42 @@ def state(directory: Path) -> str:
         return f"cannot be read ({err.strerror})"
 
 
+def run_picker(runs: list[load.Run], directory: Path) -> None:
+    """The sidebar's run picker: a group and a search narrow the list; it says how many runs are shown."""
+    labels = [run.label for run in runs]
+    if ui.RUNS_KEY not in st.session_state:
+        st.session_state[ui.RUNS_KEY] = labels[:MAX_DEFAULT_RUNS]
+    else:
+        st.session_state[ui.RUNS_KEY] = [label for label in st.session_state[ui.RUNS_KEY] if label in labels]
+    picked = st.session_state[ui.RUNS_KEY]
+    found = picker.groups([(run.label, run.artifact.name, run.artifact.side_attrs, run.artifact.attrs) for run in runs])
+    if len(found) > 1:
+        count = lambda g: f"{g} ({len(found[g])})"  # noqa: E731
+        group = st.sidebar.selectbox("Group", list(found), format_func=count, key=GROUP_KEY)
+    else:
+        group = picker.ALL
+    query = st.sidebar.text_input("Search runs", key=SEARCH_KEY, placeholder="words in the run's label")
+    candidates = picker.matching(found.get(group, labels), query)
+    options = candidates + [label for label in picked if label not in candidates]  # a picked run stays picked
+    st.sidebar.multiselect("Runs", options, key=ui.RUNS_KEY, help=ui.md_escape(f"Artifacts in {directory}"))
+    st.sidebar.caption(f"{len(st.session_state[ui.RUNS_KEY])} of {len(labels)} runs shown")
+    if candidates and candidates != st.session_state[ui.RUNS_KEY]:
+        st.sidebar.button(
+            f"Show the {len(candidates)} listed",
+            key="runs-show-listed",
+            on_click=lambda: st.session_state.update({ui.RUNS_KEY: candidates}),
+        )
+
+
 def main() -> None:
     st.set_page_config(page_title="Token distribution shift", layout="wide")
     directory = load.artifacts_dir()
     runs, problems = ui.all_runs()
     for problem in problems:
         st.warning(ui.md_escape(f"Skipped {problem}"), icon=":material/warning:")
+    bad_setting = cache.bound()[1]
+    if bad_setting:
+        st.warning(ui.md_escape(bad_setting), icon=":material/warning:")
     if not runs:
         st.info(
             ui.md_escape(f"{directory} {state(directory)}.")
@@ -54,12 +85,7 @@ def main() -> None:
             icon=":material/info:",
         )
         return
-    labels = [run.label for run in runs]
-    if ui.RUNS_KEY not in st.session_state:
-        st.session_state[ui.RUNS_KEY] = labels[:MAX_DEFAULT_RUNS]
-    else:
-        st.session_state[ui.RUNS_KEY] = [label for label in st.session_state[ui.RUNS_KEY] if label in labels]
-    st.sidebar.multiselect("Runs", labels, key=ui.RUNS_KEY, help=ui.md_escape(f"Artifacts in {directory}"))
+    run_picker(runs, directory)
     ui.definition_control()
     try:
         st.navigation(PAGES).run()

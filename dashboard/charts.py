@@ -67,14 +67,16 @@ def lines(
     y_title: str,
     percent: bool = False,
     log_x: bool = False,
+    markers: bool = True,
 ) -> go.Figure:
-    """One line per value of `color`; `log_x` spreads out the start of a long-tailed x."""
+    """One line per value of `color`; `log_x` spreads out the start of a long-tailed x; lines only without
+    `markers` (many runs)."""
     fig = go.Figure()
     for (name,), part in frame.group_by(color, maintain_order=True):
         fig.add_scatter(
             x=_text(part[x].to_list()),
             y=part[y].to_list(),
-            mode="lines+markers",
+            mode="lines+markers" if markers else "lines",
             name=html.escape(str(name), quote=False),
         )
     return _layout(

@@ -2,9 +2,11 @@
 
 The only dashboard module that touches the artifact reader (and so h5py). Every
 cached function is keyed on a `RunKey` (path, mtime, size), so a replaced file
-is read afresh and an unchanged one is read once for all viewers. Columns are
-read one dataset at a time and cached one by one, so a page reads only what it
-asks for and two pages share what they both need.
+is read afresh and an unchanged one is read once for all viewers. Pages draw from
+each run's aggregates (small tables stored with the run, or in its side file, or
+else computed once from its positions); per-position data is read only for one
+example, a few rows, or one pair of runs in bounded chunks. Large values live in a
+cache bounded in bytes (dashboard/cache.py).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import numpy as np
 import polars as pl
 import streamlit as st
 
+from compute import aggregates as stored_aggregates
 from compute import statistics
 from compute.artifact import (
     ALIGNED_TOP_CHOICE,
@@ -34,6 +37,7 @@ from compute.artifact import (
     read_branching,
 )
 from compute.branching import ExampleSamples
+from dashboard.cache import cached
 from dashboard.labels import run_labels
 
 __all__ = ["ALIGNED_TOP_CHOICE", "ANSWER_TOKEN", "CATEGORIES", "CATEGORY_DEFINITIONS", "SIDE_NAMES", "Run", "RunKey"]
@@ -42,6 +46,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 ENV_VAR = "TDS_ARTIFACTS_DIR"
 SUFFIXES = (".h5", ".hdf5")
+COMPARE_CHUNK_ROWS = 1 << 20  # positions of each run read at once when comparing two runs
 
 # Per-position columns a page may ask for, by frame column name -> dataset: the answer's own columns and every
 # registered per-position statistic that is one number per row (kl, js, rank_base, entropy_aligned, ...).
@@ -51,8 +56,6 @@ POSITION_COLUMNS = {
     "token_id": "positions/token_id",
     **{column: dataset for column, dataset, stat, _ in statistics.columns() if not stat.topk},
 }
-# Columns pages average (mean per run, per position bin, colour scales), in registry order.
-AVERAGED = [(column, stat, side) for column, _, stat, side in statistics.columns() if stat.aggregate == "mean"]
 CATEGORY = "category"  # the shift category under the definition a page asks for: 0 unshifted, 1 marginal, 2 shifted
 
 
@@ -95,7 +98,8 @@ def scan(directory: Path) -> tuple[list[RunKey], list[str]]:
         return [], [f"{directory}: cannot list the artifacts directory: {err.strerror or one_line(err)}"]
     keys, problems = [], []
     for path in paths:
-        if path.name.startswith(".") or path.suffix not in SUFFIXES:
+        side_file = path.name.endswith(stored_aggregates.SIDE_SUFFIX)  # a run's aggregates, not a run
+        if path.name.startswith(".") or path.suffix not in SUFFIXES or side_file:
             continue
         try:
             info = path.stat()
@@ -132,7 +136,7 @@ def open_runs(keys: list[RunKey]) -> tuple[list[Run], list[str]]:
     return [Run(key, artifact, label) for (key, artifact), label in zip(opened, labels, strict=True)], problems
 
 
-@st.cache_resource(show_spinner=False, max_entries=128)
+@cached
 def _column(key: RunKey, name: str) -> pl.Series:
     """One per-position column; an optional statistic the file lacks comes back as nulls (pages show "–")."""
     artifact = _open(key)
@@ -152,11 +156,12 @@ def has(run: Run, column: str) -> bool:
 
 def positions(run: Run, columns: tuple[str, ...], definition: str = ANSWER_TOKEN) -> pl.DataFrame:
     """One row per answer position with the named columns (see POSITION_COLUMNS, plus "category": the shift
-    category under `definition`, one of CATEGORY_DEFINITIONS)."""
+    category under `definition`, one of CATEGORY_DEFINITIONS). Every position of the run: for a page that
+    needs more than the aggregates; the columns stay in the byte-bounded cache."""
     return pl.DataFrame([_column(run.key, definition if name == CATEGORY else name) for name in columns])
 
 
-@st.cache_resource(show_spinner=False)
+@cached
 def examples(key: RunKey) -> pl.DataFrame:
     """One row per example: example (0-based row), index, id, prompt, response, start, length."""
     artifact = _open(key)
@@ -176,7 +181,7 @@ def examples(key: RunKey) -> pl.DataFrame:
     )
 
 
-@st.cache_resource(show_spinner=False)
+@cached
 def tokens(key: RunKey) -> pl.DataFrame:
     """The token table: id, text (decoded single token)."""
     artifact = _open(key)
@@ -187,7 +192,7 @@ def tokens(key: RunKey) -> pl.DataFrame:
     )
 
 
-@st.cache_resource(show_spinner=False, max_entries=64)
+@st.cache_resource(show_spinner=False, max_entries=64)  # small: sampled steps, not positions
 def branching(key: RunKey) -> tuple[dict[str, object], dict[str, list[ExampleSamples]]] | None:
     """The sampling settings and each side's sampled continuations (BF paper), or None where the run has none."""
     artifact = _open(key)
@@ -197,13 +202,127 @@ def branching(key: RunKey) -> tuple[dict[str, object], dict[str, list[ExampleSam
     return branching_attrs(artifact, "aligned"), {side: read_branching(artifact, side) for side in SIDE_NAMES}
 
 
-def token_text(run: Run) -> dict[int, str]:
-    """Token id -> text, for rendering."""
-    table = tokens(run.key)
+@cached
+def _token_text(key: RunKey) -> dict[int, str]:
+    table = tokens(key)
     return dict(zip(table["id"].to_list(), table["text"].to_list(), strict=True))
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
+def token_text(run: Run) -> dict[int, str]:
+    """Token id -> text, for rendering."""
+    return _token_text(run.key)
+
+
+@cached
+def _located(key: RunKey) -> tuple[Path, str] | None:
+    return stored_aggregates.locate(Path(key.path), key.size, key.mtime_ns)
+
+
+@cached
+def _computed(key: RunKey) -> dict[str, pl.DataFrame]:
+    """Every aggregate table of a run that stores none, computed here from its positions."""
+    artifact = _open(key)
+    assert not isinstance(artifact, str), artifact
+    return stored_aggregates.compute(artifact)
+
+
+def _table(key: RunKey, name: str) -> pl.DataFrame:
+    located = _located(key)
+    if located is None:
+        return _computed(key)[name]
+    return stored_aggregates.load_table(located[0], name)
+
+
+def aggregates_source(run: Run) -> str:
+    """Where the run's aggregates come from: "artifact", "side file" or "positions" (computed here)."""
+    located = _located(run.key)
+    return "positions" if located is None else located[1]
+
+
+@cached
+def table(key: RunKey, name: str, definition: str | None = None) -> pl.DataFrame:
+    """One of the run's aggregate tables (compute.aggregates.TABLES); for one that depends on the categories,
+    the rows of `definition`, without the definition column. Read once per server, shared by every viewer."""
+    frame = _table(key, name)
+    if name in stored_aggregates.BY_DEFINITION:
+        return frame.filter(pl.col("definition") == (definition or ANSWER_TOKEN)).drop("definition")
+    return frame
+
+
+def window(run: Run, columns: tuple[str, ...], rows: slice) -> pl.DataFrame:
+    """A few consecutive positions of a run (the named per-position columns), read from the file."""
+    artifact = run.artifact
+    rows = slice(max(0, rows.start), min(artifact.n_positions, rows.stop))
+    return pl.DataFrame({name: artifact.read(POSITION_COLUMNS[name], rows) for name in columns})
+
+
+def pair_blocks(starts_a: np.ndarray, starts_b: np.ndarray, lengths: np.ndarray, max_rows: int) -> list[slice]:
+    """Consecutive pairs of answers (sorted by start in run A) grouped so that each group's rows span at most
+    `max_rows` positions in either run (a longer answer is a group on its own)."""
+    blocks, i, n = [], 0, len(lengths)
+    while i < n:
+        lo_a, hi_a = starts_a[i], starts_a[i] + lengths[i]
+        lo_b, hi_b = starts_b[i], starts_b[i] + lengths[i]
+        j = i + 1
+        while j < n:
+            next_hi_a = max(hi_a, starts_a[j] + lengths[j])
+            next_lo_b, next_hi_b = min(lo_b, starts_b[j]), max(hi_b, starts_b[j] + lengths[j])
+            if next_hi_a - lo_a > max_rows or next_hi_b - next_lo_b > max_rows:
+                break
+            hi_a, lo_b, hi_b = next_hi_a, next_lo_b, next_hi_b
+            j += 1
+        blocks.append(slice(i, j))
+        i = j
+    return blocks
+
+
+def _gather(starts: np.ndarray, lengths: np.ndarray, lo: int) -> np.ndarray:
+    """Row numbers, relative to `lo`, of the answers at `starts` with `lengths`, one after another."""
+    before = np.cumsum(lengths) - lengths
+    return np.repeat(starts - lo - before, lengths) + np.arange(int(lengths.sum()))
+
+
+def _span_categories(artifact: Artifact, lo: int, hi: int, definition: str) -> np.ndarray:
+    return categories(lambda dataset: artifact.read(dataset, slice(lo, hi)), definition)
+
+
+def _answer_starts(key: RunKey) -> pl.DataFrame:
+    answers = table(key, "answers")
+    return answers.with_columns((pl.col("length").cum_sum() - pl.col("length")).alias("start"))
+
+
+@cached
+def agreement(a: RunKey, b: RunKey, definition: str) -> pl.DataFrame:
+    """Position-level agreement of two runs on the answers they share (same example id and token ids):
+    positions per (category in A, category in B). Reads each run's positions in chunks of at most
+    COMPARE_CHUNK_ROWS rows; only the 3 x 3 counts are kept."""
+    runs = (_open(a), _open(b))
+    assert not any(isinstance(run, str) for run in runs), runs
+    shared = (
+        _answer_starts(a)
+        .filter(pl.col("length") > 0)
+        .join(_answer_starts(b).select("hash", pl.col("start").alias("start_b")), on="hash")
+        .sort("start")
+    )
+    starts_a, starts_b = shared["start"].to_numpy(), shared["start_b"].to_numpy()
+    lengths = shared["length"].to_numpy()
+    counts = np.zeros(9, dtype=np.int64)
+    for block in pair_blocks(starts_a, starts_b, lengths, COMPARE_CHUNK_ROWS):
+        pieces = []
+        for artifact, starts in zip(runs, (starts_a[block], starts_b[block]), strict=True):
+            lo, hi = int(starts.min()), int((starts + lengths[block]).max())
+            pieces.append(_span_categories(artifact, lo, hi, definition)[_gather(starts, lengths[block], lo)])
+        counts += np.bincount(pieces[0].astype(np.int64) * 3 + pieces[1], minlength=9)
+    return pl.DataFrame(
+        {
+            "category": np.repeat(np.arange(3, dtype=np.int8), 3),
+            "category_b": np.tile(np.arange(3, dtype=np.int8), 3),
+            "positions": counts,
+        }
+    ).filter(pl.col("positions") > 0)
+
+
+@cached
 def example_detail(key: RunKey, e: int, definition: str = ANSWER_TOKEN) -> dict[str, pl.DataFrame]:
     """Example `e` position by position: "positions" (t, token_id, every stored per-row statistic, category
     under `definition`) and per side "topk_<side>" (t, k, id, logprob)."""

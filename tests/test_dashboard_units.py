@@ -7,7 +7,9 @@ import polars as pl
 import pytest
 from dashboard_helpers import ROOT  # noqa: F401  (puts the repository on sys.path)
 
-from dashboard import render, stats, tokens, ui
+from compute import tables
+from compute import token_types as tokens
+from dashboard import render, stats, ui
 
 
 @pytest.mark.parametrize(
@@ -38,10 +40,10 @@ def test_classify(text, kind):
 
 
 def test_bin_edges_exact_then_two_per_doubling():
-    edges = stats.bin_edges(200)
+    edges = tables.bin_edges(200)
     assert edges[:32].tolist() == list(range(32))
     assert edges[32:].tolist() == [32, 48, 64, 96, 128, 192, 256, 384]
-    assert stats.bin_start(np.array([0, 31, 32, 47, 48, 100, 200]), edges).tolist() == [0, 31, 32, 32, 48, 96, 192]
+    assert tables.bin_start(np.array([0, 31, 32, 47, 48, 100, 200]), edges).tolist() == [0, 31, 32, 32, 48, 96, 192]
 
 
 def test_by_position_bins_the_tail():
@@ -56,7 +58,7 @@ def test_by_position_bins_the_tail():
             "entropy_base": np.ones(len(t), dtype=np.float32),
         }
     )
-    table = stats.by_position(frame, pl.Series(lengths)).to_pandas().set_index("t_start")
+    table = tables.by_position(frame, pl.Series(lengths)).to_pandas().set_index("t_start")
     assert table.index.tolist() == [*range(32), 32, 48, 64, 96]
     assert table.loc[32, ["t_end", "positions", "answers_reaching"]].tolist() == [47, 16 + 8, 2]
     assert table.loc[48, ["t_end", "positions", "answers_reaching"]].tolist() == [63, 16, 1]
@@ -85,18 +87,17 @@ def test_md_escape_neutralises_markdown_and_directives():
 def test_by_position_of_no_positions_has_the_same_columns():
     columns = {"t": pl.Int32, "category": pl.Int8, "kl": pl.Float32, "entropy_aligned": pl.Float32}
     frame = pl.DataFrame(schema={**columns, "entropy_base": pl.Float32})
-    empty = stats.by_position(frame, pl.Series([], dtype=pl.Int64))
+    empty = tables.by_position(frame, pl.Series([], dtype=pl.Int64))
     one = pl.DataFrame([pl.Series(name, [0], dtype=dtype) for name, dtype in frame.schema.items()])
-    full = stats.by_position(one, pl.Series([1]))
+    full = tables.by_position(one, pl.Series([1]))
     assert empty.height == 0 and empty.schema == full.schema  # so the runs' tables concatenate
 
 
 def test_shared_answers_need_the_same_id_and_tokens():
-    def prints(ids: list[str], answers: list[list[int]]) -> frozenset[bytes]:
-        lengths = [len(a) for a in answers]
-        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-        table = pl.DataFrame({"id": ids, "start": starts, "length": lengths})
-        return stats.answer_fingerprints(table, np.array([t for a in answers for t in a], dtype=np.int32))
+    def prints(ids: list[str], answers: list[list[int]]) -> frozenset[str]:
+        offsets = np.concatenate([[0], np.cumsum([len(a) for a in answers])]).astype(np.int64)
+        hashes = tables.answer_hashes(ids, offsets, np.array([t for a in answers for t in a], dtype=np.int32))
+        return frozenset(h for h, a in zip(hashes, answers, strict=True) if a)
 
     a = prints(["x", "y", "e"], [[1, 2], [3], []])
     b = prints(["x", "y", "e"], [[1, 2], [4], []])  # x the same; y differs; e empty on both

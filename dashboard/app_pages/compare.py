@@ -6,42 +6,40 @@ import polars as pl
 import streamlit as st
 
 from dashboard import charts, load, stats, ui
-
-COLUMNS = ("example", "t", "token_id", "category", "kl")
-
-
-@st.cache_data(show_spinner=False, max_entries=64)
-def answer_table(run: load.Run, definition: str) -> pl.DataFrame:
-    """Per example: example, id, answer token ids, shift shares, mean KL (empty answers included)."""
-    per = stats.answers(load.positions(run, COLUMNS, definition))
-    table = load.examples(run.key).select("example", "id").join(per, on="example", how="left")
-    return table.with_columns(pl.col("token_id").fill_null(pl.lit([], dtype=pl.List(pl.Int32))))
+from dashboard.cache import cached
 
 
-@st.cache_data(show_spinner=False, max_entries=256)
-def fingerprints(run: load.Run) -> frozenset[bytes]:
-    """The run's answers, one hash per example (id and answer token ids)."""
-    return stats.answer_fingerprints(load.examples(run.key), load.positions(run, ("token_id",))["token_id"].to_numpy())
+@cached
+def answer_table(key: load.RunKey, definition: str) -> pl.DataFrame:
+    """Per example: example, id, answer length and hash, positions, shift shares, mean KL (empty answers too)."""
+    per = load.table(key, "examples", definition).select("example", "positions", *stats.SHARE_COLUMNS, "mean_kl")
+    ids = load.examples(key).select("example", "id")
+    return ids.join(load.table(key, "answers"), on="example").join(per, on="example", how="left")
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
-def comparison(a: load.Run, b: load.Run, definition: str) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """Per matched example, shift shares of both runs over the matched examples, and the category crosstab
-    over positions of examples whose answers are the same token ids."""
-    matched = stats.compare_examples(answer_table(a, definition), answer_table(b, definition))
+@cached
+def fingerprints(key: load.RunKey) -> frozenset[str]:
+    """The run's non-empty answers, one hash per example (of its id and answer token ids)."""
+    answers = load.table(key, "answers")
+    return frozenset(answers.filter(pl.col("length") > 0)["hash"].to_list())
+
+
+@cached
+def comparison(
+    a: tuple[load.RunKey, str], b: tuple[load.RunKey, str], definition: str
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """For runs a and b (key, label): per matched example, shift shares of both runs over the matched examples,
+    and the category crosstab over positions of examples whose answers are the same token ids."""
+    tables = answer_table(a[0], definition), answer_table(b[0], definition)
+    matched = stats.compare_examples(*tables)
     shares = []
-    for run, column in ((a, "example_a"), (b, "example_b")):
-        frame = load.positions(run, COLUMNS, definition).filter(pl.col("example").is_in(matched[column].implode()))
-        summary = frame.select((pl.col("category") == i).mean().alias(c) for i, c in enumerate(stats.SHARE_COLUMNS))
-        shares.append(summary.select(pl.lit(run.label).alias("run"), pl.all()))
+    for (_, label), table, column in ((a, tables[0], "example_a"), (b, tables[1], "example_b")):
+        pooled = stats.pooled_shares(table.filter(pl.col("example").is_in(matched[column].implode())))
+        shares.append(pooled.select(pl.lit(label).alias("run"), pl.all()))
     share_table = pl.concat(shares)
     change = share_table.select(pl.lit("change (B − A)").alias("run"), pl.exclude("run").diff().slice(1, 1))
-    same = matched.filter(pl.col("same_answer"))
-    crosstab = stats.category_crosstab(
-        load.positions(a, COLUMNS, definition), load.positions(b, COLUMNS, definition), same
-    )
     names = dict(enumerate(load.CATEGORIES))
-    crosstab = crosstab.select(
+    crosstab = load.agreement(a[0], b[0], definition).select(
         pl.col("category").replace_strict(names, return_dtype=pl.String).alias("category_a"),
         pl.col("category_b").replace_strict(names, return_dtype=pl.String),
         "positions",
@@ -51,7 +49,7 @@ def comparison(a: load.Run, b: load.Run, definition: str) -> tuple[pl.DataFrame,
 
 st.header("Compare two runs")
 runs = ui.chosen_runs(least=2)
-runs, prints = zip(*ui.each_run(runs, lambda run: (run, fingerprints(run))), strict=True)
+runs, prints = zip(*ui.each_run(runs, lambda run: (run, fingerprints(run.key))), strict=True)
 if len(runs) < 2:
     st.info("Pick at least 2 readable runs in the sidebar.")
     st.stop()
@@ -79,8 +77,8 @@ with right:
 definition = ui.definition()
 ui.definition_caption()
 for run in (a, b):  # each run's own table first, so a run that cannot be read is named
-    ui.one_run(run, lambda run: answer_table(run, definition))
-matched, shares, crosstab = comparison(a, b, definition)
+    ui.one_run(run, lambda run: answer_table(run.key, definition))
+matched, shares, crosstab = comparison((a.key, a.label), (b.key, b.label), definition)
 if matched.height == 0:
     st.warning("The two runs have no example ids in common.")
     st.stop()

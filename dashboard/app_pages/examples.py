@@ -7,6 +7,7 @@ import polars as pl
 import streamlit as st
 
 from dashboard import charts, load, render, stats, tokens, ui
+from dashboard.cache import cached
 
 SORTS = {"shifted share": ("share_shifted", True), "mean KL": ("mean_kl", True), "dataset order": ("example", False)}
 MAX_OPTIONS = 1000
@@ -14,11 +15,11 @@ MAX_OPTIONS = 1000
 DIVERGENCES = {column: stat for column, (stat, side) in stats.AVERAGED.items() if side is None}
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
-def example_table(run: load.Run, definition: str) -> pl.DataFrame:
-    """Per example: example, index, id, prompt, response, positions, shares, mean KL and JS."""
-    per = stats.per_example(load.positions(run, ("example", "category", *DIVERGENCES), definition))
-    return load.examples(run.key).join(per, on="example", how="left").drop("start", "length")
+@cached
+def example_table(key: load.RunKey, definition: str) -> pl.DataFrame:
+    """Per example: example, index, id, prompt, response, positions, shares, mean of every averaged statistic."""
+    per = load.table(key, "examples", definition)
+    return load.examples(key).join(per, on="example", how="left").drop("start", "length")
 
 
 def probability(logprob: float) -> str:
@@ -73,7 +74,7 @@ left, right = st.columns([3, 1])
 query = left.text_input("Search by id or text", key="ex-search")
 sort = right.selectbox("Sort by", list(SORTS), key="ex-sort")
 column, descending = SORTS[sort]
-examples = ui.one_run(run, lambda run: example_table(run, definition))
+examples = ui.one_run(run, lambda run: example_table(run.key, definition))
 if examples.height == 0:
     st.info(ui.md_escape(f"{run.label} has no examples."))
     st.stop()

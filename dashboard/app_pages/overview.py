@@ -7,12 +7,9 @@ import streamlit as st
 
 from dashboard import charts, load, stats, ui
 
-SUMMARY_COLUMNS = ("category", "rank_aligned", *stats.AVERAGED)
 
-
-@st.cache_data(show_spinner=False, max_entries=256)
 def summarize(run: load.Run, definition: str) -> dict[str, object]:
-    """One row of the overview table."""
+    """One row of the overview table: the run's sides and its stored summary under `definition`."""
     artifact = run.artifact
     row: dict[str, object] = {"run": run.label, "name": artifact.name}
     for side in load.SIDE_NAMES:
@@ -20,10 +17,7 @@ def summarize(run: load.Run, definition: str) -> dict[str, object]:
         row[f"{side}_template"] = str(artifact.side_attrs[side].get("template", ""))
     row["examples"] = artifact.n_examples
     row["positions"] = artifact.n_positions
-    frame = load.positions(run, SUMMARY_COLUMNS, definition)
-    row.update(stats.run_summary(frame))
-    # Where the answer token is the aligned side's top choice the two category definitions agree by construction.
-    row["answer_is_aligned_top"] = frame["rank_aligned"].eq(0).mean() if frame.height else None
+    row.update(load.table(run.key, "summary", definition).row(0, named=True))
     return row
 
 
@@ -31,7 +25,16 @@ st.header("Overview")
 runs = ui.chosen_runs()
 definition = ui.definition()
 
-table = pl.DataFrame(ui.each_run(runs, lambda run: summarize(run, definition)))
+rows, sources = zip(
+    *ui.each_run(runs, lambda run: (summarize(run, definition), load.aggregates_source(run))), strict=True
+)
+table = pl.DataFrame(list(rows))
+computed = sources.count("positions")
+if computed:
+    st.caption(
+        f"{computed} of the runs shown store no aggregates, so this server computed them from their positions "
+        "(once per file); `python -m compute aggregate RUN.h5` stores them beside each run."
+    )
 ui.definition_caption()
 st.caption(
     "answer_is_aligned_top: the share of positions where the answer token is the aligned side's own top choice; "

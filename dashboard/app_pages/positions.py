@@ -7,14 +7,12 @@ import streamlit as st
 
 from dashboard import charts, load, stats, ui
 
-COLUMNS = ("t", "category", *stats.AVERAGED)
+MANY_RUNS = 4  # with more runs picked: one chart at a time, lines without markers
 
 
-@st.cache_data(show_spinner=False, max_entries=256)
 def binned(run: load.Run, definition: str) -> pl.DataFrame:
     """The run's per-position-bin table, labelled with the run."""
-    table = stats.by_position(load.positions(run, COLUMNS, definition), load.examples(run.key)["length"])
-    return table.select(pl.lit(run.label).alias("run"), pl.all())
+    return load.table(run.key, "position_bins", definition).select(pl.lit(run.label).alias("run"), pl.all())
 
 
 st.header("Positions")
@@ -35,10 +33,15 @@ plots = [
     ],
     ("answers_reaching", "Answers reaching the position", "answers", False),
 ]
+if len(runs) > MANY_RUNS:
+    chosen = st.selectbox("Chart", [plot[1] for plot in plots], key="positions-chart")
+    plots = [plot for plot in plots if plot[1] == chosen]
 for column, title, unit, percent in plots:
     if column not in table.columns:
         continue  # no picked run has any position
     part = table.select(*dict.fromkeys(("run", "t_start", "t_end", "positions", "answers_reaching", column)))
     plotted = part.with_columns((pl.col("t_start") + 1).alias("t_start + 1"))
-    fig = charts.lines(plotted, "t_start + 1", column, "run", title, unit, percent=percent, log_x=True)
+    fig = charts.lines(
+        plotted, "t_start + 1", column, "run", title, unit, percent, log_x=True, markers=len(runs) <= MANY_RUNS
+    )
     ui.chart(fig, part, f"position-{column}")

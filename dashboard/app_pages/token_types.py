@@ -5,31 +5,18 @@ from __future__ import annotations
 import polars as pl
 import streamlit as st
 
+from compute import token_types
 from dashboard import charts, load, stats, tokens, ui
 
-COLUMNS = ("example", "token_id", "category", "entropy_aligned", "entropy_base")
+CONTEXT_WIDTH = 4  # tokens shown either side of a shifted token
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
-def classified(key: load.RunKey) -> pl.DataFrame:
-    """The run's token table with each token's type (classified once per id)."""
-    return tokens.token_types(load.tokens(key))
-
-
-def typed_positions(run: load.Run, definition: str) -> pl.DataFrame:
-    """Per position: row, example, token_id, category, entropies, text, type."""
-    frame = load.positions(run, COLUMNS, definition).with_row_index("row")
-    return stats.with_types(frame, classified(run.key))
-
-
-@st.cache_data(show_spinner=False, max_entries=256)
 def type_table(run: load.Run, definition: str) -> pl.DataFrame:
-    return stats.type_shares(typed_positions(run, definition)).select(pl.lit(run.label).alias("run"), pl.all())
+    return load.table(run.key, "token_types", definition).select(pl.lit(run.label).alias("run"), pl.all())
 
 
-@st.cache_data(show_spinner=False, max_entries=256)
 def entropy_table(run: load.Run, definition: str) -> pl.DataFrame:
-    table = stats.entropy_by_category(load.positions(run, COLUMNS, definition))
+    table = load.table(run.key, "entropy_by_category", definition)
     names = dict(enumerate(load.CATEGORIES))
     return table.select(
         pl.lit(run.label).alias("run"),
@@ -38,14 +25,18 @@ def entropy_table(run: load.Run, definition: str) -> pl.DataFrame:
     )
 
 
-@st.cache_data(show_spinner=False, max_entries=256)
+def context_of(run: load.Run, row: int) -> str:
+    """The token at `row` among its neighbours in its own answer (read from the file: a few rows)."""
+    near = load.window(run, ("token_id", "example"), slice(row - CONTEXT_WIDTH, row + CONTEXT_WIDTH + 1))
+    at = min(row, CONTEXT_WIDTH)
+    text = load.token_text(run)
+    return stats.in_context(near["token_id"].to_numpy(), near["example"].to_numpy(), at, text, CONTEXT_WIDTH)
+
+
 def most_shifted(run: load.Run, min_count: int, by: str, definition: str) -> pl.DataFrame:
     """The top tokens, each with its first shifted position in context (newlines shown as ↵)."""
-    frame = typed_positions(run, definition)
-    top = stats.top_tokens(frame, min_count, by)
-    token_ids, example = frame["token_id"].to_numpy(), frame["example"].to_numpy()
-    text = load.token_text(run)
-    contexts = [tokens.visible(stats.in_context(token_ids, example, row, text)) for row in top["example_row"]]
+    top = stats.top_tokens(load.table(run.key, "token_counts", definition), min_count, by)
+    contexts = [tokens.visible(context_of(run, row)) for row in top["example_row"]]
     return top.with_columns(
         pl.col("text").map_elements(tokens.visible, return_dtype=pl.String), pl.Series("in_context", contexts)
     ).drop("example_row")
@@ -58,7 +49,7 @@ ui.definition_caption()
 
 st.caption(
     "Each aligned token is typed from its own decoded text (stripped, lowercased, against word lists): "
-    + ", ".join(tokens.TYPES)
+    + ", ".join(token_types.TYPES)
     + ". Multi-token phrases such as “As an AI” count word by word."
 )
 types = pl.concat(ui.each_run(runs, lambda run: type_table(run, definition)))
