@@ -126,11 +126,16 @@ else:
     backgrounds = [render.category_color(c) for c in positions["category"].to_list()]
     legend = [(name, render.category_color(i)) for i, name in enumerate(load.CATEGORIES)]
 titles = [
-    f"t={r['t']} base rank {r['rank_base']} aligned rank {r['rank_aligned']} KL {r['kl']:.3f} JS {r['js']:.3f}"
-    for r in positions.select("t", "rank_base", "rank_aligned", "kl", "js").iter_rows(named=True)
+    f"t={r['t']} base rank {r['rank_base']} aligned rank {r['rank_aligned']} "
+    + " ".join(f"{column.upper()} {r[column]:.3f}" for column in DIVERGENCES)
+    for r in positions.select("t", "rank_base", "rank_aligned", *DIVERGENCES).iter_rows(named=True)
 ]
 st.html(render.legend_html(legend) + "<br>" + render.answer_html(texts, backgrounds, titles))
-st.caption("↵ newline, → tab; each box is one token, spaces included. Hover a token for its ranks, KL and JS.")
+st.caption(
+    "↵ newline, → tab; each box is one token, spaces included. Hover a token for its ranks, "
+    + ", ".join(column.upper() for column in DIVERGENCES)
+    + "."
+)
 
 n = positions.height
 if n == 0:
@@ -149,7 +154,10 @@ cols[1].metric("rank under base", row["rank_base"])
 cols[2].metric("P aligned", probability(row["logprob_aligned"]))
 cols[3].metric("P base", probability(row["logprob_base"]))
 cols = st.columns(4)
-cols[0].metric("KL / JS (nats)", f"{row['kl']:.3f} / {row['js']:.3f}")
+cols[0].metric(
+    " / ".join(column.upper() for column in DIVERGENCES) + " (nats)",
+    " / ".join(f"{row[column]:.3f}" for column in DIVERGENCES),
+)
 cols[1].metric("entropy aligned (nats)", f"{row['entropy_aligned']:.3f}")
 cols[2].metric("entropy base (nats)", f"{row['entropy_base']:.3f}")
 topk = topk_table(detail, t, text)
