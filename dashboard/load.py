@@ -136,29 +136,9 @@ def open_runs(keys: list[RunKey]) -> tuple[list[Run], list[str]]:
     return [Run(key, artifact, label) for (key, artifact), label in zip(opened, labels, strict=True)], problems
 
 
-@cached
-def _column(key: RunKey, name: str) -> pl.Series:
-    """One per-position column; an optional statistic the file lacks comes back as nulls (pages show "–")."""
-    artifact = _open(key)
-    assert not isinstance(artifact, str), artifact
-    if name in CATEGORY_DEFINITIONS:
-        return pl.Series(CATEGORY, categories(artifact.read, name))
-    dataset = POSITION_COLUMNS[name]
-    if not artifact.has(dataset):
-        return pl.Series(name, [None] * artifact.n_positions, dtype=pl.Float32)
-    return pl.Series(name, artifact.read(dataset))
-
-
 def has(run: Run, column: str) -> bool:
     """Whether the run stores this column (optional statistics such as js may be absent)."""
     return run.artifact.has(POSITION_COLUMNS[column])
-
-
-def positions(run: Run, columns: tuple[str, ...], definition: str = ANSWER_TOKEN) -> pl.DataFrame:
-    """One row per answer position with the named columns (see POSITION_COLUMNS, plus "category": the shift
-    category under `definition`, one of CATEGORY_DEFINITIONS). Every position of the run: for a page that
-    needs more than the aggregates; the columns stay in the byte-bounded cache."""
-    return pl.DataFrame([_column(run.key, definition if name == CATEGORY else name) for name in columns])
 
 
 @cached
