@@ -154,7 +154,9 @@ def test_the_known_keys_are_the_dataclass_fields(capsys, folder, model_pairs):
 
 
 def test_ctrl_c_mid_run_prints_interrupted_on_a_fresh_line_and_keeps_the_batches(folder, model_pairs):
-    many = [{"id": str(i), "instruction": f"Say {i}.", "response": "Thank you! " * 20} for i in range(40)]
+    # Enough examples that the run cannot finish before the test sees its first batch, even on a stalled machine
+    # (the signal goes out as soon as one batch is saved, so the count costs nothing otherwise).
+    many = [{"id": str(i), "instruction": f"Say {i}.", "response": "Thank you! " * 20} for i in range(400)]
     write_jsonl(folder / "data.jsonl", many)
     path = write_config(folder, config_text(model_pairs["llama"], folder / "data.jsonl", folder / "out", batch_size=1))
     process = subprocess.Popen(
