@@ -1,7 +1,8 @@
 """Datasets to examples: JSONL, the URIAL / just-eval JSON list, the alpaca_eval JSON list.
 
 - JSONL (.jsonl): `instruction` (required), `id` (optional, else the line
-  number, from 1), `response` (optional: the answer taken as given).
+  number, from 1), `response` (optional: the answer taken as given),
+  `reference` (optional: the expected answer a task's judge compares with).
 - URIAL / just-eval JSON list: instruction from `pure_input`, answer from
   `output[0]` (or a string `output`), id from `id`.
 - alpaca_eval JSON list: `instruction`, answer from `output`, id from `id` or
@@ -28,6 +29,7 @@ class Example:
     id: str
     instruction: str
     response: str | None  # None: the aligned side generates it
+    reference: str | None = None  # the expected answer of a verifiable task (JSONL `reference`)
 
 
 def load_examples(path: Path) -> list[Example]:
@@ -70,6 +72,7 @@ def _jsonl(path: Path, text: str) -> list[Example]:
                 id=_id(record.get("id", line_number), where),
                 instruction=_instruction(record, "instruction", where),
                 response=_response(record, "response", where),
+                reference=_reference(record, where),
             )
         )
     return examples
@@ -124,6 +127,13 @@ def _instruction(record: dict, key: str, where: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise DatasetError(f"{where}: no instruction (field {key!r} missing or empty)")
     return _unicode(value, key, where)
+
+
+def _reference(record: dict, where: str) -> str | None:
+    value = record.get("reference")
+    if value is not None and not isinstance(value, str):
+        raise DatasetError(f"{where}: field 'reference' must be a string, got {value!r}")
+    return value if value is None else _unicode(value, "reference", where)
 
 
 def _response(record: dict, key: str, where: str) -> str | None:
