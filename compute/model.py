@@ -139,6 +139,24 @@ class SideModel:
         return output.past_key_values
 
     @torch.inference_mode()
+    def extend(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor, cache: Any
+    ) -> tuple[torch.Tensor, Any]:
+        """Run new tokens on top of a KV cache (None: start one); the last hidden state of each row and the cache.
+
+        attention_mask covers the cached tokens and the new ones; position_ids the new ones only.
+        """
+        with self.weights.switched_to(self.adapter):
+            output = self._lm.base_model(
+                input_ids=input_ids.to(self.device),
+                attention_mask=attention_mask.to(self.device),
+                position_ids=position_ids.to(self.device),
+                past_key_values=cache,
+                use_cache=True,
+            )
+        return output.last_hidden_state[:, -1], output.past_key_values
+
+    @torch.inference_mode()
     def generate(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, config: GenerationConfig, **extra
     ) -> torch.Tensor:

@@ -48,6 +48,16 @@ class PartialWork:
                 continue  # unreadable: its examples are scored again
         return indices
 
+    def recorded(self, key: str) -> object | None:
+        """A root attribute the finished batches were written with (a value fixed before the first batch, such as
+        a calibrated threshold), or None when no batch holds it."""
+        for path in self._batch_files():
+            try:
+                return open_artifact(path).attrs.get(key)
+            except ArtifactError:
+                continue
+        return None
+
     def save(self, meta: RunMeta, examples: list[ExampleScores], token_text: dict[int, str]) -> None:
         if not self.folder.is_dir():
             raise ArtifactError(

@@ -35,12 +35,14 @@ from compute.artifact import (
     write_artifact,
 )
 from compute.branching import ExampleSamples, run_branching_factor
-from compute.config import ConfigError, RunConfig
+from compute.config import CROSS_SAMPLING, ConfigError, RunConfig
 from compute.datasets import Example, load_examples
+from compute.decoding import decode_together, js_threshold
 from compute.errors import UserError
 from compute.generate import generate_answers
 from compute.lock import RunLock
 from compute.partial import PartialWork
+from compute.rules import SIDE_OF, SOURCE_OF, Rule
 from compute.sampling import sample_example
 from compute.score import ScoreItem, SharedPrefix, check_logits_path, common_prefix_length, score_batch
 from compute.sides import Side, load_sides
@@ -95,6 +97,11 @@ def select_examples(config: RunConfig, limit: int | None) -> list[Example]:
             f"{config.path}: task {config.task!r} judges responses against a `reference` field, "
             f"and no example of {config.dataset} has one"
         )
+    if config.decoding and any(e.response is not None for e in examples):
+        raise ConfigError(
+            f"{config.path}: [decoding] decides how answers are generated, and {config.dataset} gives answers "
+            "(drop their `response` or the [decoding] table)"
+        )
     return examples[:limit] if limit else examples
 
 
@@ -137,8 +144,9 @@ def _is_out_of_memory(err: BaseException) -> bool:
 class Runner:
     """Holds the loaded sides and turns batches of planned examples into ExampleScores."""
 
-    def __init__(self, config: RunConfig, sides: dict[str, Side], planned: list[Planned]):
+    def __init__(self, config: RunConfig, sides: dict[str, Side], planned: list[Planned], rule: Rule | None = None):
         self.config = config
+        self.rule = rule
         self.sides = sides
         self.models = {name: side.model for name, side in sides.items()}
         self.prefixes = shared_prefixes(config, sides, planned)
@@ -160,14 +168,13 @@ class Runner:
     def _process(self, batch: list[Planned]) -> list[ExampleScores]:
         aligned = self.sides["aligned"]
         answers = {p.example.index: p.answer for p in batch}
+        sources: dict[int, list[int]] = {}
         to_generate = [p for p in batch if p.answer is None]
         if to_generate:
-            contexts = [p.contexts["aligned"] for p in to_generate]
-            generated = generate_answers(
-                aligned, contexts, self.config.max_new_tokens, self.config.stop, self.prefixes.get("aligned")
-            )
-            for p, ids in zip(to_generate, generated, strict=True):
+            generated, generated_sources = self.generate(to_generate)
+            for p, ids, source in zip(to_generate, generated, generated_sources, strict=True):
                 answers[p.example.index] = ids
+                sources[p.example.index] = source
                 self.generated_tokens += len(ids)
         items = [ScoreItem(p.contexts, answers[p.example.index]) for p in batch]
         stats = score_batch(self.models, items, self.config.top_k, self.prefixes)
@@ -193,9 +200,25 @@ class Runner:
                     branching=self.sample(p),
                     reference=example.reference,
                     correct=judge(self.config.task, response, example.reference) if self.config.task else -1,
+                    source=np.asarray(sources[example.index], dtype=np.int8) if self.rule else None,
                 )
             )
         return results
+
+    def generate(self, batch: list[Planned]) -> tuple[list[list[int]], list[list[int]]]:
+        """Greedy answers and which side emitted each token: one side alone (transformers' generate), or both
+        sides stepping together under a mixed rule."""
+        config, rule = self.config, self.rule
+        if rule is None or rule.counted_side is None:
+            name = rule.name if rule else "aligned"
+            contexts = [p.contexts[name] for p in batch]
+            answers = generate_answers(
+                self.sides[name], contexts, config.max_new_tokens, config.stop, self.prefixes.get(name)
+            )
+            return answers, [[SOURCE_OF[name]] * len(ids) for ids in answers]
+        contexts = {name: [p.contexts[name] for p in batch] for name in SIDES}
+        decoded = decode_together(self.sides, contexts, rule, config.max_new_tokens, config.stop, self.prefixes)
+        return [d.ids for d in decoded], [d.source for d in decoded]
 
     def sample(self, planned: Planned) -> dict[str, ExampleSamples] | None:
         """Each side's sampled continuations of its own context, when the config asks for the branching factor."""
@@ -235,6 +258,41 @@ def token_table(sides: dict[str, Side], examples: list[ExampleScores]) -> dict[i
             ids.update(example.stats[f"sides/{side}/topk_ids"].ravel().tolist())
     tokenizer = sides["aligned"].tokenizer
     return {i: tokenizer.decode([i]) for i in sorted(ids)}
+
+
+def decoding_rule(config: RunConfig, sides: dict[str, Side], planned: list[Planned], work: PartialWork) -> Rule | None:
+    """The [decoding] rule; for cross-sampling its JS threshold: the one the finished batches were decoded with
+    (a resumed run), or calibrated on `planned` (every example of the run)."""
+    if config.decoding is None:
+        return None
+    if config.decoding.rule != CROSS_SAMPLING:
+        return Rule.from_config(config.decoding)
+    recorded = work.recorded("decoding_js_threshold")
+    if recorded is not None:
+        return Rule.from_config(config.decoding, float(recorded))
+    receiving = Rule(SIDE_OF[1 - SOURCE_OF[config.decoding.insert]])
+    prefixes = shared_prefixes(config, sides, planned)
+    by_index = {p.example.index: p for p in planned}
+    js = []
+    batches = make_batches(list(by_index), by_index, config)
+    for batch in tqdm(batches, desc=f"calibrate ({receiving.name} alone)", unit="batch"):
+        contexts = {name: [by_index[i].contexts[name] for i in batch] for name in SIDES}
+        decoded = decode_together(
+            sides, contexts, receiving, config.max_new_tokens, config.stop, prefixes, with_js=True
+        )
+        js += [d.js for d in decoded]
+    threshold = js_threshold(js, config.decoding.budget)
+    log(
+        f"cross-sampling: JS threshold {threshold:.4f} nats, the {1 - config.decoding.budget:.0%} quantile over "
+        f"{sum(map(len, js))} positions the {receiving.name} side decoded alone"
+    )
+    return Rule.from_config(config.decoding, threshold)
+
+
+def decoding_share(rule: Rule, examples: list[ExampleScores]) -> float:
+    """The share of positions emitted by the nudging or inserted side."""
+    sources = np.concatenate([e.source for e in examples] or [np.zeros(0, dtype=np.int8)])
+    return float(np.mean(sources == rule.counted_side)) if len(sources) else float("nan")
 
 
 def run_meta(config: RunConfig, sides: dict[str, Side], fingerprint: str) -> RunMeta:
@@ -278,13 +336,16 @@ def run(config: RunConfig, limit: int | None = None, overwrite: bool = False) ->
             work.open(log)
         distributed.barrier(ranks)
         done = work.done()
+        rule = decoding_rule(config, sides, [every[e.index] for e in examples], work)
+        if rule is not None:
+            meta.attrs.update(rule.attrs())
         distributed.barrier(ranks)  # every rank has read the same finished work before any rank adds to it
         wanted = {e.index for e in examples}
         if done & wanted and ranks.is_main:
             log(f"resuming: {len(done & wanted)} of {len(examples)} examples already scored")
         planned = {i: p for i, p in every.items() if i not in done}
         mine = distributed.balanced_share({i: p.cost for i, p in planned.items()}, ranks)
-        runner = Runner(config, sides, [planned[i] for i in mine])
+        runner = Runner(config, sides, [planned[i] for i in mine], rule)
         batches = [[planned[i] for i in batch] for batch in make_batches(mine, planned, config)]
         _score_share(runner, batches, work, meta, sides, ranks)
         distributed.barrier(ranks)
@@ -295,6 +356,8 @@ def run(config: RunConfig, limit: int | None = None, overwrite: bool = False) ->
         if missing:
             raise RunError(f"{len(missing)} examples have no scores in {work.folder}; run again to finish them")
         ordered = [scored[e.index] for e in examples]
+        if rule is not None and rule.counted_side is not None:
+            meta.attrs["decoding_share"] = decoding_share(rule, ordered)
         write_artifact(final_path, meta, ordered, token_text, overwrite, extra=aggregates.write_into)
         work.remove()
         _print_summary(final_path, time.perf_counter() - started)
@@ -368,6 +431,23 @@ def _print_summary(path: Path, seconds: float) -> None:
     )
 
 
+def describe_decoding(attrs: dict[str, Any]) -> str:
+    """One line on how the answers were decoded (root attrs decoding, decoding_*)."""
+    rule = attrs["decoding"]
+    if rule == "nudging":
+        return (
+            f"decoding: nudging (gamma {attrs['decoding_threshold']}): "
+            f"{attrs['decoding_share']:.1%} of tokens from the aligned side"
+        )
+    if rule == CROSS_SAMPLING:
+        return (
+            f"decoding: cross-sampling, {attrs['decoding_insert']} tokens inserted, budget "
+            f"{attrs['decoding_budget']:.0%}, JS threshold {attrs['decoding_js_threshold']:.4f}: "
+            f"{attrs['decoding_share']:.1%} of tokens inserted"
+        )
+    return f"decoding: the {rule} side alone"
+
+
 def describe(path: Path) -> str:
     """What `compute info` prints: the run, its sides and its summary, after the format check."""
     artifact = open_artifact(path)
@@ -396,6 +476,8 @@ def describe(path: Path) -> str:
         if stat.aggregate == "mean"
     ]
     lines.append("  means (nats): " + "; ".join(means))
+    if "decoding" in artifact.attrs:
+        lines.append("  " + describe_decoding(artifact.attrs))
     if "accuracy" in s:
         lines.append(
             f"  task {artifact.attrs.get('task', '?')}: accuracy {s['accuracy']:.1%} "
