@@ -241,6 +241,7 @@ def run_meta(config: RunConfig, sides: dict[str, Side], fingerprint: str) -> Run
             "dataset": config.dataset.name,
             "config": config.text,
             "config_fingerprint": fingerprint,
+            **({"tags": ",".join(config.tags)} if config.tags else {}),
         },
         branching=dataclasses.asdict(config.branching) if config.branching else None,
     )
