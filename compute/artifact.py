@@ -63,6 +63,8 @@ class ExampleScores:
     contexts: dict[str, SideContext]
     stats: dict[str, np.ndarray]  # dataset path (e.g. "sides/base/rank") -> (T,) or (T, k), see compute/statistics.py
     branching: dict[str, ExampleSamples] | None = None  # side -> sampled continuations (optional /branching)
+    reference: str | None = None  # the expected answer of a verifiable task (optional /examples/reference)
+    correct: int = -1  # the task's verdict: 1 right, 0 wrong, -1 not judged (optional /examples/correct)
 
 
 @dataclass
@@ -232,6 +234,9 @@ def _write_body(f: h5py.File, meta: RunMeta, examples: list[ExampleScores], toke
     _put(ex, "response", _strings([e.response for e in examples]))
     _put(ex, "offsets", _offsets(lengths))
     _put(ex, "index", np.array([e.index for e in examples], dtype=np.int64))
+    if "task" in meta.attrs:
+        _put(ex, "reference", _strings([e.reference or "" for e in examples]))
+        _put(ex, "correct", np.array([e.correct for e in examples], dtype=np.int8))
 
     pos = f.create_group("positions")
     _put(pos, "example", np.repeat(np.arange(len(examples), dtype=np.int32), lengths))
@@ -289,6 +294,7 @@ def _write_branching(f: h5py.File, meta: RunMeta, examples: list[ExampleScores])
 
 _EXAMPLE_ROWS = ("examples/id", "examples/prompt", "examples/response")
 _POSITION_ROWS = ("positions/example", "positions/t", "positions/token_id")
+_OPTIONAL_EXAMPLE_ROWS = ("examples/index", "examples/reference", "examples/correct")
 _SIDE_ATTRS = ("model", "template", "dtype")
 
 
@@ -416,8 +422,9 @@ def _check(path: Path, f: h5py.File) -> Artifact:
     for name in _POSITION_ROWS:
         if shape(name) != (n_positions,):
             raise fail(f"/{name} has shape {shape(name)}, expected ({n_positions},)")
-    if "examples/index" in f and shape("examples/index") != (n_examples,):
-        raise fail(f"/examples/index has shape {shape('examples/index')}, expected ({n_examples},)")
+    for name in _OPTIONAL_EXAMPLE_ROWS:
+        if name in f and shape(name) != (n_examples,):
+            raise fail(f"/{name} has shape {shape(name)}, expected ({n_examples},)")
     side_attrs = {}
     for side in SIDE_NAMES:
         group = f"sides/{side}"
@@ -473,6 +480,8 @@ _KIND_OF = {
     "examples/response": "strings",
     "examples/offsets": "integers",
     "examples/index": "integers",
+    "examples/reference": "strings",
+    "examples/correct": "integers",
     "positions/example": "integers",
     "positions/t": "integers",
     "positions/token_id": "integers",
@@ -557,6 +566,9 @@ def read_examples(artifact: Artifact) -> list[ExampleScores]:
     index = artifact.dataset_indices()
     stats = {dataset: artifact.read(dataset) for dataset, _, _ in artifact.statistics()}
     branching = {side: read_branching(artifact, side) for side in SIDE_NAMES} if has_branching(artifact) else None
+    judged = artifact.has("examples/correct")
+    references = artifact.read("examples/reference") if judged else [None] * artifact.n_examples
+    correct = artifact.read("examples/correct") if judged else [-1] * artifact.n_examples
     offsets = cols["examples/offsets"]
     contexts = {side: _contexts(artifact, side) for side in SIDE_NAMES}
     examples = []
@@ -572,6 +584,8 @@ def read_examples(artifact: Artifact) -> list[ExampleScores]:
                 contexts={side: contexts[side][e] for side in SIDE_NAMES},
                 stats={dataset: values[rows] for dataset, values in stats.items()},
                 branching={side: branching[side][e] for side in SIDE_NAMES} if branching else None,
+                reference=references[e],
+                correct=int(correct[e]),
             )
         )
     return examples
@@ -644,7 +658,8 @@ def _contexts(artifact: Artifact, side: str) -> list[SideContext]:
 
 def summarize(artifact: Artifact) -> dict[str, float]:
     """Shares of the three shift categories under both definitions, the share of positions where the answer
-    token is the aligned side's top choice, and the mean of every averaged statistic the file holds."""
+    token is the aligned side's top choice, the mean of every averaged statistic the file holds, and, for a
+    judged task, `judged` (examples with a reference) and `accuracy` (share of them correct)."""
     n = artifact.n_positions
     summary: dict[str, float] = {"examples": artifact.n_examples, "positions": n}
     for definition, prefix in ((ANSWER_TOKEN, "share"), (ALIGNED_TOP_CHOICE, "aligntds_share")):
@@ -656,4 +671,9 @@ def summarize(artifact: Artifact) -> dict[str, float]:
         if stat.aggregate == "mean":
             mean = float(np.mean(artifact.read(dataset), dtype=np.float64)) if n else float("nan")
             summary[f"mean_{stat.column(side)}"] = mean
+    if artifact.has("examples/correct"):
+        correct = artifact.read("examples/correct")
+        judged = correct[correct >= 0]
+        summary["judged"] = len(judged)
+        summary["accuracy"] = float(np.mean(judged == 1)) if len(judged) else float("nan")
     return summary

@@ -16,7 +16,7 @@ from pathlib import Path
 from types import UnionType
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
-from compute import packaged
+from compute import packaged, tasks
 from compute.errors import UserError
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -143,6 +143,8 @@ class RunConfig:
     """Sample continuations for the branching factor of the BF paper (absent: not measured)."""
     tags: tuple[str, ...] = ()
     """Labels stored as the artifact's `tags` attribute; the dashboard's run picker groups runs by them."""
+    task: str | None = key(None, choices=tuple(tasks.JUDGES))
+    """Judge each response against the dataset's `reference` with this task's judge (compute/tasks/)."""
     text: str = filled_in("")
     """The config file's text, kept in the artifact."""
 
@@ -264,7 +266,7 @@ class _Loader:
             raise self.fail(f"{label} must be above {above}, got {value}")
         if at_most is not None and value is not None and not value <= at_most:
             raise self.fail(f"{label} must be at most {at_most}, got {value}")
-        if choices and value not in choices:
+        if choices and value is not None and value not in choices:
             raise self.fail(f"{label} must be one of {', '.join(choices)}, got {value!r}")
 
     def build(self, cls: type, values: dict[str, Any], section: str) -> Any:

@@ -1,14 +1,16 @@
 """Datasets to examples: JSONL, the URIAL / just-eval JSON list, the alpaca_eval JSON list.
 
 - JSONL (.jsonl): `instruction` (required), `id` (optional, else the line
-  number, from 1), `response` (optional: the answer taken as given).
+  number, from 1), `response` (optional: the answer taken as given),
+  `reference` (optional: the expected answer a task's judge compares with).
 - URIAL / just-eval JSON list: instruction from `pure_input`, answer from
   `output[0]` (or a string `output`), id from `id`.
 - alpaca_eval JSON list: `instruction`, answer from `output`, id from `id` or
   the list index.
-- A run's artifact (.h5): its examples' prompts, ids and answers, the answers
-  as the very token ids it stored (never re-tokenised), so runs of other
-  pairs over them share answers position by position (a stage chain).
+- A run's artifact (.h5): its examples' prompts, ids, answers and references
+  (a task's), the answers as the very token ids it stored (never
+  re-tokenised), so runs of other pairs over them share answers position by
+  position (a stage chain).
 Answers are kept byte for byte: nothing is stripped.
 """
 
@@ -32,6 +34,7 @@ class Example:
     instruction: str
     response: str | None  # None: the aligned side generates it
     answer_ids: tuple[int, ...] | None = None  # the answer's exact token ids, when the dataset is an artifact
+    reference: str | None = None  # the expected answer of a verifiable task (JSONL `reference`)
 
 
 def load_examples(path: Path) -> list[Example]:
@@ -69,6 +72,7 @@ def _artifact(path: Path) -> list[Example]:
         artifact = open_artifact(path)
         ids, prompts, responses = (artifact.read(f"examples/{key}") for key in ("id", "prompt", "response"))
         offsets, tokens = artifact.read("examples/offsets"), artifact.read("positions/token_id")
+        references = artifact.read("examples/reference") if artifact.has("examples/reference") else None
     except ArtifactError as err:
         raise DatasetError(f"dataset {err}") from None
     if not len(ids):
@@ -80,6 +84,7 @@ def _artifact(path: Path) -> list[Example]:
             instruction=str(prompts[e]),
             response=str(responses[e]),
             answer_ids=tuple(int(i) for i in tokens[offsets[e] : offsets[e + 1]]),
+            reference=str(references[e]) if references is not None and references[e] != "" else None,
         )
         for e in range(len(ids))
     ]
@@ -103,6 +108,7 @@ def _jsonl(path: Path, text: str) -> list[Example]:
                 id=_id(record.get("id", line_number), where),
                 instruction=_instruction(record, "instruction", where),
                 response=_response(record, "response", where),
+                reference=_reference(record, where),
             )
         )
     return examples
@@ -157,6 +163,13 @@ def _instruction(record: dict, key: str, where: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise DatasetError(f"{where}: no instruction (field {key!r} missing or empty)")
     return _unicode(value, key, where)
+
+
+def _reference(record: dict, where: str) -> str | None:
+    value = record.get("reference")
+    if value is not None and not isinstance(value, str):
+        raise DatasetError(f"{where}: field 'reference' must be a string, got {value!r}")
+    return value if value is None else _unicode(value, "reference", where)
 
 
 def _response(record: dict, key: str, where: str) -> str | None:

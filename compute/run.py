@@ -35,7 +35,7 @@ from compute.artifact import (
     write_artifact,
 )
 from compute.branching import ExampleSamples, run_branching_factor
-from compute.config import RunConfig
+from compute.config import ConfigError, RunConfig
 from compute.datasets import Example, load_examples
 from compute.errors import UserError
 from compute.generate import generate_answers
@@ -44,6 +44,7 @@ from compute.partial import PartialWork
 from compute.sampling import sample_example
 from compute.score import ScoreItem, SharedPrefix, check_logits_path, common_prefix_length, score_batch
 from compute.sides import Side, load_sides
+from compute.tasks import judge
 
 SIDES = ("aligned", "base")
 
@@ -89,6 +90,11 @@ def check_output(config: RunConfig, overwrite: bool) -> Path:
 
 def select_examples(config: RunConfig, limit: int | None) -> list[Example]:
     examples = load_examples(config.dataset)
+    if config.task and all(e.reference is None for e in examples):
+        raise ConfigError(
+            f"{config.path}: task {config.task!r} judges responses against a `reference` field, "
+            f"and no example of {config.dataset} has one"
+        )
     return examples[:limit] if limit else examples
 
 
@@ -187,6 +193,8 @@ class Runner:
                     },
                     stats=s,
                     branching=self.sample(p),
+                    reference=example.reference,
+                    correct=judge(self.config.task, response, example.reference) if self.config.task else -1,
                 )
             )
         return results
@@ -242,6 +250,7 @@ def run_meta(config: RunConfig, sides: dict[str, Side], fingerprint: str) -> Run
             "config": config.text,
             "config_fingerprint": fingerprint,
             **({"tags": ",".join(config.tags)} if config.tags else {}),
+            **({"task": config.task} if config.task else {}),
         },
         branching=dataclasses.asdict(config.branching) if config.branching else None,
     )
@@ -370,6 +379,7 @@ def _print_summary(path: Path, seconds: float) -> None:
         f"unshifted {s['share_unshifted']:.1%}, marginal {s['share_marginal']:.1%}, shifted {s['share_shifted']:.1%}; "
         f"mean KL {s['mean_kl']:.3f} nats"
         + (f", mean JS {s['mean_js']:.3f} nats" if "mean_js" in s else "")
+        + (f"; accuracy {s['accuracy']:.1%} of {s['judged']} judged" if "accuracy" in s else "")
         + f"; {seconds:.1f} s"
     )
 
@@ -402,6 +412,11 @@ def describe(path: Path) -> str:
         if stat.aggregate == "mean"
     ]
     lines.append("  means (nats): " + "; ".join(means))
+    if "accuracy" in s:
+        lines.append(
+            f"  task {artifact.attrs.get('task', '?')}: accuracy {s['accuracy']:.1%} "
+            f"({s['judged']} of {s['examples']} examples judged)"
+        )
     if has_branching(artifact):
         bf = {name: run_branching_factor(read_branching(artifact, name)) for name in SIDES}
         n = branching_attrs(artifact, "aligned")["samples"]
