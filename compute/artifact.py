@@ -290,6 +290,13 @@ def _write_branching(f: h5py.File, meta: RunMeta, examples: list[ExampleScores])
 _EXAMPLE_ROWS = ("examples/id", "examples/prompt", "examples/response")
 _POSITION_ROWS = ("positions/example", "positions/t", "positions/token_id")
 _SIDE_ATTRS = ("model", "template", "dtype")
+# Optional per-example and per-position datasets (format "Optional additions") and the values each may hold.
+_OPTIONAL_ROWS = {
+    "examples/index": None,
+    "examples/reference": None,
+    "examples/correct": (-1, 0, 1),
+    "positions/source": (0, 1),
+}
 
 
 @dataclass(frozen=True)
@@ -416,8 +423,10 @@ def _check(path: Path, f: h5py.File) -> Artifact:
     for name in _POSITION_ROWS:
         if shape(name) != (n_positions,):
             raise fail(f"/{name} has shape {shape(name)}, expected ({n_positions},)")
-    if "examples/index" in f and shape("examples/index") != (n_examples,):
-        raise fail(f"/examples/index has shape {shape('examples/index')}, expected ({n_examples},)")
+    for name in _OPTIONAL_ROWS:
+        expected = (n_examples,) if name.startswith("examples/") else (n_positions,)
+        if name in f and shape(name) != expected:
+            raise fail(f"/{name} has shape {shape(name)}, expected {expected}")
     side_attrs = {}
     for side in SIDE_NAMES:
         group = f"sides/{side}"
@@ -473,6 +482,9 @@ _KIND_OF = {
     "examples/response": "strings",
     "examples/offsets": "integers",
     "examples/index": "integers",
+    "examples/reference": "strings",
+    "examples/correct": "integers",
+    "positions/source": "integers",
     "positions/example": "integers",
     "positions/t": "integers",
     "positions/token_id": "integers",
@@ -549,6 +561,9 @@ def _check_contents(f: h5py.File, offsets: np.ndarray, fail) -> None:
         raise fail("/positions/t does not count 0, 1, ... within each example")
     if len(np.unique(f["tokens/id"][()])) != f["tokens/id"].shape[0]:
         raise fail("/tokens/id lists an id more than once")
+    for name, allowed in _OPTIONAL_ROWS.items():
+        if allowed is not None and name in f and not np.isin(f[name][()], allowed).all():
+            raise fail(f"/{name} holds values other than {', '.join(map(str, allowed))}")
 
 
 def read_examples(artifact: Artifact) -> list[ExampleScores]:
@@ -575,6 +590,46 @@ def read_examples(artifact: Artifact) -> list[ExampleScores]:
             )
         )
     return examples
+
+
+# How a run's answers were decoded (root attribute `decoding`): one side alone, or both sides stepping together
+# with a rule choosing whose token is emitted (`positions/source` says whose it was). "greedy" is the shared
+# design notes' name for a file without the attribute.
+PURE_RULES = ("aligned", "base")
+MIXED_RULES = ("nudging", "cross-sampling")
+
+
+def decoding(artifact: Artifact) -> tuple[str, dict[str, object]]:
+    """The decoding rule and its parameters (the root attributes `decoding_*`, without the prefix). A file
+    without the attribute holds the aligned side's own answers, or answers given: rule "aligned"."""
+    rule = str(artifact.attrs.get("decoding", "aligned"))
+    params = {
+        key.removeprefix("decoding_"): value.item() if isinstance(value, np.generic) else value
+        for key, value in artifact.attrs.items()
+        if key.startswith("decoding_")
+    }
+    return ("aligned" if rule == "greedy" else rule), params
+
+
+@dataclass(frozen=True)
+class Judged:
+    """A verifiable task's verdicts over a run's answers."""
+
+    task: str  # the judge's name (root attribute `task`)
+    right: int
+    judged: int  # answers judged (examples/correct is 0 or 1; -1 is not judged)
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.right / self.judged if self.judged else None
+
+
+def judged(artifact: Artifact) -> Judged | None:
+    """The task's verdicts, or None where the run stores none (no /examples/correct)."""
+    if not artifact.has("examples/correct"):
+        return None
+    correct = artifact.read("examples/correct")
+    return Judged(str(artifact.attrs.get("task", "unnamed task")), int((correct == 1).sum()), int((correct >= 0).sum()))
 
 
 BRANCHING_ROWS = ("entropy", "token_id", "logprob")
