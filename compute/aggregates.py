@@ -84,11 +84,12 @@ def _below_each_gamma(top1: np.ndarray) -> np.ndarray:
     return np.cumsum(np.bincount(first_above, minlength=len(GAMMAS) + 1))[: len(GAMMAS)]
 
 
-def base_uncertainty(source: Source) -> pl.DataFrame:
+def base_uncertainty(source: Source, category_columns: dict[str, np.ndarray] | None = None) -> pl.DataFrame:
     """The nudging paper's observation, for every γ in GAMMAS and both category definitions: `positions`,
     `uncertain` (positions where the base side's top-1 probability is below γ), `shifted`, and
     `shifted_uncertain` (the shifted positions among the uncertain ones). Counted CHUNK_ROWS positions at a
-    time, so only the counts are kept."""
+    time, so only the counts are kept. `category_columns` (definition -> every position's category), where the
+    caller has them, spare deriving the categories again."""
     uncertain = np.zeros(len(GAMMAS), dtype=np.int64)
     shifted = dict.fromkeys(CATEGORY_DEFINITIONS, 0)
     shifted_uncertain = {definition: np.zeros(len(GAMMAS), dtype=np.int64) for definition in CATEGORY_DEFINITIONS}
@@ -98,7 +99,11 @@ def base_uncertainty(source: Source) -> pl.DataFrame:
         top1 = np.exp(logprobs[:, 0].astype(np.float64)) if logprobs.shape[1] else np.full(len(logprobs), np.nan)
         uncertain += _below_each_gamma(top1)
         for definition in CATEGORY_DEFINITIONS:
-            is_shifted = categories(lambda dataset, rows=rows: source.read(dataset, rows), definition) == tables.SHIFTED
+            if category_columns is None:
+                category = categories(lambda dataset, rows=rows: source.read(dataset, rows), definition)
+            else:
+                category = category_columns[definition][rows]
+            is_shifted = category == tables.SHIFTED
             shifted[definition] += int(is_shifted.sum())
             shifted_uncertain[definition] += _below_each_gamma(top1[is_shifted])
     return pl.concat(
@@ -146,8 +151,10 @@ def compute(source: Source) -> dict[str, pl.DataFrame]:
     types = token_types(token_table)
     frame = _positions(source)
     per_definition: dict[str, list[pl.DataFrame]] = {}
+    category_columns = {}
     for definition in CATEGORY_DEFINITIONS:
-        framed = frame.with_columns(pl.Series("category", category_column(source, definition)))
+        category_columns[definition] = category_column(source, definition)
+        framed = frame.with_columns(pl.Series("category", category_columns[definition]))
         summary = tables.run_summary(framed)
         summary["answer_is_aligned_top"] = framed["rank_aligned"].eq(0).mean() if framed.height else None
         typed = tables.with_types(framed, types)
@@ -162,7 +169,7 @@ def compute(source: Source) -> dict[str, pl.DataFrame]:
         for name, table in made.items():
             per_definition.setdefault(name, []).append(table.select(pl.lit(definition).alias("definition"), pl.all()))
     result = {name: pl.concat(parts, how="diagonal_relaxed") for name, parts in per_definition.items()}
-    result["base_uncertainty"] = base_uncertainty(source)
+    result["base_uncertainty"] = base_uncertainty(source, category_columns)
     result["answers"] = pl.DataFrame(
         {
             "example": np.arange(len(ids), dtype=np.int32),

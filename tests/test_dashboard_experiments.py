@@ -102,7 +102,7 @@ class Positions:
             if at < 3:
                 base_ids[i, at] = aligned_top[i]
         columns = {
-            "sides/base/topk_logprobs": np.log(np.array([[p, 0.01, 0.01] for p in self.TOP1], np.float32)),
+            "sides/base/topk_logprobs": np.log(np.array([[p, 0.01, 0.01] for p in self.TOP1])),  # 0.5 stays 0.5
             "sides/base/rank": np.array(self.BASE_RANK, np.int32),
             "sides/aligned/topk_ids": np.stack([aligned_top, aligned_top + 100, aligned_top + 200], axis=1),
             "sides/base/topk_ids": base_ids,
@@ -118,6 +118,7 @@ def test_base_uncertainty_counts_what_the_hand_made_positions_say(monkeypatch, c
     assert answer["uncertain"].to_list() == [1, 2, 3, 4, 5]  # 0.02 | 0.12 | 0.32 | 0.5 | 0.9; NaN never
     assert answer["shifted_uncertain"].to_list() == [1, 2, 2, 3, 3]  # shifted: 0.02, 0.12, 0.5 (and NaN)
     assert set(answer["shifted"]) == {4} and set(answer["positions"]) == {6}
+    assert table.filter(definition=ANSWER_TOKEN, gamma=0.5)["uncertain"].to_list() == [3]  # 0.5 is not below 0.5
     aligntds = table.filter(definition=ALIGNED_TOP_CHOICE).filter(pl.col("gamma").is_in([0.3, 0.35, 0.95]))
     assert aligntds["shifted_uncertain"].to_list() == [0, 1, 2]  # shifted: 0.32 and 0.9
     assert table.height == 2 * 19 and table["gamma"].to_list()[:3] == [0.05, 0.1, 0.15]
