@@ -122,6 +122,11 @@ def test_base_uncertainty_counts_what_the_hand_made_positions_say(monkeypatch, c
     aligntds = table.filter(definition=ALIGNED_TOP_CHOICE).filter(pl.col("gamma").is_in([0.3, 0.35, 0.95]))
     assert aligntds["shifted_uncertain"].to_list() == [0, 1, 2]  # shifted: 0.32 and 0.9
     assert table.height == 2 * 19 and table["gamma"].to_list()[:3] == [0.05, 0.1, 0.15]
+    given = {
+        definition: aggregates.category_column(Positions(), definition)
+        for definition in (ANSWER_TOKEN, ALIGNED_TOP_CHOICE)
+    }
+    assert aggregates.base_uncertainty(Positions(), given).equals(table)  # compute()'s way: categories derived once
 
 
 def test_the_gamma_curve_is_the_two_shares_and_null_without_shifts():
