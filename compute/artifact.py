@@ -289,14 +289,8 @@ def _write_branching(f: h5py.File, meta: RunMeta, examples: list[ExampleScores])
 
 _EXAMPLE_ROWS = ("examples/id", "examples/prompt", "examples/response")
 _POSITION_ROWS = ("positions/example", "positions/t", "positions/token_id")
+_OPTIONAL_EXAMPLE_ROWS = ("examples/index", "examples/reference", "examples/correct")
 _SIDE_ATTRS = ("model", "template", "dtype")
-# Optional per-example and per-position datasets (format "Optional additions") and the values each may hold.
-_OPTIONAL_ROWS = {
-    "examples/index": None,
-    "examples/reference": None,
-    "examples/correct": (-1, 0, 1),
-    "positions/source": (0, 1),
-}
 
 
 @dataclass(frozen=True)
@@ -423,10 +417,9 @@ def _check(path: Path, f: h5py.File) -> Artifact:
     for name in _POSITION_ROWS:
         if shape(name) != (n_positions,):
             raise fail(f"/{name} has shape {shape(name)}, expected ({n_positions},)")
-    for name in _OPTIONAL_ROWS:
-        expected = (n_examples,) if name.startswith("examples/") else (n_positions,)
-        if name in f and shape(name) != expected:
-            raise fail(f"/{name} has shape {shape(name)}, expected {expected}")
+    for name in _OPTIONAL_EXAMPLE_ROWS:
+        if name in f and shape(name) != (n_examples,):
+            raise fail(f"/{name} has shape {shape(name)}, expected ({n_examples},)")
     side_attrs = {}
     for side in SIDE_NAMES:
         group = f"sides/{side}"
@@ -484,10 +477,10 @@ _KIND_OF = {
     "examples/index": "integers",
     "examples/reference": "strings",
     "examples/correct": "integers",
-    "positions/source": "integers",
     "positions/example": "integers",
     "positions/t": "integers",
     "positions/token_id": "integers",
+    "positions/source": "integers",
     "tokens/id": "integers",
     "tokens/text": "strings",
     **{
@@ -513,6 +506,7 @@ _OFFSET_PAIRS = tuple(
     for offsets, data in (("context_offsets", "context_ids"), ("context_text_offsets", "context_text"))
 )
 MAX_CHUNK_BYTES = 16 << 20  # this project writes chunks under 1 MiB
+_ALLOWED_VALUES = {"examples/correct": (-1, 0, 1), "positions/source": (0, 1)}  # the optional additions' codes
 
 
 def _kinds() -> dict[str, str]:
@@ -561,8 +555,10 @@ def _check_contents(f: h5py.File, offsets: np.ndarray, fail) -> None:
         raise fail("/positions/t does not count 0, 1, ... within each example")
     if len(np.unique(f["tokens/id"][()])) != f["tokens/id"].shape[0]:
         raise fail("/tokens/id lists an id more than once")
-    for name, allowed in _OPTIONAL_ROWS.items():
-        if allowed is not None and name in f and not np.isin(f[name][()], allowed).all():
+    if "positions/source" in f and f["positions/source"].shape != (offsets[-1],):
+        raise fail(f"/positions/source has shape {f['positions/source'].shape}, expected ({offsets[-1]},)")
+    for name, allowed in _ALLOWED_VALUES.items():
+        if name in f and not np.isin(f[name][()], allowed).all():
             raise fail(f"/{name} holds values other than {', '.join(map(str, allowed))}")
 
 

@@ -52,7 +52,9 @@ def share_of_side(source: np.ndarray, side: int) -> float | None:
     return float(np.mean(source == side)) if len(source) else None
 
 
-def experiment_of(attrs: dict[str, object], side_attrs: dict[str, dict[str, object]], task: str | None):
+def experiment_of(
+    attrs: dict[str, object], side_attrs: dict[str, dict[str, object]], task: str | None
+) -> tuple[tuple[object, ...], str]:
     """(the experiment's key, its name): dataset, task and the pair of sides with their adapters."""
     dataset = str(attrs.get("dataset", "unknown dataset"))
     key = (dataset, task, *(tuple(str(side_attrs[side].get(a, "")) for a in IDENTITY) for side in SIDE_NAMES))

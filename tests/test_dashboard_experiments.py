@@ -285,7 +285,7 @@ def table(at: AppTest, name: str):
 
 def test_the_experiments_page_groups_the_runs_and_draws_accuracy_against_the_share_inserted(runs_dir):
     at = open_page("experiments")
-    assert any(c.value.replace("\\", "").endswith(f"teacher-forced only): {label('beta')}.") for c in at.caption)
+    assert any(c.value.replace("\\", "").endswith(f"(only the γ curve below): {label('beta')}.") for c in at.caption)
     assert at.selectbox(key="exp-group").options == [EXPERIMENT, OTHER_EXPERIMENT]
     runs = at.dataframe[0].value.set_index("run")
     assert len(runs) == 6

@@ -50,7 +50,7 @@ runs = ui.chosen_runs()
 found = ui.each_run(runs, facts)
 plain = [f.run for f in found if not experiments.is_experiment(f)]
 if plain:
-    st.caption(ui.md_escape(f"No task and no mixed decoding (teacher-forced only): {', '.join(plain)}."))
+    st.caption(ui.md_escape(f"Neither a task nor mixed decoding (only the γ curve below): {', '.join(plain)}."))
 
 groups = experiments.group([f for f in found if experiments.is_experiment(f)])
 if not groups:
@@ -75,7 +75,9 @@ else:
         by_position, by_type = zip(*ui.each_run(mixed, breakdowns), strict=True)
         binned = pl.concat(by_position).with_columns((pl.col("t_start") + 1).alias("t_start + 1"))
         title = "Share of tokens from the inserted side"
-        fig = charts.lines(binned, "t_start + 1", "share_inserted", "run", f"{title}, by position", "share", True, True)
+        fig = charts.lines(
+            binned, "t_start + 1", "share_inserted", "run", f"{title}, by position", "share", percent=True, log_x=True
+        )
         ui.chart(fig, binned.drop("t_start + 1"), "experiment-inserted-by-position")
         typed = pl.concat(by_type)
         fig = charts.bars(typed, "type", "share_inserted", "run", f"{title}, by token type", "share", percent=True)
