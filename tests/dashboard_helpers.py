@@ -309,6 +309,8 @@ def write_with(
 
     def add(f: h5py.File) -> None:
         for name, values in datasets.items():
+            if name in f:  # a writer that knows the dataset (examples/correct of a run with a task) wrote a default
+                del f[name]
             f.create_dataset(name, data=values, dtype=h5py.string_dtype() if values.dtype == object else None)
 
     write_artifact(path, meta, examples, TOKENS, extra=add)
