@@ -25,6 +25,7 @@ PAGES = [
     st.Page("app_pages/examples.py", title="Examples", icon=":material/article:"),
     st.Page("app_pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
     st.Page("app_pages/branching.py", title="Branching factor", icon=":material/account_tree:"),
+    st.Page("app_pages/experiments.py", title="Experiments", icon=":material/science:"),
 ]
 MAX_DEFAULT_RUNS = 8
 GROUP_KEY, SEARCH_KEY = "run-group", "run-search"  # session-state keys of the picker's group and search

@@ -30,12 +30,15 @@ from compute.artifact import (
     SIDE_NAMES,
     Artifact,
     ArtifactError,
+    Judged,
     branching_attrs,
     categories,
     has_branching,
+    judged,
     open_artifact,
     read_branching,
 )
+from compute.artifact import decoding as read_decoding
 from compute.branching import ExampleSamples
 from dashboard.cache import cached
 from dashboard.labels import run_labels
@@ -54,6 +57,7 @@ POSITION_COLUMNS = {
     "example": "positions/example",
     "t": "positions/t",
     "token_id": "positions/token_id",
+    "source": "positions/source",  # optional: which side emitted o_t (mixed decoding), 0 aligned, 1 base
     **{column: dataset for column, dataset, stat, _ in statistics.columns() if not stat.topk},
 }
 CATEGORY = "category"  # the shift category under the definition a page asks for: 0 unshifted, 1 marginal, 2 shifted
@@ -182,6 +186,28 @@ def branching(key: RunKey) -> tuple[dict[str, object], dict[str, list[ExampleSam
     return branching_attrs(artifact, "aligned"), {side: read_branching(artifact, side) for side in SIDE_NAMES}
 
 
+def decoding(run: Run) -> tuple[str, dict[str, object]]:
+    """How the run's answers were decoded: the rule and its parameters (compute.artifact.decoding)."""
+    return read_decoding(run.artifact)
+
+
+@cached
+def verdicts(key: RunKey) -> Judged | None:
+    """The run's task and how many answers it judged right, or None where the run has no task."""
+    artifact = _open(key)
+    assert not isinstance(artifact, str), artifact
+    return judged(artifact)
+
+
+@cached
+def provenance(key: RunKey) -> pl.DataFrame:
+    """t, token_id and source (the side that emitted it) of every position of a run decoded by both sides
+    together (it must store positions/source; such runs are experiments of a few thousand answers)."""
+    artifact = _open(key)
+    assert not isinstance(artifact, str), artifact
+    return pl.DataFrame({name: artifact.read(POSITION_COLUMNS[name]) for name in ("t", "token_id", "source")})
+
+
 @cached
 def _token_text(key: RunKey) -> dict[int, str]:
     table = tokens(key)
@@ -206,11 +232,20 @@ def _computed(key: RunKey) -> dict[str, pl.DataFrame]:
     return stored_aggregates.compute(artifact)
 
 
+@cached
+def _computed_alone(key: RunKey, name: str) -> pl.DataFrame:
+    """A table added since the run's aggregates were stored, computed here from its positions (in chunks)."""
+    artifact = _open(key)
+    assert not isinstance(artifact, str), artifact
+    return stored_aggregates.LATER_TABLES[name](artifact)
+
+
 def _table(key: RunKey, name: str) -> pl.DataFrame:
     located = _located(key)
     if located is None:
         return _computed(key)[name]
-    return stored_aggregates.load_table(located[0], name)
+    stored = stored_aggregates.load_table(located[0], name)
+    return _computed_alone(key, name) if stored is None else stored
 
 
 def aggregates_source(run: Run) -> str:

@@ -31,7 +31,7 @@ from streamlit.testing.v1 import AppTest
 from compute.artifact import ArtifactError, open_artifact
 from dashboard.labels import run_labels
 
-PAGES = ("overview", "positions", "token_types", "examples", "compare")
+PAGES = ("overview", "positions", "token_types", "examples", "experiments", "compare")
 SINGLE_RUN_PICKERS = {"token_types": "types-run", "examples": "ex-run", "compare": "cmp-b"}
 
 
@@ -97,7 +97,7 @@ def test_every_page_draws_every_run_among_odd_and_refused_files(mixed_dir, page)
         assert any(f"{mixed_dir / name}.h5: {words}" in n for n in refused), name
     assert all("\n" not in n for n in refused)
     options = at.sidebar.multiselect[0].options
-    assert ALPHA_LABEL in options and len(options) == 8  # alpha, beta and the six odd files
+    assert ALPHA_LABEL in options and len(options) == 9  # alpha, beta and the seven odd files
     if page in SINGLE_RUN_PICKERS:  # each run on its own, as the only one shown
         for option in at.selectbox(key=SINGLE_RUN_PICKERS[page]).options:
             at.selectbox(key=SINGLE_RUN_PICKERS[page]).set_value(option).run()
