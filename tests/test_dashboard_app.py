@@ -27,7 +27,7 @@ from dashboard_helpers import (
 )
 from streamlit.testing.v1 import AppTest
 
-PAGES = ("overview", "positions", "token_types", "examples", "branching", "compare")  # compare last: a test reads it
+PAGES = ("overview", "positions", "token_types", "examples", "branching", "stages", "compare")  # compare last: read
 
 
 @pytest.fixture

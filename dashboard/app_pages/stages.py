@@ -193,7 +193,7 @@ row = left.selectbox(
     "Position",
     range(sample.height),
     format_func=lambda r: f"{sample['id'][r]} · t = {sample['t'][r]} · {sample['token'][r]}",
-    key=f"stages-position-{digest}",
+    key=f"stages-position-{digest}-{pattern}",
 )
 target = right.selectbox("in run", range(len(chosen_runs)), format_func=lambda i: short[i], key="stages-open-run")
 if button.button("Open in Examples", key="stages-open", disabled=sample.height == 0):
