@@ -199,19 +199,23 @@ def test_order_by_name_and_a_subset_of_pairs(chain_dir):
 
 
 def test_a_position_opens_in_the_examples_page(chain_dir):
+    """c-2 t2 (shifted only by dpo-vs-base) opened in dpo-vs-sft, which lists c-2 first and shifts none of it: the
+    Examples page shows that run's row 0 at t 2, not its default (the first shifted position, else 0)."""
     at = stages_page()
     pattern = at.selectbox(key=next(s.key for s in at.selectbox if s.key.startswith("stages-pattern-")))
     assert pattern.options[pattern.index] == f"only {DPO}"  # the first pattern some pair shifts
     pattern.set_value(4).run()  # bit 2: only the third pair, dpo-vs-base
     positions = frame(at, "token")
-    assert positions[["id", "t"]].values.tolist() == [["c-2", 2]]
-    at.selectbox(key="stages-open-run").set_value(2).run()
+    assert positions[["id", "t", "token"]].values.tolist() == [["c-2", 2, "$x$"]]
+    at.selectbox(key="stages-open-run").set_value(1).run()  # dpo-vs-sft
     at.button(key="stages-open").click().run()
     drew(at)
     assert at.header[0].value == "Examples"
-    assert at.selectbox(key="ex-run").value == "chain-dpo-vs-base · base: chat vs chat"
-    assert at.number_input(key="ex-t-chain-dpo-vs-base.h5-2").value == 2
-    assert {m.label: m.value for m in at.metric}["rank under base"] == "6"  # c-2 t2 in dpo-vs-base
+    assert at.selectbox(key="ex-run").value == "chain-dpo-vs-sft · base: chat vs chat"
+    assert at.selectbox(key="ex-pick-chain-dpo-vs-sft.h5").value == 0
+    assert at.number_input(key="ex-t-chain-dpo-vs-sft.h5-0").value == 2
+    metrics = {m.label: m.value for m in at.metric}
+    assert (metrics["rank under base"], metrics["rank under aligned"]) == ("0", "0")
 
 
 def test_no_runs_sharing_answers_say_so_in_one_line(tmp_path, monkeypatch):
