@@ -22,6 +22,7 @@ from dashboard.labels import model_name, printable
 
 MAX_RUNS = 8  # 2^8 patterns at most
 SAMPLES = 200  # positions kept per pattern
+MAX_TOKEN_ID = 1 << 24  # token types are looked up in an array this long at most
 TYPES = (*token_types.TYPES, "unknown")  # "unknown": an id the token table lacks
 NONE = "none"
 # The side attributes that say which model a side is: two runs chain where one's base side is the other's aligned.
@@ -115,21 +116,20 @@ def answer_positions(lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return answer, np.arange(int(np.sum(lengths))) - np.repeat(starts, lengths)
 
 
-def type_lookup(token_table: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """Token ids, sorted, and the index in TYPES of each one's type (from its decoded text)."""
-    typed = token_types.token_types(token_table).sort("id")
+def type_lookup(token_table: pl.DataFrame) -> np.ndarray:
+    """Token id -> the index in TYPES of its type (from its decoded text), as an array over ids 0..max id; ids
+    past MAX_TOKEN_ID (no vocabulary has them) are left "unknown"."""
+    typed = token_types.token_types(token_table).filter(pl.col("id").is_between(0, MAX_TOKEN_ID))
     index = {name: i for i, name in enumerate(TYPES)}
-    return typed["id"].to_numpy(), np.array([index[t] for t in typed["type"].to_list()], dtype=np.int64)
+    lookup = np.full(int(typed["id"].max() or 0) + 1, len(TYPES) - 1, dtype=np.int8)
+    lookup[typed["id"].to_numpy()] = [index[t] for t in typed["type"].to_list()]
+    return lookup
 
 
-def type_indices(token_ids: np.ndarray, lookup: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+def type_indices(token_ids: np.ndarray, lookup: np.ndarray) -> np.ndarray:
     """The index in TYPES of each token id's type ("unknown" for ids the token table lacks)."""
-    ids, types = lookup
-    unknown = np.full(len(token_ids), len(TYPES) - 1, dtype=np.int64)
-    if len(ids) == 0:
-        return unknown
-    at = np.minimum(np.searchsorted(ids, token_ids), len(ids) - 1)
-    return np.where(ids[at] == token_ids, types[at], unknown)
+    known = (token_ids >= 0) & (token_ids < len(lookup))
+    return np.where(known, lookup[np.where(known, token_ids, 0)], len(TYPES) - 1).astype(np.int64)
 
 
 class Block(NamedTuple):
@@ -188,10 +188,9 @@ def count(
 
 def first_rows(codes: np.ndarray, n_patterns: int, wanted: np.ndarray) -> np.ndarray:
     """The rows of the first wanted[p] positions of each pattern p, in order."""
-    order = np.argsort(codes, kind="stable")
-    bounds = np.searchsorted(codes[order], np.arange(n_patterns + 1))
-    picks = [order[bounds[p] : min(bounds[p + 1], bounds[p] + max(int(wanted[p]), 0))] for p in range(n_patterns)]
-    return np.sort(np.concatenate(picks))
+    present = np.bincount(codes, minlength=n_patterns)
+    picks = [np.flatnonzero(codes == p)[: wanted[p]] for p in np.flatnonzero((present > 0) & (wanted > 0))]
+    return np.sort(np.concatenate(picks)) if picks else np.zeros(0, dtype=np.int64)
 
 
 # ------------------------------------------------------------------------------------------------------ tables

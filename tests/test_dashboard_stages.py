@@ -141,9 +141,13 @@ def test_counts_by_pattern_bin_and_type_over_blocks():
     assert stages.patterns(marginal, names)["positions"].to_list() == [0, 2, 2, 2]  # none, A, B, A + B
 
 
-def test_type_indices_of_an_empty_token_table_are_unknown():
-    lookup = stages.type_lookup(pl.DataFrame({"id": [], "text": []}, schema={"id": pl.Int32, "text": pl.String}))
-    assert stages.type_indices(np.array([5, 7]), lookup).tolist() == [len(stages.TYPES) - 1] * 2
+def test_type_indices_know_only_the_token_table_ids():
+    table = pl.DataFrame({"id": [3, 1, 2**30], "text": [" However", "!", " Sure"]}, schema_overrides={"id": pl.Int32})
+    lookup = stages.type_lookup(table)
+    found = [stages.TYPES[i] for i in stages.type_indices(np.array([1, -1, 3, 2, 2**30, 2**31 - 1]), lookup)]
+    assert found == ["punctuation", "unknown", "discourse / transition", "unknown", "unknown", "unknown"]
+    empty = stages.type_lookup(pl.DataFrame(schema={"id": pl.Int32, "text": pl.String}))
+    assert stages.type_indices(np.array([5, 7]), empty).tolist() == [len(stages.TYPES) - 1] * 2
 
 
 # --------------------------------------------------------------------------------------------------- the page
