@@ -85,16 +85,17 @@ def example(
     )
 
 
-def write_run(path: Path, examples: list[ExampleScores], overwrite: bool = False) -> Path:
-    """Write a run named after the file."""
-    meta = RunMeta(
-        name=path.stem,
-        top_k=TOP_K,
-        side_attrs={
-            "aligned": {"model": "tiny/aligned", "template": "chat", "dtype": "float32"},
-            "base": {"model": "tiny/base", "template": "plain", "dtype": "float32"},
-        },
-    )
+PLAIN_SIDES = {
+    "aligned": {"model": "tiny/aligned", "template": "chat", "dtype": "float32"},
+    "base": {"model": "tiny/base", "template": "plain", "dtype": "float32"},
+}
+
+
+def write_run(
+    path: Path, examples: list[ExampleScores], overwrite: bool = False, sides: dict[str, dict[str, str]] | None = None
+) -> Path:
+    """Write a run named after the file (sides: tiny/aligned under chat vs tiny/base under plain, unless given)."""
+    meta = RunMeta(name=path.stem, top_k=TOP_K, side_attrs=sides or PLAIN_SIDES)
     write_artifact(path, meta, examples, TOKENS, overwrite=overwrite)
     return path
 
@@ -112,6 +113,40 @@ BETA = [
     example(1, "ex-b", "Be literal", [10, 2], [4, 0], [0.5, 0.5]),
     example(2, "ex-c", "Only in beta", [10], [0], [0.0]),
 ]
+
+
+# A stage chain over one answer set: base -> SFT -> DPO (adapters on one base model), scored by both adjacent pairs
+# and by base -> DPO. Base ranks (3+ shifted, 1-2 marginal) per answer, in the order SFT/base, DPO/SFT, DPO/base:
+#   c-0 [1, 2, 3, 4, 5]  t0: S+B   t1: none   t2: only D (S marginal)   t3: none   t4: all three
+#   c-1 [9, 10]          t0: S+B   t1: D+B
+#   c-2 [6, 7, 8]        t0: none (D marginal)   t1: none   t2: only B
+# dpo-vs-sft lists its examples in another order; dpo-vs-base holds one more answer (c-3) that the others lack.
+CHAIN_BASE = {"model": "tiny/base", "template": "chat", "dtype": "float32"}
+CHAIN_SFT = {**CHAIN_BASE, "adapter": "adapters/tiny-sft"}
+CHAIN_DPO = {**CHAIN_BASE, "adapter": "adapters/tiny-dpo/"}
+CHAIN_ANSWERS = {"c-0": [1, 2, 3, 4, 5], "c-1": [9, 10], "c-2": [6, 7, 8], "c-3": [10]}
+CHAIN = {  # file stem -> (aligned side, base side, base ranks per answer id)
+    "chain-sft-vs-base": (CHAIN_SFT, CHAIN_BASE, {"c-0": [5, 0, 1, 0, 3], "c-1": [4, 0], "c-2": [0, 0, 0]}),
+    "chain-dpo-vs-sft": (CHAIN_DPO, CHAIN_SFT, {"c-2": [2, 0, 0], "c-0": [0, 0, 4, 0, 3], "c-1": [0, 9]}),
+    "chain-dpo-vs-base": (
+        CHAIN_DPO,
+        CHAIN_BASE,
+        {"c-0": [5, 0, 0, 0, 3], "c-1": [4, 9], "c-2": [0, 0, 6], "c-3": [0]},
+    ),
+}
+
+
+def chain_runs(directory: Path) -> dict[str, Path]:
+    """The three runs of CHAIN in `directory`, by file stem."""
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for stem, (aligned, base, ranks) in CHAIN.items():
+        examples = [
+            example(i, id_, f"prompt {id_}", CHAIN_ANSWERS[id_], r, [0.1] * len(r))
+            for i, (id_, r) in enumerate(ranks.items())
+        ]
+        paths[stem] = write_run(directory / f"{stem}.h5", examples, sides={"aligned": aligned, "base": base})
+    return paths
 
 
 def small_runs(directory: Path) -> list[Path]:

@@ -28,7 +28,7 @@ from dashboard_helpers import (
 from streamlit.testing.v1 import AppTest
 
 # compare last: a test reads it
-PAGES = ("overview", "positions", "token_types", "examples", "branching", "experiments", "compare")
+PAGES = ("overview", "positions", "token_types", "examples", "branching", "experiments", "stages", "compare")
 
 
 @pytest.fixture

