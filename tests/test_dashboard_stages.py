@@ -215,7 +215,7 @@ def test_a_position_opens_in_the_examples_page(chain_dir):
     at.button(key="stages-open").click().run()
     drew(at)
     assert at.header[0].value == "Examples"
-    assert at.selectbox(key="ex-run").value == "chain-dpo-vs-sft · base: chat vs chat"
+    assert at.selectbox(key="ex-run").value == "chain-dpo-vs-sft · base: +tiny-dpo vs +tiny-sft"
     assert at.selectbox(key="ex-pick-chain-dpo-vs-sft.h5").value == 0
     assert at.number_input(key="ex-t-chain-dpo-vs-sft.h5-0").value == 2
     metrics = {m.label: m.value for m in at.metric}
