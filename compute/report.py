@@ -115,9 +115,10 @@ def format_report(paths: list[Path]) -> str:
         )
     if len(artifacts) > 1 and share_answers(artifacts):
         total = artifacts[0].n_positions
-        lines += ["", "Runs over the same answers: positions shifted (answer token) by exactly these runs", ""]
-        lines += ["| shifted by | positions | share |", "| --- | --: | --: |"]
-        patterns = shift_patterns(artifacts)
-        for pattern, n in sorted(patterns.items(), key=lambda item: -item[1]):
-            lines.append(f"| {' + '.join(pattern) or 'none'} | {n:,} | {_pct(n / total)} |")
+        for definition in (ANSWER_TOKEN, ALIGNED_TOP_CHOICE):
+            lines += ["", f"Runs over the same answers: positions shifted ({definition}) by exactly these runs", ""]
+            lines += ["| shifted by | positions | share |", "| --- | --: | --: |"]
+            patterns = shift_patterns(artifacts, definition)
+            for pattern, n in sorted(patterns.items(), key=lambda item: -item[1]):
+                lines.append(f"| {' + '.join(pattern) or 'none'} | {n:,} | {_pct(n / total)} |")
     return "\n".join(lines)

@@ -39,6 +39,7 @@ def test_shift_patterns_of_runs_over_the_same_answers(tmp_path):
     # first shifts ex-a t0, t4 and ex-b t3; later shifts ex-a t1, t4.
     assert patterns == {(): 5, ("first",): 2, ("later",): 1, ("first", "later"): 1}
     assert sum(patterns.values()) == first.n_positions
+    assert shift_patterns([first, later], ALIGNED_TOP_CHOICE) == {(): 9}  # the base top-k holds every answer token
 
 
 def test_runs_over_other_answers_have_no_patterns(tmp_path, capsys):
