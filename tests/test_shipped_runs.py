@@ -28,10 +28,12 @@ SHIPPED = {  # name: least examples
     "gemma-270m-chain-grpo-sft-vs-base": 100,
     "gemma-270m-chain-grpo-vs-base": 100,
 }
-CHAINS = {  # runs over one answer set: the final stage's greedy answers, scored by each link and end to end
-    "gemma-270m-dpo-vs-sft": ("gemma-270m-chain-sft-vs-base", "gemma-270m-chain-dpo-vs-base"),
-    "gemma-270m-grpo-vs-sft": ("gemma-270m-chain-grpo-sft-vs-base", "gemma-270m-chain-grpo-vs-base"),
-}
+# Runs over one answer set (the final stage's greedy answers): each link of the chain, then end to end.
+CHAINS = (
+    ("gemma-270m-chain-sft-vs-base", "gemma-270m-dpo-vs-sft", "gemma-270m-chain-dpo-vs-base"),
+    ("gemma-270m-chain-grpo-sft-vs-base", "gemma-270m-grpo-vs-sft", "gemma-270m-chain-grpo-vs-base"),
+)
+FAMILY = ("gemma-270m-sft-vs-base", "gemma-270m-dpo-vs-sft", "gemma-270m-grpo-vs-sft")
 
 
 @pytest.mark.parametrize("name, least", SHIPPED.items())
@@ -61,20 +63,18 @@ def test_a_generated_run_holds_the_aligned_sides_greedy_answers(name):
     assert (artifact.read("sides/aligned/rank") == 0).mean() > 0.999
 
 
-@pytest.mark.parametrize("final, others", CHAINS.items())
-def test_a_chain_scores_the_final_stages_very_answers(final, others):
-    answers = [open_artifact(ARTIFACTS / f"{name}.h5") for name in (final, *others)]
-    assert share_answers(answers)
+@pytest.mark.parametrize("chain", CHAINS, ids=lambda chain: chain[1])
+def test_a_chain_scores_the_final_stages_very_answers(chain):
+    assert share_answers([open_artifact(ARTIFACTS / f"{name}.h5") for name in chain])
 
 
-def test_the_readme_gives_the_family_report():
-    """The README quotes `compute report` on the tuned family and its chains; every row must be what it prints."""
-    readme = (ROOT / "README.md").read_text()
-    for final, others in CHAINS.items():
-        report = format_report([ARTIFACTS / f"{name}.h5" for name in (*others, final)])
-        for line in report.splitlines():
-            if line.startswith("| gemma") or line.startswith("| none"):
-                assert line in readme, line
+@pytest.mark.parametrize("runs", [FAMILY, *CHAINS], ids=["family", "dpo-chain", "grpo-chain"])
+def test_the_family_page_quotes_the_report(runs):
+    """docs/tuned-family.md quotes `compute report` on the family and on each chain: every row is what it prints."""
+    page = (ROOT / "docs" / "tuned-family.md").read_text()
+    report = format_report([ARTIFACTS / f"{name}.h5" for name in runs])
+    rows = [line for line in report.splitlines() if line.startswith(("| gemma", "| none"))]
+    assert rows and all(row in page for row in rows), [row for row in rows if row not in page]
 
 
 def test_real_gemma_rescores_the_shipped_adapter_run_naively():
