@@ -27,6 +27,7 @@ SHIPPED = {  # name: least examples
     "gemma-270m-chain-dpo-vs-base": 100,
     "gemma-270m-chain-grpo-sft-vs-base": 100,
     "gemma-270m-chain-grpo-vs-base": 100,
+    "gemma-270m-grpo-vs-sft-branching": 32,
 }
 # Runs over one answer set (the final stage's greedy answers): each link of the chain, then end to end.
 CHAINS = (
@@ -95,12 +96,14 @@ def test_real_gemma_rescores_a_shipped_run_naively(name):
     assert mismatches == [], "\n".join(map(str, mismatches))
 
 
-def test_the_branching_run_has_the_bf_the_readme_gives():
-    """The README states the BF paper's branching factor per side for the shipped branching run."""
-    artifact = open_artifact(ARTIFACTS / "gemma-270m-urial-branching.h5")
+@pytest.mark.parametrize("name", ["gemma-270m-urial-branching", "gemma-270m-grpo-vs-sft-branching"])
+def test_a_branching_run_has_the_bf_the_readme_gives(name):
+    """The README states the BF paper's branching factor per side for each shipped branching run, as
+    "`NAME` ... branching factor: aligned A, base B" within one paragraph."""
+    artifact = open_artifact(ARTIFACTS / f"{name}.h5")
     assert has_branching(artifact)
     text = (ROOT / "README.md").read_text()
-    stated = re.search(r"branching factor:\s+aligned (\d+\.\d\d), base (\d+\.\d\d)", text)
-    assert stated, "the README gives no branching factor for gemma-270m-urial-branching"
+    stated = re.search(rf"`{name}`[^\n]*(?:\n[^\n]+)*?branching factor:\s+aligned (\d+\.\d\d), base (\d+\.\d\d)", text)
+    assert stated, f"the README gives no branching factor for {name}"
     held = tuple(f"{run_branching_factor(read_branching(artifact, side)):.2f}" for side in ("aligned", "base"))
     assert stated.groups() == held
