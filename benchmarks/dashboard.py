@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 from compute.artifact import ExampleScores, RunMeta, SideContext, open_artifact, write_artifact  # noqa: E402
 
 VOCAB, TOP_K = 32_000, 10
-PAGES = ("overview", "positions", "token_types", "examples", "compare")
+PAGES = ("overview", "positions", "token_types", "examples", "experiments", "compare", "stages")
 FIRST_TARGET_S, CACHED_TARGET_S, RSS_TARGET_MB = 10.0, 2.0, 2048
 COMMON = [
     " the",

@@ -1,10 +1,11 @@
-"""The command line: run, validate, info, check.
+"""The command line: run, validate, info, check, aggregate, report.
 
     python -m compute run RUN.toml [--limit N] [--overwrite]
     python -m compute validate RUN.toml
     python -m compute info RUN.h5
     python -m compute check RUN.h5 [--samples N] [--model SIDE=PATH]
     python -m compute aggregate RUN.h5 [RUN.h5 ...]
+    python -m compute report RUN.h5 [RUN.h5 ...]
 
 Exit statuses:
     0    ok
@@ -70,6 +71,10 @@ def parser() -> argparse.ArgumentParser:
         "aggregate", help="write the dashboard's per-run tables of older artifacts to RUN.aggregates.h5 beside each"
     )
     aggregate.add_argument("artifacts", nargs="+", metavar="artifact")
+    report = sub.add_parser(
+        "report", help="what runs show against the papers' claims (a markdown table; stage patterns for a chain)"
+    )
+    report.add_argument("artifacts", nargs="+", metavar="artifact")
     return p
 
 
@@ -148,6 +153,10 @@ def _command(args: argparse.Namespace) -> int:
         return _check(args)
     elif args.command == "aggregate":
         _aggregate(args.artifacts)
+    elif args.command == "report":
+        from compute.report import format_report
+
+        print(format_report(args.artifacts))
     else:
         from compute.config import load_config
         from compute.run import run

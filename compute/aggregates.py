@@ -28,8 +28,18 @@ VERSION = 1
 SIDE_SUFFIX = ".aggregates.h5"
 CHUNK_ROWS = 1 << 20  # positions per read when deriving categories (the AlignTDS rule reads two top-k lists)
 # Tables with one block of rows per category definition (column `definition`), and those without.
-BY_DEFINITION = ("summary", "position_bins", "token_types", "entropy_by_category", "examples", "token_counts")
+BY_DEFINITION = (
+    "summary",
+    "position_bins",
+    "token_types",
+    "entropy_by_category",
+    "examples",
+    "token_counts",
+    "base_uncertainty",
+)
 TABLES = (*BY_DEFINITION, "answers")
+# The thresholds γ of the nudging paper's observation (base_uncertainty): 0.05, 0.10, ..., 0.95.
+GAMMAS = np.round(np.arange(1, 20) * 0.05, 2)
 
 
 class Source(Protocol):
@@ -68,6 +78,54 @@ def category_column(source: Source, definition: str) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int8)
 
 
+def _below_each_gamma(top1: np.ndarray) -> np.ndarray:
+    """How many of the probabilities are below each γ in GAMMAS (a NaN is below none)."""
+    first_above = np.searchsorted(GAMMAS, top1, side="right")  # the index of the first γ above each probability
+    return np.cumsum(np.bincount(first_above, minlength=len(GAMMAS) + 1))[: len(GAMMAS)]
+
+
+def base_uncertainty(source: Source, category_columns: dict[str, np.ndarray] | None = None) -> pl.DataFrame:
+    """The nudging paper's observation, for every γ in GAMMAS and both category definitions: `positions`,
+    `uncertain` (positions where the base side's top-1 probability is below γ), `shifted`, and
+    `shifted_uncertain` (the shifted positions among the uncertain ones). Counted CHUNK_ROWS positions at a
+    time, so only the counts are kept. `category_columns` (definition -> every position's category), where the
+    caller has them, spare deriving the categories again."""
+    uncertain = np.zeros(len(GAMMAS), dtype=np.int64)
+    shifted = dict.fromkeys(CATEGORY_DEFINITIONS, 0)
+    shifted_uncertain = {definition: np.zeros(len(GAMMAS), dtype=np.int64) for definition in CATEGORY_DEFINITIONS}
+    for lo in range(0, source.n_positions, CHUNK_ROWS):
+        rows = slice(lo, lo + CHUNK_ROWS)
+        logprobs = source.read("sides/base/topk_logprobs", rows)
+        top1 = np.exp(logprobs[:, 0].astype(np.float64)) if logprobs.shape[1] else np.full(len(logprobs), np.nan)
+        uncertain += _below_each_gamma(top1)
+        for definition in CATEGORY_DEFINITIONS:
+            if category_columns is None:
+                category = categories(lambda dataset, rows=rows: source.read(dataset, rows), definition)
+            else:
+                category = category_columns[definition][rows]
+            is_shifted = category == tables.SHIFTED
+            shifted[definition] += int(is_shifted.sum())
+            shifted_uncertain[definition] += _below_each_gamma(top1[is_shifted])
+    return pl.concat(
+        pl.DataFrame(
+            {
+                "definition": definition,
+                "gamma": GAMMAS,
+                "positions": np.full(len(GAMMAS), source.n_positions, dtype=np.int64),
+                "uncertain": uncertain,
+                "shifted": np.full(len(GAMMAS), shifted[definition], dtype=np.int64),
+                "shifted_uncertain": shifted_uncertain[definition],
+            }
+        )
+        for definition in CATEGORY_DEFINITIONS
+    )
+
+
+# Tables added after version 1's first set, and how each is computed alone: stored tables may lack them, and a
+# reader then computes them from the run's positions.
+LATER_TABLES = {"base_uncertainty": base_uncertainty}
+
+
 def _positions(source: Source) -> pl.DataFrame:
     """The per-position columns the tables need; an averaged statistic the file lacks is all nulls."""
     n = source.n_positions
@@ -92,9 +150,11 @@ def compute(source: Source) -> dict[str, pl.DataFrame]:
     )
     types = token_types(token_table)
     frame = _positions(source)
-    per_definition: dict[str, list[pl.DataFrame]] = {name: [] for name in BY_DEFINITION}
+    per_definition: dict[str, list[pl.DataFrame]] = {}
+    category_columns = {}
     for definition in CATEGORY_DEFINITIONS:
-        framed = frame.with_columns(pl.Series("category", category_column(source, definition)))
+        category_columns[definition] = category_column(source, definition)
+        framed = frame.with_columns(pl.Series("category", category_columns[definition]))
         summary = tables.run_summary(framed)
         summary["answer_is_aligned_top"] = framed["rank_aligned"].eq(0).mean() if framed.height else None
         typed = tables.with_types(framed, types)
@@ -107,8 +167,9 @@ def compute(source: Source) -> dict[str, pl.DataFrame]:
             "token_counts": tables.token_counts(typed),
         }
         for name, table in made.items():
-            per_definition[name].append(table.select(pl.lit(definition).alias("definition"), pl.all()))
+            per_definition.setdefault(name, []).append(table.select(pl.lit(definition).alias("definition"), pl.all()))
     result = {name: pl.concat(parts, how="diagonal_relaxed") for name, parts in per_definition.items()}
+    result["base_uncertainty"] = base_uncertainty(source, category_columns)
     result["answers"] = pl.DataFrame(
         {
             "example": np.arange(len(ids), dtype=np.int32),
@@ -140,7 +201,7 @@ _UNREADABLE = (OSError, KeyError, ValueError, pl.exceptions.PolarsError)
 def usable(group: h5py.Group) -> bool:
     """Whether stored tables are of this version, complete, readable, and hold the mean of every statistic
     registered now (tables that are not get computed afresh)."""
-    if group.attrs.get("version") != VERSION or any(name not in group for name in TABLES):
+    if group.attrs.get("version") != VERSION or any(name not in group for name in TABLES if name not in LATER_TABLES):
         return False
     try:
         summary = read_table(group, "summary")
@@ -177,16 +238,21 @@ def locate(path: Path, size: int, mtime_ns: int) -> tuple[Path, str] | None:
         return None
 
 
-def load_table(file: Path, name: str) -> pl.DataFrame:
-    """One stored table from the file `locate` found."""
+def load_table(file: Path, name: str) -> pl.DataFrame | None:
+    """One stored table from the file `locate` found; None for one of LATER_TABLES stored before it existed."""
     with h5py.File(file, "r") as f:
+        if name in LATER_TABLES and name not in f[GROUP]:
+            return None
         return read_table(f[GROUP], name)
 
 
 def stored(path: Path, size: int, mtime_ns: int) -> dict[str, pl.DataFrame] | None:
-    """Every stored table of the run (see `locate`), or None."""
+    """Every table stored for the run (see `locate`), or None where there are none to use."""
     located = locate(path, size, mtime_ns)
-    return None if located is None else {name: load_table(located[0], name) for name in TABLES}
+    if located is None:
+        return None
+    found = {name: load_table(located[0], name) for name in TABLES}
+    return {name: table for name, table in found.items() if table is not None}
 
 
 def write_side_file(path: Path | str) -> Path | None:

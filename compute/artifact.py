@@ -430,8 +430,6 @@ def _check(path: Path, f: h5py.File) -> Artifact:
     for name in _OPTIONAL_EXAMPLE_ROWS:
         if name in f and shape(name) != (n_examples,):
             raise fail(f"/{name} has shape {shape(name)}, expected ({n_examples},)")
-    if "positions/source" in f and shape("positions/source") != (n_positions,):
-        raise fail(f"/positions/source has shape {shape('positions/source')}, expected ({n_positions},)")
     side_attrs = {}
     for side in SIDE_NAMES:
         group = f"sides/{side}"
@@ -518,6 +516,7 @@ _OFFSET_PAIRS = tuple(
     for offsets, data in (("context_offsets", "context_ids"), ("context_text_offsets", "context_text"))
 )
 MAX_CHUNK_BYTES = 16 << 20  # this project writes chunks under 1 MiB
+_ALLOWED_VALUES = {"examples/correct": (-1, 0, 1), "positions/source": (0, 1)}  # the optional additions' codes
 
 
 def _kinds() -> dict[str, str]:
@@ -566,6 +565,11 @@ def _check_contents(f: h5py.File, offsets: np.ndarray, fail) -> None:
         raise fail("/positions/t does not count 0, 1, ... within each example")
     if len(np.unique(f["tokens/id"][()])) != f["tokens/id"].shape[0]:
         raise fail("/tokens/id lists an id more than once")
+    if "positions/source" in f and f["positions/source"].shape != (offsets[-1],):
+        raise fail(f"/positions/source has shape {f['positions/source'].shape}, expected ({offsets[-1]},)")
+    for name, allowed in _ALLOWED_VALUES.items():
+        if name in f and not np.isin(f[name][()], allowed).all():
+            raise fail(f"/{name} holds values other than {', '.join(map(str, allowed))}")
 
 
 def read_examples(artifact: Artifact) -> list[ExampleScores]:
@@ -599,6 +603,46 @@ def read_examples(artifact: Artifact) -> list[ExampleScores]:
             )
         )
     return examples
+
+
+# How a run's answers were decoded (root attribute `decoding`): one side alone, or both sides stepping together
+# with a rule choosing whose token is emitted (`positions/source` says whose it was). "greedy" is the shared
+# design notes' name for a file without the attribute.
+PURE_RULES = ("aligned", "base")
+MIXED_RULES = ("nudging", "cross-sampling")
+
+
+def decoding(artifact: Artifact) -> tuple[str, dict[str, object]]:
+    """The decoding rule and its parameters (the root attributes `decoding_*`, without the prefix). A file
+    without the attribute holds the aligned side's own answers, or answers given: rule "aligned"."""
+    rule = str(artifact.attrs.get("decoding", "aligned"))
+    params = {
+        key.removeprefix("decoding_"): value.item() if isinstance(value, np.generic) else value
+        for key, value in artifact.attrs.items()
+        if key.startswith("decoding_")
+    }
+    return ("aligned" if rule == "greedy" else rule), params
+
+
+@dataclass(frozen=True)
+class Judged:
+    """A verifiable task's verdicts over a run's answers."""
+
+    task: str  # the judge's name (root attribute `task`)
+    right: int
+    judged: int  # answers judged (examples/correct is 0 or 1; -1 is not judged)
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.right / self.judged if self.judged else None
+
+
+def judged(artifact: Artifact) -> Judged | None:
+    """The task's verdicts, or None where the run stores none (no /examples/correct)."""
+    if not artifact.has("examples/correct"):
+        return None
+    correct = artifact.read("examples/correct")
+    return Judged(str(artifact.attrs.get("task", "unnamed task")), int((correct == 1).sum()), int((correct >= 0).sum()))
 
 
 BRANCHING_ROWS = ("entropy", "token_id", "logprob")

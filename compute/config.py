@@ -163,6 +163,8 @@ class RunConfig:
     """Sample continuations for the branching factor of the BF paper (absent: not measured)."""
     decoding: DecodingConfig | None = None
     """Decode the answers with both sides (absent: the aligned side decodes alone)."""
+    tags: tuple[str, ...] = ()
+    """Labels stored as the artifact's `tags` attribute; the dashboard's run picker groups runs by them."""
     task: str | None = key(None, choices=tuple(tasks.JUDGES))
     """Judge each response against the dataset's `reference` with this task's judge (compute/tasks/)."""
     text: str = filled_in("")
@@ -172,11 +174,16 @@ class RunConfig:
         return {"aligned": self.aligned, "base": self.base}[name]
 
     def fingerprint(self, dataset_bytes: bytes) -> str:
-        """Hash of the config text and the dataset: partial work is reused only when both match."""
+        """Hash of the config text, templates, local adapters' files and the dataset: partial work is reused only
+        when all match (a retrained adapter at the same path starts afresh)."""
         digest = hashlib.sha256()
         digest.update(self.text.encode())
         digest.update(self.aligned.template_text.encode())
         digest.update(self.base.template_text.encode())
+        for side in (self.aligned, self.base):
+            for path in _adapter_files(side.adapter):
+                digest.update(path.name.encode())
+                digest.update(path.read_bytes())
         digest.update(dataset_bytes)
         return digest.hexdigest()
 
@@ -228,6 +235,8 @@ class _Loader:
             raise self.fail("stop must be a string or a list of non-empty strings")
         if values["decoding"] is not None:
             values["decoding"] = self.decoding(values["decoding"])
+        if any(not tag.strip() or "," in tag for tag in values["tags"]):
+            raise self.fail("tags must be non-empty strings without commas")
         return RunConfig(path=self.path, text=text, **values)
 
     def decoding(self, decoding: DecodingConfig) -> DecodingConfig:
@@ -422,6 +431,13 @@ def _resolve_model(model: str, gguf_file: str | None, where: Path, side: str, fa
             raise fail(f"[{side}] gguf_file {local / gguf_file} not found")
         return str(local)
     return model
+
+
+def _adapter_files(adapter: str | None) -> list[Path]:
+    """A local adapter folder's config and weights files (none for a hub id or no adapter)."""
+    if adapter is None or not Path(adapter).is_dir():
+        return []
+    return sorted(p for p in Path(adapter).iterdir() if p.name.startswith("adapter_") and p.is_file())
 
 
 def _resolve_adapter(adapter: str, where: Path, side: str, fail) -> str:

@@ -7,6 +7,10 @@
   `output[0]` (or a string `output`), id from `id`.
 - alpaca_eval JSON list: `instruction`, answer from `output`, id from `id` or
   the list index.
+- A run's artifact (.h5): its examples' prompts, ids, answers and references
+  (a task's), the answers as the very token ids it stored (never
+  re-tokenised), so runs of other pairs over them share answers position by
+  position (a stage chain).
 Answers are kept byte for byte: nothing is stripped.
 """
 
@@ -29,6 +33,7 @@ class Example:
     id: str
     instruction: str
     response: str | None  # None: the aligned side generates it
+    answer_ids: tuple[int, ...] | None = None  # the answer's exact token ids, when the dataset is an artifact
     reference: str | None = None  # the expected answer of a verifiable task (JSONL `reference`)
 
 
@@ -36,6 +41,8 @@ def load_examples(path: Path) -> list[Example]:
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"{path}: dataset not found")
+    if path.suffix in ARTIFACT_SUFFIXES:
+        return _artifact(path)
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
@@ -52,6 +59,35 @@ def load_examples(path: Path) -> list[Example]:
             raise DatasetError(f"{path}: id {example.id!r} appears more than once")
         seen.add(example.id)
     return examples
+
+
+ARTIFACT_SUFFIXES = (".h5", ".hdf5")
+
+
+def _artifact(path: Path) -> list[Example]:
+    """Another run's examples with its answers' token ids (the file is checked as any artifact is)."""
+    from compute.artifact import ArtifactError, open_artifact  # the artifact module is not needed for text datasets
+
+    try:
+        artifact = open_artifact(path)
+        ids, prompts, responses = (artifact.read(f"examples/{key}") for key in ("id", "prompt", "response"))
+        offsets, tokens = artifact.read("examples/offsets"), artifact.read("positions/token_id")
+        references = artifact.read("examples/reference") if artifact.has("examples/reference") else None
+    except ArtifactError as err:
+        raise DatasetError(f"dataset {err}") from None
+    if not len(ids):
+        raise DatasetError(f"{path}: the artifact has no examples")
+    return [
+        Example(
+            index=e,
+            id=str(ids[e]),
+            instruction=str(prompts[e]),
+            response=str(responses[e]),
+            answer_ids=tuple(int(i) for i in tokens[offsets[e] : offsets[e + 1]]),
+            reference=str(references[e]) if references is not None and references[e] != "" else None,
+        )
+        for e in range(len(ids))
+    ]
 
 
 def _jsonl(path: Path, text: str) -> list[Example]:

@@ -113,7 +113,9 @@ def plan(sides: dict[str, Side], examples: list[Example], max_new_tokens: int) -
         texts = {name: sides[name].render(example.instruction) for name in SIDES}
         contexts = {name: sides[name].context_ids(texts[name]) for name in SIDES}
         answer = None
-        if example.response is not None:
+        if example.answer_ids is not None:
+            answer = list(example.answer_ids)
+        elif example.response is not None:
             answer = tokenizer(example.response, add_special_tokens=False).input_ids
         longest_context = max(len(c) for c in contexts.values())
         cost = longest_context + (len(answer) if answer is not None else max_new_tokens)
@@ -305,6 +307,7 @@ def run_meta(config: RunConfig, sides: dict[str, Side], fingerprint: str) -> Run
             "dataset": config.dataset.name,
             "config": config.text,
             "config_fingerprint": fingerprint,
+            **({"tags": ",".join(config.tags)} if config.tags else {}),
             **({"task": config.task} if config.task else {}),
         },
         branching=dataclasses.asdict(config.branching) if config.branching else None,
@@ -330,6 +333,7 @@ def run(config: RunConfig, limit: int | None = None, overwrite: bool = False) ->
             check_logits_path(side.model, name)
         every = plan(sides, examples, config.max_new_tokens)
         check_context_windows(config, sides, every)
+        check_answer_ids(config, sides, every)
         meta = run_meta(config, sides, fingerprint)
         work = PartialWork(config.out_dir / f".{config.name}.partial", fingerprint)
         if ranks.is_main:
@@ -390,6 +394,18 @@ def check_context_windows(config: RunConfig, sides: dict[str, Side], planned: di
                     f"{config.dataset}: example {p.example.id!r}: the {name} side's context and {budget} are "
                     f"{length} tokens, more than the context window of {side.config.model} ({window})"
                 )
+
+
+def check_answer_ids(config: RunConfig, sides: dict[str, Side], planned: dict[int, Planned]) -> None:
+    """Answer ids taken from another artifact must exist in this pair's vocabulary (same tokenizer family)."""
+    vocabulary = len(sides["aligned"].tokenizer)
+    for p in planned.values():
+        if p.example.answer_ids and max(p.example.answer_ids) >= vocabulary:
+            raise RunError(
+                f"{config.dataset}: example {p.example.id!r}: answer token id {max(p.example.answer_ids)} is outside "
+                f"the vocabulary of {config.aligned.model} ({vocabulary} tokens); the artifact's pair used another "
+                f"tokenizer"
+            )
 
 
 def _score_share(

@@ -24,7 +24,9 @@ PAGES = [
     st.Page("app_pages/token_types.py", title="Token types", icon=":material/category:"),
     st.Page("app_pages/examples.py", title="Examples", icon=":material/article:"),
     st.Page("app_pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
+    st.Page("app_pages/stages.py", title="Stages", icon=":material/stacked_line_chart:"),
     st.Page("app_pages/branching.py", title="Branching factor", icon=":material/account_tree:"),
+    st.Page("app_pages/experiments.py", title="Experiments", icon=":material/science:"),
 ]
 MAX_DEFAULT_RUNS = 8
 GROUP_KEY, SEARCH_KEY = "run-group", "run-search"  # session-state keys of the picker's group and search

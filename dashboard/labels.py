@@ -39,11 +39,28 @@ def template_name(attrs: dict[str, object]) -> str:
     return f"‘{shown[:TEMPLATE_WIDTH]}{'…' if len(shown) > TEMPLATE_WIDTH else ''}’"
 
 
+def adapter_name(attrs: dict[str, object]) -> str:
+    """ "+name" for a side with a PEFT adapter (its folder's or hub id's last part), "no adapter" without."""
+    adapter = str(attrs.get("adapter", "")).rstrip("/\\")
+    return f"+{printable(PurePath(adapter).name or adapter)}" if adapter else "no adapter"
+
+
+def variant(attrs: dict[str, object], other: dict[str, object]) -> str:
+    """What sets a side apart from the other on one model: its adapter where the adapters differ (and its
+    template too where those differ as well), else its template."""
+    if attrs.get("adapter") == other.get("adapter"):
+        return template_name(attrs)
+    if template_name(attrs) == template_name(other):
+        return adapter_name(attrs)
+    return f"{adapter_name(attrs)} ({template_name(attrs)})"
+
+
 def pair(side_attrs: dict[str, dict[str, object]]) -> str:
-    """What the run compares: "model: aligned template vs base template", or both models when they differ."""
+    """What the run compares: "model: aligned variant vs base variant" (template or adapter), or both models
+    when they differ."""
     aligned, base = side_attrs["aligned"], side_attrs["base"]
     if model_name(aligned) == model_name(base):
-        return f"{model_name(aligned)}: {template_name(aligned)} vs {template_name(base)}"
+        return f"{model_name(aligned)}: {variant(aligned, base)} vs {variant(base, aligned)}"
     return f"{model_name(aligned)} ({template_name(aligned)}) vs {model_name(base)} ({template_name(base)})"
 
 

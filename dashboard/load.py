@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -30,12 +31,15 @@ from compute.artifact import (
     SIDE_NAMES,
     Artifact,
     ArtifactError,
+    Judged,
     branching_attrs,
     categories,
     has_branching,
+    judged,
     open_artifact,
     read_branching,
 )
+from compute.artifact import decoding as read_decoding
 from compute.branching import ExampleSamples
 from dashboard.cache import cached
 from dashboard.labels import run_labels
@@ -54,6 +58,7 @@ POSITION_COLUMNS = {
     "example": "positions/example",
     "t": "positions/t",
     "token_id": "positions/token_id",
+    "source": "positions/source",  # optional: which side emitted o_t (mixed decoding), 0 aligned, 1 base
     **{column: dataset for column, dataset, stat, _ in statistics.columns() if not stat.topk},
 }
 CATEGORY = "category"  # the shift category under the definition a page asks for: 0 unshifted, 1 marginal, 2 shifted
@@ -182,6 +187,28 @@ def branching(key: RunKey) -> tuple[dict[str, object], dict[str, list[ExampleSam
     return branching_attrs(artifact, "aligned"), {side: read_branching(artifact, side) for side in SIDE_NAMES}
 
 
+def decoding(run: Run) -> tuple[str, dict[str, object]]:
+    """How the run's answers were decoded: the rule and its parameters (compute.artifact.decoding)."""
+    return read_decoding(run.artifact)
+
+
+@cached
+def verdicts(key: RunKey) -> Judged | None:
+    """The run's task and how many answers it judged right, or None where the run has no task."""
+    artifact = _open(key)
+    assert not isinstance(artifact, str), artifact
+    return judged(artifact)
+
+
+@cached
+def provenance(key: RunKey) -> pl.DataFrame:
+    """t, token_id and source (the side that emitted it) of every position of a run decoded by both sides
+    together (it must store positions/source; such runs are experiments of a few thousand answers)."""
+    artifact = _open(key)
+    assert not isinstance(artifact, str), artifact
+    return pl.DataFrame({name: artifact.read(POSITION_COLUMNS[name]) for name in ("t", "token_id", "source")})
+
+
 @cached
 def _token_text(key: RunKey) -> dict[int, str]:
     table = tokens(key)
@@ -206,11 +233,20 @@ def _computed(key: RunKey) -> dict[str, pl.DataFrame]:
     return stored_aggregates.compute(artifact)
 
 
+@cached
+def _computed_alone(key: RunKey, name: str) -> pl.DataFrame:
+    """A table added since the run's aggregates were stored, computed here from its positions (in chunks)."""
+    artifact = _open(key)
+    assert not isinstance(artifact, str), artifact
+    return stored_aggregates.LATER_TABLES[name](artifact)
+
+
 def _table(key: RunKey, name: str) -> pl.DataFrame:
     located = _located(key)
     if located is None:
         return _computed(key)[name]
-    return stored_aggregates.load_table(located[0], name)
+    stored = stored_aggregates.load_table(located[0], name)
+    return _computed_alone(key, name) if stored is None else stored
 
 
 def aggregates_source(run: Run) -> str:
@@ -236,20 +272,21 @@ def window(run: Run, columns: tuple[str, ...], rows: slice) -> pl.DataFrame:
     return pl.DataFrame({name: artifact.read(POSITION_COLUMNS[name], rows) for name in columns})
 
 
-def pair_blocks(starts_a: np.ndarray, starts_b: np.ndarray, lengths: np.ndarray, max_rows: int) -> list[slice]:
-    """Consecutive pairs of answers (sorted by start in run A) grouped so that each group's rows span at most
-    `max_rows` positions in either run (a longer answer is a group on its own)."""
-    blocks, i, n = [], 0, len(lengths)
+def answer_blocks(starts: np.ndarray, lengths: np.ndarray, max_rows: int) -> list[slice]:
+    """Consecutive shared answers grouped so that each group's positions span at most `max_rows` rows in every
+    run (a longer answer is a group on its own). `starts` holds one row per run: each answer's first position in
+    that run, the answers in the first run's order; `lengths` each answer's length."""
+    runs, sizes = starts.tolist(), lengths.tolist()
+    blocks, i, n = [], 0, len(sizes)
     while i < n:
-        lo_a, hi_a = starts_a[i], starts_a[i] + lengths[i]
-        lo_b, hi_b = starts_b[i], starts_b[i] + lengths[i]
+        lo, hi = [run[i] for run in runs], [run[i] + sizes[i] for run in runs]
         j = i + 1
         while j < n:
-            next_hi_a = max(hi_a, starts_a[j] + lengths[j])
-            next_lo_b, next_hi_b = min(lo_b, starts_b[j]), max(hi_b, starts_b[j] + lengths[j])
-            if next_hi_a - lo_a > max_rows or next_hi_b - next_lo_b > max_rows:
+            next_lo = [min(low, run[j]) for low, run in zip(lo, runs, strict=True)]
+            next_hi = [max(high, run[j] + sizes[j]) for high, run in zip(hi, runs, strict=True)]
+            if any(high - low > max_rows for low, high in zip(next_lo, next_hi, strict=True)):
                 break
-            hi_a, lo_b, hi_b = next_hi_a, next_lo_b, next_hi_b
+            lo, hi = next_lo, next_hi
             j += 1
         blocks.append(slice(i, j))
         i = j
@@ -272,27 +309,63 @@ def _answer_starts(key: RunKey) -> pl.DataFrame:
 
 
 @cached
+def answer_set(key: RunKey) -> frozenset[str]:
+    """The run's non-empty answers, one hash per example (of its id and answer token ids)."""
+    answers = table(key, "answers")
+    return frozenset(answers.filter(pl.col("length") > 0)["hash"].to_list())
+
+
+@cached
+def shared_answers(keys: tuple[RunKey, ...]) -> pl.DataFrame:
+    """The non-empty answers every run of `keys` holds (same example id and answer token ids): hash, length and,
+    for run i, its example row `example_i` and first position `start_i`; in the first run's order."""
+    shared = None
+    for i, key in enumerate(keys):
+        answers = _answer_starts(key).filter(pl.col("length") > 0).unique("hash", keep="first", maintain_order=True)
+        part = answers.select(
+            "hash", "length", pl.col("example").alias(f"example_{i}"), pl.col("start").alias(f"start_{i}")
+        )
+        shared = part if shared is None else shared.join(part.drop("length"), on="hash")
+    assert shared is not None, "no runs"
+    return shared.sort("start_0")
+
+
+class SharedBlock(NamedTuple):
+    """The positions of some consecutive shared answers, in order: per run their shift categories."""
+
+    answers: slice  # rows of shared_answers(keys)
+    categories: list[np.ndarray]  # one int8 array per run
+    token_ids: np.ndarray | None  # the answer tokens (read from the first run), when asked for
+
+
+def shared_blocks(keys: tuple[RunKey, ...], definition: str, token_ids: bool = False) -> Iterator[SharedBlock]:
+    """The positions of the answers every run of `keys` holds, block by block: each block reads at most
+    COMPARE_CHUNK_ROWS consecutive rows of each run, so two runs of 10M positions never sit in memory."""
+    artifacts = [_open(key) for key in keys]
+    assert not any(isinstance(artifact, str) for artifact in artifacts), artifacts
+    shared = shared_answers(keys)
+    starts = shared.select(f"start_{i}" for i in range(len(keys))).to_numpy().T
+    lengths = shared["length"].to_numpy()
+    for block in answer_blocks(starts, lengths, COMPARE_CHUNK_ROWS):
+        found, tokens = [], None
+        for i, artifact in enumerate(artifacts):
+            run_starts = starts[i, block]
+            lo, hi = int(run_starts.min()), int((run_starts + lengths[block]).max())
+            rows = _gather(run_starts, lengths[block], lo)
+            found.append(_span_categories(artifact, lo, hi, definition)[rows])
+            if token_ids and i == 0:
+                tokens = artifact.read("positions/token_id", slice(lo, hi))[rows]
+        yield SharedBlock(block, found, tokens)
+
+
+@cached
 def agreement(a: RunKey, b: RunKey, definition: str) -> pl.DataFrame:
     """Position-level agreement of two runs on the answers they share (same example id and token ids):
-    positions per (category in A, category in B). Reads each run's positions in chunks of at most
-    COMPARE_CHUNK_ROWS rows; only the 3 x 3 counts are kept."""
-    runs = (_open(a), _open(b))
-    assert not any(isinstance(run, str) for run in runs), runs
-    shared = (
-        _answer_starts(a)
-        .filter(pl.col("length") > 0)
-        .join(_answer_starts(b).select("hash", pl.col("start").alias("start_b")), on="hash")
-        .sort("start")
-    )
-    starts_a, starts_b = shared["start"].to_numpy(), shared["start_b"].to_numpy()
-    lengths = shared["length"].to_numpy()
+    positions per (category in A, category in B), counted block by block (shared_blocks)."""
     counts = np.zeros(9, dtype=np.int64)
-    for block in pair_blocks(starts_a, starts_b, lengths, COMPARE_CHUNK_ROWS):
-        pieces = []
-        for artifact, starts in zip(runs, (starts_a[block], starts_b[block]), strict=True):
-            lo, hi = int(starts.min()), int((starts + lengths[block]).max())
-            pieces.append(_span_categories(artifact, lo, hi, definition)[_gather(starts, lengths[block], lo)])
-        counts += np.bincount(pieces[0].astype(np.int64) * 3 + pieces[1], minlength=9)
+    for block in shared_blocks((a, b), definition):
+        first, second = block.categories
+        counts += np.bincount(first.astype(np.int64) * 3 + second, minlength=9)
     return pl.DataFrame(
         {
             "category": np.repeat(np.arange(3, dtype=np.int8), 3),

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import html
 
-from dashboard.charts import CATEGORY_COLORS, CATEGORY_NAMES
+from compute.statistics import SIDE_NAMES
+from dashboard.charts import CATEGORY_COLORS, CATEGORY_NAMES, SIDE_COLORS
 
 TOKEN_STYLE = (
     "white-space:pre-wrap;font-family:ui-monospace,monospace;border:1px solid rgba(128,128,128,.45);"
@@ -27,6 +28,11 @@ def token_html(text: str, background: str, title: str) -> str:
 
 def category_color(category: int) -> str:
     return CATEGORY_COLORS[CATEGORY_NAMES[category]] + "55"
+
+
+def side_color(source: int) -> str:
+    """The colour of the side that emitted a token (0 aligned, 1 base), as on the top-k chart."""
+    return SIDE_COLORS[SIDE_NAMES[source]] + "55"
 
 
 def scale_color(value: float, top: float) -> str:

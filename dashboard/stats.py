@@ -82,3 +82,15 @@ def shared_answers(fingerprints: list[frozenset[str]]) -> list[tuple[int, int, i
         for j in range(i + 1, len(fingerprints))
     ]
     return sorted((pair for pair in pairs if pair[2] > 0), key=lambda pair: -pair[2])
+
+
+def answer_groups(answer_sets: list[frozenset[str]]) -> list[tuple[tuple[int, ...], int]]:
+    """Groups of two or more runs with answers in common: (runs, answers every one of them holds), for each set
+    of runs that holds some answer together and no other run; the group covering the most run-answers first."""
+    holders: dict[str, list[int]] = {}
+    for i, answers in enumerate(answer_sets):
+        for answer in answers:
+            holders.setdefault(answer, []).append(i)
+    together = {tuple(runs) for runs in holders.values() if len(runs) > 1}
+    groups = [(runs, len(frozenset.intersection(*(answer_sets[i] for i in runs)))) for runs in together]
+    return sorted(groups, key=lambda group: (-len(group[0]) * group[1], -len(group[0]), group[0]))

@@ -85,16 +85,17 @@ def example(
     )
 
 
-def write_run(path: Path, examples: list[ExampleScores], overwrite: bool = False) -> Path:
-    """Write a run named after the file."""
-    meta = RunMeta(
-        name=path.stem,
-        top_k=TOP_K,
-        side_attrs={
-            "aligned": {"model": "tiny/aligned", "template": "chat", "dtype": "float32"},
-            "base": {"model": "tiny/base", "template": "plain", "dtype": "float32"},
-        },
-    )
+PLAIN_SIDES = {
+    "aligned": {"model": "tiny/aligned", "template": "chat", "dtype": "float32"},
+    "base": {"model": "tiny/base", "template": "plain", "dtype": "float32"},
+}
+
+
+def write_run(
+    path: Path, examples: list[ExampleScores], overwrite: bool = False, sides: dict[str, dict[str, str]] | None = None
+) -> Path:
+    """Write a run named after the file (sides: tiny/aligned under chat vs tiny/base under plain, unless given)."""
+    meta = RunMeta(name=path.stem, top_k=TOP_K, side_attrs=sides or PLAIN_SIDES)
     write_artifact(path, meta, examples, TOKENS, overwrite=overwrite)
     return path
 
@@ -112,6 +113,40 @@ BETA = [
     example(1, "ex-b", "Be literal", [10, 2], [4, 0], [0.5, 0.5]),
     example(2, "ex-c", "Only in beta", [10], [0], [0.0]),
 ]
+
+
+# A stage chain over one answer set: base -> SFT -> DPO (adapters on one base model), scored by both adjacent pairs
+# and by base -> DPO. Base ranks (3+ shifted, 1-2 marginal) per answer, in the order SFT/base, DPO/SFT, DPO/base:
+#   c-0 [1, 2, 3, 4, 5]  t0: S+B   t1: none   t2: only D (S marginal)   t3: none   t4: all three
+#   c-1 [9, 10]          t0: S+B   t1: D+B
+#   c-2 [6, 7, 8]        t0: none (D marginal)   t1: none   t2: only B
+# dpo-vs-sft lists its examples in another order; dpo-vs-base holds one more answer (c-3) that the others lack.
+CHAIN_BASE = {"model": "tiny/base", "template": "chat", "dtype": "float32"}
+CHAIN_SFT = {**CHAIN_BASE, "adapter": "adapters/tiny-sft"}
+CHAIN_DPO = {**CHAIN_BASE, "adapter": "adapters/tiny-dpo/"}
+CHAIN_ANSWERS = {"c-0": [1, 2, 3, 4, 5], "c-1": [9, 10], "c-2": [6, 7, 8], "c-3": [10]}
+CHAIN = {  # file stem -> (aligned side, base side, base ranks per answer id)
+    "chain-sft-vs-base": (CHAIN_SFT, CHAIN_BASE, {"c-0": [5, 0, 1, 0, 3], "c-1": [4, 0], "c-2": [0, 0, 0]}),
+    "chain-dpo-vs-sft": (CHAIN_DPO, CHAIN_SFT, {"c-2": [2, 0, 0], "c-0": [0, 0, 4, 0, 3], "c-1": [0, 9]}),
+    "chain-dpo-vs-base": (
+        CHAIN_DPO,
+        CHAIN_BASE,
+        {"c-0": [5, 0, 0, 0, 3], "c-1": [4, 9], "c-2": [0, 0, 6], "c-3": [0]},
+    ),
+}
+
+
+def chain_runs(directory: Path) -> dict[str, Path]:
+    """The three runs of CHAIN in `directory`, by file stem."""
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for stem, (aligned, base, ranks) in CHAIN.items():
+        examples = [
+            example(i, id_, f"prompt {id_}", CHAIN_ANSWERS[id_], r, [0.1] * len(r))
+            for i, (id_, r) in enumerate(ranks.items())
+        ]
+        paths[stem] = write_run(directory / f"{stem}.h5", examples, sides={"aligned": aligned, "base": base})
+    return paths
 
 
 def small_runs(directory: Path) -> list[Path]:
@@ -175,12 +210,21 @@ UTF8_CONTEXT = "<s>café ☕"  # é and ☕ are several bytes each
 
 
 def odd_files(directory: Path) -> dict[str, Path]:
-    """Artifacts the reader accepts but that are odd: no positions, no examples, integer-like ids, context
-    text offsets that split a UTF-8 character, top-k ids outside the token table, NaN / inf / huge values."""
+    """Artifacts the reader accepts but that are odd: no positions (a judged nudging run), no examples,
+    integer-like ids, context text offsets that split a UTF-8 character, top-k ids outside the token table,
+    NaN / inf / huge values, and a cross-sampling run inserting an unknown side with no answer judged."""
     directory.mkdir(parents=True, exist_ok=True)
     empty = [example(0, "e0", "empty answer", [], [], []), example(1, "e1", "another", [], [], [])]
+    nudged = {"decoding": "nudging", "decoding_threshold": 0.4, "task": "arithmetic"}  # nudging with no positions
+    verdicts = {"examples/correct": np.array([0, -1], np.int8), "positions/source": np.zeros(0, np.int8)}
     files = {
-        "no_positions": write_run(directory / "no_positions.h5", empty),
+        "no_positions": write_with(directory / "no_positions.h5", empty, nudged, verdicts),
+        "odd_decoding": write_with(  # a side that is neither, no answer judged
+            directory / "odd_decoding.h5",
+            ALPHA,
+            {"decoding": "cross-sampling", "decoding_insert": "sideways", "task": "arithmetic"},
+            {"examples/correct": np.array([-1, -1], np.int8), "positions/source": np.ones(9, np.int8)},
+        ),
         "no_examples": write_run(directory / "no_examples.h5", []),
         "integer_ids": write_run(
             directory / "integer_ids.h5",
@@ -277,3 +321,58 @@ def refused_files(directory: Path) -> dict[str, Path]:
     """One copy of alpha per entry of REFUSED, edited as that entry says."""
     directory.mkdir(parents=True, exist_ok=True)
     return {name: _edit(write_run(directory / f"{name}.h5", ALPHA), edit) for name, (edit, _) in REFUSED.items()}
+
+
+def write_with(
+    path: Path,
+    examples: list[ExampleScores],
+    attrs: dict[str, object],
+    datasets: dict[str, np.ndarray],
+    base_model: str = "tiny/base",
+) -> Path:
+    """write_run's run with extra root `attrs` and extra `datasets` (path -> values, e.g. the optional
+    positions/source), and `base_model` as the base side's model."""
+    meta = RunMeta(
+        name=path.stem,
+        top_k=TOP_K,
+        side_attrs={
+            "aligned": {"model": "tiny/aligned", "template": "chat", "dtype": "float32"},
+            "base": {"model": base_model, "template": "plain", "dtype": "float32"},
+        },
+        attrs=attrs,
+    )
+
+    def add(f: h5py.File) -> None:
+        for name, values in datasets.items():
+            if name in f:  # a writer that knows the dataset (examples/correct of a run with a task) wrote a default
+                del f[name]
+            f.create_dataset(name, data=values, dtype=h5py.string_dtype() if values.dtype == object else None)
+
+    write_artifact(path, meta, examples, TOKENS, extra=add)
+    return path
+
+
+def experiment_run(
+    directory: Path,
+    name: str,
+    correct: list[int] | None,
+    rule: str | None = None,
+    source: list[int] | None = None,
+    base_model: str = "tiny/base",
+    **params: object,
+) -> Path:
+    """A run over ALPHA's two examples on the dataset "arith.jsonl": judged by the task "arithmetic" where
+    `correct` is given (1 right, 0 wrong, -1 not judged), decoded by `rule` (no attribute where None) with its
+    `params` as decoding_* attributes, and `source` (which side emitted each of the 9 positions) where given."""
+    attrs: dict[str, object] = {"dataset": "arith.jsonl"}
+    datasets: dict[str, np.ndarray] = {}
+    if correct is not None:
+        attrs["task"] = "arithmetic"
+        datasets["examples/correct"] = np.array(correct, dtype=np.int8)
+        datasets["examples/reference"] = np.array(["7", "9"], dtype=object)
+    if rule is not None:
+        attrs["decoding"] = rule
+        attrs.update({f"decoding_{key}": value for key, value in params.items()})
+    if source is not None:
+        datasets["positions/source"] = np.array(source, dtype=np.int8)
+    return write_with(directory / f"{name}.h5", ALPHA, attrs, datasets, base_model)

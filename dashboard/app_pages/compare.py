@@ -18,13 +18,6 @@ def answer_table(key: load.RunKey, definition: str) -> pl.DataFrame:
 
 
 @cached
-def fingerprints(key: load.RunKey) -> frozenset[str]:
-    """The run's non-empty answers, one hash per example (of its id and answer token ids)."""
-    answers = load.table(key, "answers")
-    return frozenset(answers.filter(pl.col("length") > 0)["hash"].to_list())
-
-
-@cached
 def comparison(
     a: tuple[load.RunKey, str], b: tuple[load.RunKey, str], definition: str
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
@@ -49,20 +42,30 @@ def comparison(
 
 st.header("Compare two runs")
 runs = ui.chosen_runs(least=2)
-runs, prints = zip(*ui.each_run(runs, lambda run: (run, fingerprints(run.key))), strict=True)
+runs, answer_sets = zip(*ui.each_run(runs, lambda run: (run, load.answer_set(run.key))), strict=True)
 if len(runs) < 2:
     st.info("Pick at least 2 readable runs in the sidebar.")
     st.stop()
 
-comparable = stats.shared_answers(list(prints))
+comparable = stats.shared_answers(list(answer_sets))
 if comparable:
-    st.caption("Runs with answers in common (same example id and answer token ids), comparable position by position:")
-    pairs = pl.DataFrame(
-        [(runs[i].label, runs[j].label, n) for i, j, n in comparable],
-        schema=["run A", "run B", "answers in common"],
+    st.caption(
+        "Runs over the same answers (same example id and answer token ids), whatever their pairs of sides, are "
+        "compared position by position on the answers they share. Groups of runs sharing answers:"
+    )
+    groups = pl.DataFrame(
+        [(len(members), n, [runs[i].label for i in members]) for members, n in stats.answer_groups(list(answer_sets))],
+        schema={"runs": pl.Int64, "answers all hold": pl.Int64, "members": pl.List(pl.String)},
         orient="row",
     )
-    st.dataframe(pairs, hide_index=True)
+    st.dataframe(groups, hide_index=True)
+    pairs = pl.DataFrame(
+        [(runs[i].label, runs[j].label, n, len(answer_sets[i]), len(answer_sets[j])) for i, j, n in comparable],
+        schema=["run A", "run B", "answers in common", "answers of A", "answers of B"],
+        orient="row",
+    )
+    with st.expander(f"Pairs of runs with answers in common ({pairs.height})"):
+        st.dataframe(pairs, hide_index=True)
 else:
     st.info(
         "No two of the picked runs share an answer (same example id and answer token ids), so none can be compared "
@@ -91,6 +94,13 @@ cols[0].metric("examples matched by id", matched.height)
 cols[1].metric("same answer (token ids)", n_same)
 cols[2].metric("positions compared", compared)
 cols[3].metric("same category", f"{agree / compared:.1%}" if compared else "–")
+answers_of = {run.label: answers for run, answers in zip(runs, answer_sets, strict=True)}
+in_common = len(answers_of[a.label] & answers_of[b.label])
+if in_common:
+    st.caption(
+        f"A and B share {in_common} answers: {in_common} of A's {len(answers_of[a.label])} and of B's "
+        f"{len(answers_of[b.label])} non-empty answers. Positions are compared on those."
+    )
 if n_same < matched.height:
     st.caption(
         f"{matched.height - n_same} matched examples have different answers; position-level agreement uses only "

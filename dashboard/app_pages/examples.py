@@ -11,6 +11,7 @@ from dashboard.cache import cached
 
 SORTS = {"shifted share": ("share_shifted", True), "mean KL": ("mean_kl", True), "dataset order": ("example", False)}
 MAX_OPTIONS = 1000
+EMITTED_BY = "emitting side"  # the colouring offered for a run decoded by both sides together
 # The per-pair statistics a token can be coloured by (KL, JS), from the registry.
 DIVERGENCES = {column: stat for column, (stat, side) in stats.AVERAGED.items() if side is None}
 
@@ -106,9 +107,10 @@ with st.expander("Prompt"):
     st.code(load.examples(run.key)["prompt"][e], language=None, wrap_lines=True)
 
 ui.definition_caption()
+emitted = run.artifact.has("positions/source")  # decoded by both sides together: which one emitted each token
 colour_by = st.radio(
     "Colour by",
-    ["shift category", *(stat.name.upper() for stat in DIVERGENCES.values())],
+    ["shift category", *(stat.name.upper() for stat in DIVERGENCES.values()), *([EMITTED_BY] if emitted else [])],
     horizontal=True,
     key="ex-colour",
 )
@@ -116,7 +118,10 @@ scale = next((column for column, stat in DIVERGENCES.items() if stat.name.upper(
 if scale is not None and not load.has(run, scale):
     st.caption(f"This run does not store {colour_by}; tokens are coloured by shift category.")
     scale = None
-if scale is not None:
+if colour_by == EMITTED_BY:
+    backgrounds = [render.side_color(side) for side in positions["source"].to_list()]
+    legend = [(f"{side} side", render.side_color(i)) for i, side in enumerate(load.SIDE_NAMES)]
+elif scale is not None:
     top = max(float(positions[scale].max() or 0.0), 1e-6)
     backgrounds = [render.scale_color(v, top) for v in positions[scale].to_list()]
     legend = [
@@ -128,13 +133,14 @@ else:
 titles = [
     f"t={r['t']} base rank {r['rank_base']} aligned rank {r['rank_aligned']} "
     + " ".join(f"{column.upper()} {r[column]:.3f}" for column in DIVERGENCES)
-    for r in positions.select("t", "rank_base", "rank_aligned", *DIVERGENCES).iter_rows(named=True)
+    + (f" emitted by the {load.SIDE_NAMES[r['source']]} side" if emitted else "")
+    for r in positions.select("t", "rank_base", "rank_aligned", "source", *DIVERGENCES).iter_rows(named=True)
 ]
 st.html(render.legend_html(legend) + "<br>" + render.answer_html(texts, backgrounds, titles))
 st.caption(
     "↵ newline, → tab; each box is one token, spaces included. Hover a token for its ranks, "
     + ", ".join(column.upper() for column in DIVERGENCES)
-    + "."
+    + (" and the side that emitted it." if emitted else ".")
 )
 
 n = positions.height
@@ -145,8 +151,10 @@ first_shifted = next((i for i, c in enumerate(positions["category"].to_list()) i
 t = int(st.number_input("Position t", 0, n - 1, first_shifted, key=f"ex-t-{run.file}-{e}"))
 row = positions.row(t, named=True)
 category = load.CATEGORIES[row["category"]]
+by = f", emitted by the {load.SIDE_NAMES[row['source']]} side" if emitted else ""
 st.html(
-    f"Token at t = {t}: {render.token_html(texts[t], render.category_color(row['category']), category)} ({category})"
+    f"Token at t = {t}: {render.token_html(texts[t], render.category_color(row['category']), category)} "
+    f"({category}{by})"
 )
 cols = st.columns(4)
 cols[0].metric("rank under aligned", row["rank_aligned"])

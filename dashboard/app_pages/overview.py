@@ -17,6 +17,8 @@ def summarize(run: load.Run, definition: str) -> dict[str, object]:
         row[f"{side}_template"] = str(artifact.side_attrs[side].get("template", ""))
     row["examples"] = artifact.n_examples
     row["positions"] = artifact.n_positions
+    verdicts = load.verdicts(run.key)
+    row["task"], row["accuracy"] = (verdicts.task, verdicts.accuracy) if verdicts else (None, None)
     row.update(load.table(run.key, "summary", definition).row(0, named=True))
     return row
 
@@ -29,6 +31,8 @@ rows, sources = zip(
     *ui.each_run(runs, lambda run: (summarize(run, definition), load.aggregates_source(run))), strict=True
 )
 table = pl.DataFrame(list(rows))
+if table["task"].is_null().all():  # no run has a task: no accuracy to show
+    table = table.drop("task", "accuracy")
 computed = sources.count("positions")
 if computed:
     st.caption(
@@ -41,6 +45,7 @@ st.caption(
     "there both definitions agree (on the aligned side's own greedy answers, everywhere). "
     "exp_entropy_*: exp of the mean teacher-forced entropy, and the base / aligned ratio; this is not the "
     "branching factor of Yang & Holtzman, which samples continuations (see the Branching factor page)."
+    + (" accuracy: the share of judged answers that the run's task judged right." if "task" in table else "")
 )
 st.dataframe(table, hide_index=True)
 ui.downloads(table, "overview")
