@@ -243,7 +243,7 @@ def _write_body(f: h5py.File, meta: RunMeta, examples: list[ExampleScores], toke
     _put(pos, "example", np.repeat(np.arange(len(examples), dtype=np.int32), lengths))
     _put(pos, "t", _concat([np.arange(n, dtype=np.int32) for n in lengths], np.int32))
     _put(pos, "token_id", _concat([e.token_ids for e in examples], np.int32))
-    if "decoding" in meta.attrs:
+    if any(e.source is not None for e in examples):  # answers decoded under a [decoding] rule
         if any(e.source is None or len(e.source) != len(e.token_ids) for e in examples):
             raise ArtifactError(f"{meta.name}: an example lacks the source of its tokens")
         _put(pos, "source", _concat([e.source for e in examples], np.int8))
