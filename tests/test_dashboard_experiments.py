@@ -382,3 +382,15 @@ def test_odd_experiment_runs_show_what_they_have(tmp_path, monkeypatch):
     assert rows.loc[label("odd_decoding"), ["parameters", "judged"]].tolist() == ["sideways into ?, budget ?", 0]
     assert rows[["accuracy", "share_inserted"]].isna().values.tolist() == [[False, True], [True, True]]
     assert not any(e.label.startswith("Table: experiment-inserted") for e in at.expander)  # nothing to break down
+
+
+def test_an_experiment_takes_in_its_runs_not_picked_in_the_sidebar(runs_dir):
+    at = open_page("experiments")
+    picked = [label("nudged"), label("beta")]  # one run of the experiment and a plain run
+    at.sidebar.multiselect[0].set_value(picked).run()
+    assert at.selectbox(key="exp-group").options == [EXPERIMENT]
+    assert len(at.dataframe[0].value) == 6  # the experiment's five unpicked runs are in
+    assert any("5 of the experiment's 6 runs are not picked" in c.value.replace("\\", "") for c in at.caption)
+    assert set(table(at, "base-uncertainty")["run"]) == set(picked)  # the γ curve stays on the picked runs
+    at.checkbox(key="exp-unpicked").uncheck().run()
+    assert at.dataframe[0].value["run"].tolist() == [label("nudged")]

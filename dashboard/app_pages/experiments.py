@@ -57,6 +57,16 @@ if not groups:
     st.info("None of the picked runs has a task or was decoded by both sides together.")
 else:
     members = groups[st.selectbox("Experiment", list(groups), key="exp-group")]
+    if st.checkbox("Include this experiment's runs not picked in the sidebar", value=True, key="exp-unpicked"):
+        picked = {run.label for run in runs}
+        unpicked = [run for run in ui.all_runs()[0] if run.label not in picked]
+        runs = runs + unpicked
+        unpicked_facts = ui.each_run(unpicked, facts) if unpicked else []  # each_run stops the page on []
+        same = [f for f in unpicked_facts if f.experiment == members[0].experiment]
+        if same:
+            members = members + same
+            unpicked_note = f"{len(same)} of the experiment's {len(members)} runs are not picked in the sidebar."
+            st.caption(ui.md_escape(unpicked_note))
     table = experiments.runs_table(members)
     st.dataframe(table, hide_index=True)
     ui.downloads(table, "experiment-runs")
@@ -91,5 +101,5 @@ st.caption(
     "the shifted positions that are among them (y). Far above the diagonal, the base side's own uncertainty marks "
     "where alignment steps in, which is what nudging relies on. Teacher-forced: any run has it."
 )
-curves = pl.concat(ui.each_run(runs, lambda run: gamma_table(run, definition)))
+curves = pl.concat(ui.each_run(ui.chosen_runs(), lambda run: gamma_table(run, definition)))
 ui.chart(charts.gamma_curves(curves), curves, "base-uncertainty")
