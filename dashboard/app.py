@@ -47,7 +47,9 @@ def run_picker(runs: list[load.Run], directory: Path) -> None:
     """The sidebar's run picker: a group and a search narrow the list; it says how many runs are shown."""
     labels = [run.label for run in runs]
     if ui.RUNS_KEY not in st.session_state:
-        st.session_state[ui.RUNS_KEY] = labels[:MAX_DEFAULT_RUNS]
+        # Teacher-forced runs first (the paper's protocol); mixed-decoding runs show whole on Experiments anyway.
+        first = sorted(runs, key=lambda run: "decoding" in run.artifact.attrs)
+        st.session_state[ui.RUNS_KEY] = [run.label for run in first][:MAX_DEFAULT_RUNS]
     else:
         st.session_state[ui.RUNS_KEY] = [label for label in st.session_state[ui.RUNS_KEY] if label in labels]
     picked = st.session_state[ui.RUNS_KEY]

@@ -18,6 +18,7 @@ from dashboard import experiments, render
 PAIR = "aligned (chat) vs base (‘plain’)"
 EXPERIMENT = f"arith.jsonl · arithmetic · {PAIR}"
 OTHER_EXPERIMENT = "arith.jsonl · arithmetic · aligned (chat) vs other (‘plain’)"
+OTHER_PAIR = "other-pair · aligned (chat) vs other (‘plain’)"
 # alpha's 9 positions: ex-a is t 0-4 (Sure , here ↵ 42), ex-b t 0-3 (XSS **bold** $x$ However).
 NUDGED = [0, 1, 1, 1, 1, 0, 0, 1, 1]  # the aligned side wrote Sure, XSS and **bold**: both t 0, one t 1
 
@@ -314,7 +315,7 @@ def test_the_experiments_page_groups_the_runs_and_draws_accuracy_against_the_sha
 
     at.selectbox(key="exp-group").set_value(OTHER_EXPERIMENT).run()
     assert not at.exception
-    assert at.dataframe[0].value["run"].tolist() == ["other-pair · aligned (chat) vs other (‘plain’)"]
+    assert at.dataframe[0].value["run"].tolist() == [OTHER_PAIR]
 
 
 def test_the_gamma_curve_follows_the_sidebar_definition_for_every_run(runs_dir):
@@ -394,3 +395,15 @@ def test_an_experiment_takes_in_its_runs_not_picked_in_the_sidebar(runs_dir):
     assert set(table(at, "base-uncertainty")["run"]) == set(picked)  # the γ curve stays on the picked runs
     at.checkbox(key="exp-unpicked").uncheck().run()
     assert at.dataframe[0].value["run"].tolist() == [label("nudged")]
+
+
+def test_the_default_pick_puts_runs_decoded_by_one_side_before_mixed_ones(tmp_path, monkeypatch):
+    directory = tmp_path / "runs"
+    write_experiment(directory)  # 8 runs: pure-base, nudged and the three cs-* carry a decoding attribute
+    for name in ("x1", "x2", "x3"):
+        write_run(directory / f"{name}.h5", ALPHA)
+    monkeypatch.setenv("TDS_ARTIFACTS_DIR", str(directory))
+    at = open_page("overview")
+    plain = [label(n) for n in ("pure-aligned", "beta", "x1", "x2", "x3")] + [OTHER_PAIR]
+    picked = at.sidebar.multiselect[0].value
+    assert len(picked) == 8 and set(plain) <= set(picked)  # by name alone, x1-x3 would be left out
