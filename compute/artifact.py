@@ -725,9 +725,8 @@ def summarize(artifact: Artifact) -> dict[str, float]:
         if stat.aggregate == "mean":
             mean = float(np.mean(artifact.read(dataset), dtype=np.float64)) if n else float("nan")
             summary[f"mean_{stat.column(side)}"] = mean
-    if artifact.has("examples/correct"):
-        correct = artifact.read("examples/correct")
-        judged = correct[correct >= 0]
-        summary["judged"] = len(judged)
-        summary["accuracy"] = float(np.mean(judged == 1)) if len(judged) else float("nan")
+    verdicts = judged(artifact)
+    if verdicts is not None:
+        summary["judged"] = verdicts.judged
+        summary["accuracy"] = verdicts.accuracy if verdicts.judged else float("nan")
     return summary
