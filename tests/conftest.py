@@ -126,6 +126,28 @@ def _model(arch: str, vocab_size: int, seed: int, noise: float):
     return model
 
 
+def tiny_gemma3_config(vocab_size: int, sliding_window: int, **extra):
+    """A two-layer Gemma 3 text config (one sliding-window layer, one full), ids 0/1/2 for bos/eos/pad."""
+    from transformers import Gemma3TextConfig
+
+    return Gemma3TextConfig(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=16,
+        sliding_window=sliding_window,
+        layer_types=["sliding_attention", "full_attention"],
+        max_position_embeddings=1024,
+        bos_token_id=0,
+        eos_token_id=1,
+        pad_token_id=2,
+        **extra,
+    )
+
+
 def save_pair(folder: Path, arch: str, noise: float = 0.02) -> dict[str, Path]:
     """aligned/ and base/ model folders sharing one tokenizer; aligned = base + noise."""
     add_bos = arch in ("llama", "gemma2")

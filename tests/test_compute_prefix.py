@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import build_tokenizer, config_text, write_config, write_jsonl
+from conftest import build_tokenizer, config_text, tiny_gemma3_config, write_config, write_jsonl
 from test_compute_reference import EXAMPLES
 
 from compute.artifact import open_artifact
@@ -22,26 +22,11 @@ PREAMBLE = (
 
 def tiny_gemma3(folder, sliding_window: int = 8):
     """A Gemma 3 text model whose sliding window is shorter than the shared prefix."""
-    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+    from transformers import Gemma3ForCausalLM
 
     tokenizer = build_tokenizer(add_bos=True)
     torch.manual_seed(0)
-    config = Gemma3TextConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        head_dim=16,
-        sliding_window=sliding_window,
-        layer_types=["sliding_attention", "full_attention"],
-        max_position_embeddings=1024,
-        bos_token_id=0,
-        eos_token_id=1,
-        pad_token_id=2,
-        initializer_range=0.2,
-    )
+    config = tiny_gemma3_config(len(tokenizer), sliding_window, initializer_range=0.2)
     model = Gemma3ForCausalLM(config).eval()
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)

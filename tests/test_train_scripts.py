@@ -12,7 +12,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, build_tokenizer
+from conftest import ROOT, build_tokenizer, tiny_gemma3_config
 
 pytest.importorskip("trl", reason="the training scripts need trl (pip install -r requirements-train.txt)")
 pytest.importorskip("peft", reason="the training scripts need peft")
@@ -21,27 +21,13 @@ pytest.importorskip("peft", reason="the training scripts need peft")
 @pytest.fixture(scope="module")
 def tiny_gemma(tmp_path_factory):
     import torch
-    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+    from transformers import Gemma3ForCausalLM
 
     folder = tmp_path_factory.mktemp("tiny-gemma")
     tokenizer = build_tokenizer(add_bos=True)
     tokenizer.add_special_tokens({"additional_special_tokens": ["<start_of_turn>", "<end_of_turn>"]})
     torch.manual_seed(0)
-    config = Gemma3TextConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        head_dim=16,
-        max_position_embeddings=1024,
-        sliding_window=64,
-        layer_types=["sliding_attention", "full_attention"],
-        bos_token_id=0,
-        eos_token_id=1,
-        pad_token_id=2,
-    )
+    config = tiny_gemma3_config(len(tokenizer), sliding_window=64)
     Gemma3ForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder

@@ -178,6 +178,13 @@ def training_callbacks(max_minutes: float | None):
     return [Progress()]
 
 
+def train_timed(trainer) -> float:
+    """Run a TRL trainer; the wall time of its training in seconds."""
+    start = time.monotonic()
+    trainer.train()
+    return time.monotonic() - start
+
+
 def common_training_args(args: argparse.Namespace) -> dict:
     """Trainer arguments every stage shares: seeded, CPU, log every step, save nothing on the way."""
     return dict(

@@ -11,7 +11,6 @@ adapter ("ref"), so the reference costs no second model.
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 from compute.train import common
@@ -70,9 +69,7 @@ def main(argv: list[str] | None = None) -> None:
         processing_class=tokenizer,
         callbacks=common.training_callbacks(args.max_minutes),
     )
-    start = time.monotonic()
-    trainer.train()
-    seconds = time.monotonic() - start
+    seconds = common.train_timed(trainer)
     history = trainer.state.log_history
     log = {
         "stage": "dpo",

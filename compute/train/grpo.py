@@ -82,9 +82,7 @@ def main(argv: list[str] | None = None) -> None:
         processing_class=tokenizer,
         callbacks=common.training_callbacks(args.max_minutes),
     )
-    start = time.monotonic()
-    trainer.train()
-    seconds = time.monotonic() - start
+    seconds = common.train_timed(trainer)
     after = accuracy(trainer.model, tokenizer, test, args.max_completion)
     print(f"greedy accuracy on {len(test)} test problems after: {after:.3f}")
     rewards = common.curve(trainer.state.log_history, "reward")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import time
 from pathlib import Path
 
 from compute.tasks.arithmetic import ANSWER_FORMAT
@@ -91,9 +90,7 @@ def main(argv: list[str] | None = None) -> None:
         peft_config=common.lora_config(),
         callbacks=common.training_callbacks(args.max_minutes),
     )
-    start = time.monotonic()
-    trainer.train()
-    seconds = time.monotonic() - start
+    seconds = common.train_timed(trainer)
     losses = common.curve(trainer.state.log_history, "loss")
     print(
         f"SFT: {trainer.state.global_step} steps, {len(rows)} rows, {seconds:.0f}s, loss {common.ends(losses, 'loss')}"
