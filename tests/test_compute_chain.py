@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import h5py
 import numpy as np
 from conftest import config_text, write_config, write_jsonl
 from transformers import AutoTokenizer
@@ -60,3 +61,18 @@ def test_a_broken_artifact_as_dataset_is_one_line(model_pairs, tmp_path, capsys)
     assert main(["validate", str(config)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "broken.h5" in err and "dataset" in err
+
+
+def test_answer_ids_outside_the_pairs_vocabulary_are_one_line(model_pairs, tmp_path, capsys):
+    """An artifact made with another tokenizer: its answer ids cannot be scored by this pair."""
+    first = generated_run(model_pairs["llama"], tmp_path)
+    with h5py.File(first, "r+") as f:
+        ids = f["positions/token_id"][()]
+        ids[0] = 10_000  # the tiny tokenizer has a few hundred tokens
+        f["positions/token_id"][...] = ids
+    config = write_config(tmp_path, config_text(model_pairs["llama"], first, tmp_path / "out", name="x"), "x.toml")
+    capsys.readouterr()
+    assert main(["run", str(config)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: ") and "10000" in err and "outside the vocabulary" in err
+    assert not (tmp_path / "out" / "x.h5").exists()
