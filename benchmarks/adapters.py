@@ -4,7 +4,7 @@
 
 A random Llama (~100M parameters at the defaults) and a random LoRA on it are
 saved to a temporary folder. Each case then runs in a fresh process, which
-loads what the case needs through compute.model, scores one short sequence
+loads what the case needs through compute.engine.model, scores one short sequence
 on each side (backbone + LM head on every row) and reports its peak RSS
 (VmHWM). Weights are read from the safetensors file on first use, so the
 peak is taken after scoring, not just after loading.
@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+
 
 CASES = ("import", "base", "shared", "two copies")
 BATCH, LENGTH = 1, 128  # small, so that the weights dominate the peak
@@ -68,8 +68,8 @@ def measure(case: str, base: Path, adapter: Path) -> dict:
     """One case in this process: peak RSS after scoring each side once, and the scoring time."""
     import torch
 
-    from compute.config import SideConfig
-    from compute.model import SideModel, add_adapter, load_side_models, load_weights
+    from compute.core.config import SideConfig
+    from compute.engine.model import SideModel, add_adapter, load_side_models, load_weights
 
     plain = SideConfig(model=str(base), device="cpu", dtype="float32")
     tuned = SideConfig(model=str(base), device="cpu", dtype="float32", adapter=str(adapter))

@@ -32,10 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from compute.core.artifact import ExampleScores, RunMeta, SideContext, open_artifact, write_artifact
 
-from compute.artifact import ExampleScores, RunMeta, SideContext, open_artifact, write_artifact  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 VOCAB, TOP_K = 32_000, 10
 PAGES = ("overview", "positions", "token_types", "examples", "experiments", "compare", "stages")
@@ -349,7 +348,7 @@ def scale(directory: Path, examples: int, browser: bool) -> None:
 
 def time_aggregates(path: Path) -> None:
     """How long computing a run's aggregates takes, and how big they are."""
-    from compute import aggregates
+    from compute.core import aggregates
 
     start = time.perf_counter()
     tables = aggregates.compute(open_artifact(path))
@@ -372,7 +371,7 @@ def main() -> None:
     parser.add_argument("--time-aggregates", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.write:
-        from compute.aggregates import write_into
+        from compute.core.aggregates import write_into
 
         write_run(args.write, args.examples, args.seed, extra=write_into if args.with_aggregates else None)
         return

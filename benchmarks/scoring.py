@@ -6,9 +6,9 @@
 Scoring, over --answers random (prompt, answer) sequences, one model playing both sides:
   (a) AlignTDS's algorithm: one full forward over prompt + o_<t per answer position and side;
       a sample of positions is timed and the mean is extrapolated to every position;
-  (b) this project's scorer, compute.score.score_batch, batch by batch;
+  (b) this project's scorer, compute.engine.score.score_batch, batch by batch;
   (c) a bare forward: backbone hidden states + LM head on the answer rows, no statistics.
-Generation (EOS off, so every answer is --gen-tokens long): compute.generate.generate_answers
+Generation (EOS off, so every answer is --gen-tokens long): compute.engine.generate.generate_answers
 over batches of --batch-size against transformers' generate at batch 1.
 """
 
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,13 +24,12 @@ from typing import Any
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from compute.engine.generate import generate_answers
+from compute.engine.model import SideModel, Weights, pick_device, pick_dtype
+from compute.engine.score import CHUNK_ELEMENTS, ScoreItem, answer_hidden_states, score_batch
+from compute.engine.sides import Side
 
-from compute.generate import generate_answers  # noqa: E402
-from compute.model import SideModel, Weights, pick_device, pick_dtype  # noqa: E402
-from compute.score import CHUNK_ELEMENTS, ScoreItem, answer_hidden_states, score_batch  # noqa: E402
-from compute.sides import Side  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 SHAPES = {  # LlamaConfig fields; llama-7b is Llama-2-7B's shape
     "tiny": dict(hidden_size=64, intermediate_size=172, num_hidden_layers=2, num_attention_heads=4, vocab_size=1000),
@@ -208,10 +206,10 @@ def main(argv: list[str] | None = None) -> None:
             s["positions"],
             s["naive"],
         ),
-        ("(b) compute.score.score_batch", s["positions"], s["scorer"]),
+        ("(b) compute.engine.score.score_batch", s["positions"], s["scorer"]),
         ("(c) bare forward: backbone + LM head on answer rows", s["positions"], s["bare"]),
         (
-            f"generate: compute.generate.generate_answers, batch {args.batch_size}",
+            f"generate: compute.engine.generate.generate_answers, batch {args.batch_size}",
             g["tokens"]["ours"],
             g["seconds"]["ours"],
         ),

@@ -12,19 +12,17 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from compute.core.config import load_config
+from compute.engine.run import Runner, make_batches, plan, select_examples
+from compute.engine.sides import load_sides
 
-from compute.config import load_config  # noqa: E402
-from compute.run import Runner, make_batches, plan, select_examples  # noqa: E402
-from compute.sides import load_sides  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 DEFAULT = ROOT / "compute" / "recipes" / "gemma-270m-urial-vs-zeroshot.toml"
 

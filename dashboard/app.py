@@ -7,16 +7,11 @@ run picker shared by all pages, and hands over to the page chosen in st.navigati
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # `streamlit run dashboard/app.py` puts only dashboard/ on the path
-    sys.path.insert(0, str(ROOT))
+import streamlit as st
 
-import streamlit as st  # noqa: E402
-
-from dashboard import cache, load, picker, ui  # noqa: E402
+from dashboard import cache, load, picker, ui
 
 PAGES = [
     st.Page("app_pages/overview.py", title="Overview", icon=":material/bar_chart:", default=True),

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import polars as pl
 
-from compute.branching import ExampleSamples, branching_curve, branching_factor
-from compute.statistics import SIDE_NAMES
+from compute.core.branching import ExampleSamples, branching_curve, branching_factor
+from compute.core.statistics import SIDE_NAMES
 
 
 def summary_row(run: str, settings: dict[str, object], samples: dict[str, list[ExampleSamples]]) -> dict[str, object]:

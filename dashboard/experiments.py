@@ -3,7 +3,7 @@ took from the inserted side, where mixed decoding inserted tokens, and the nudgi
 
 Pure functions over a run's attributes and small frames; no Streamlit here. An experiment is the runs on one
 dataset, judged by one task, with one pair of sides (model, GGUF file, adapter and template of each side), so
-that accuracies differ only by how the answers were decoded (compute.artifact.decoding: "aligned" or "base"
+that accuracies differ only by how the answers were decoded (compute.core.artifact.decoding: "aligned" or "base"
 alone, "nudging" or "cross-sampling").
 """
 
@@ -15,9 +15,9 @@ from pathlib import PurePath
 import numpy as np
 import polars as pl
 
-from compute import tables
-from compute.artifact import MIXED_RULES, PURE_RULES, Judged
-from compute.statistics import SIDE_NAMES
+from compute.core import tables
+from compute.core.artifact import MIXED_RULES, PURE_RULES, Judged
+from compute.core.statistics import SIDE_NAMES
 from dashboard.labels import pair, printable
 
 IDENTITY = ("model", "gguf_file", "adapter", "template", "template_text")  # side attributes that make a side
@@ -224,7 +224,7 @@ def inserted_by_position(positions: pl.DataFrame, side: int) -> pl.DataFrame:
 def inserted_by_type(positions: pl.DataFrame, types: pl.DataFrame, side: int) -> pl.DataFrame:
     """Per token type of the emitted token: positions, how many the inserted `side` emitted, the share of the
     type's positions it emitted, and the type's share of all inserted tokens. `positions` has token_id and
-    source; `types` is the classified token table (id, text, type: compute.token_types)."""
+    source; `types` is the classified token table (id, text, type: compute.core.token_types)."""
     typed = tables.with_types(positions, types)
     total = max(int((positions["source"] == side).sum()), 1)
     return (
@@ -239,7 +239,7 @@ def inserted_by_type(positions: pl.DataFrame, types: pl.DataFrame, side: int) ->
 
 
 def gamma_curve(table: pl.DataFrame) -> pl.DataFrame:
-    """A run's base_uncertainty table (compute.aggregates) with the curve's two shares: `share_uncertain` (of
+    """A run's base_uncertainty table (compute.core.aggregates) with the curve's two shares: `share_uncertain` (of
     all positions, the base side's top-1 probability below γ) and `share_of_shifted` (of the shifted positions,
     those among them); null where a run has no positions or no shifted ones."""
     return table.with_columns(

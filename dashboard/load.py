@@ -21,9 +21,9 @@ import numpy as np
 import polars as pl
 import streamlit as st
 
-from compute import aggregates as stored_aggregates
-from compute import statistics
-from compute.artifact import (
+from compute.core import aggregates as stored_aggregates
+from compute.core import statistics
+from compute.core.artifact import (
     ALIGNED_TOP_CHOICE,
     ANSWER_TOKEN,
     CATEGORIES,
@@ -39,8 +39,8 @@ from compute.artifact import (
     open_artifact,
     read_branching,
 )
-from compute.artifact import decoding as read_decoding
-from compute.branching import ExampleSamples
+from compute.core.artifact import decoding as read_decoding
+from compute.core.branching import ExampleSamples
 from dashboard.cache import cached
 from dashboard.labels import run_labels
 
@@ -188,7 +188,7 @@ def branching(key: RunKey) -> tuple[dict[str, object], dict[str, list[ExampleSam
 
 
 def decoding(run: Run) -> tuple[str, dict[str, object]]:
-    """How the run's answers were decoded: the rule and its parameters (compute.artifact.decoding)."""
+    """How the run's answers were decoded: the rule and its parameters (compute.core.artifact.decoding)."""
     return read_decoding(run.artifact)
 
 
@@ -257,7 +257,7 @@ def aggregates_source(run: Run) -> str:
 
 @cached
 def table(key: RunKey, name: str, definition: str | None = None) -> pl.DataFrame:
-    """One of the run's aggregate tables (compute.aggregates.TABLES); for one that depends on the categories,
+    """One of the run's aggregate tables (compute.core.aggregates.TABLES); for one that depends on the categories,
     the rows of `definition`, without the definition column. Read once per server, shared by every viewer."""
     frame = _table(key, name)
     if name in stored_aggregates.BY_DEFINITION:

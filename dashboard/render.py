@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import html
 
-from compute.statistics import SIDE_NAMES
+from compute.core.statistics import SIDE_NAMES
 from dashboard.charts import CATEGORY_COLORS, CATEGORY_NAMES, SIDE_COLORS
 
 TOKEN_STYLE = (

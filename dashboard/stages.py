@@ -17,7 +17,7 @@ from typing import NamedTuple
 import numpy as np
 import polars as pl
 
-from compute import tables, token_types
+from compute.core import tables, token_types
 from dashboard.labels import model_name, printable
 
 MAX_RUNS = 8  # 2^8 patterns at most
@@ -145,7 +145,7 @@ class StageCounts(NamedTuple):
     """Positions per (pattern, position bin, token type), and the first SAMPLES positions of each pattern."""
 
     counts: np.ndarray  # (2^runs, bins, len(TYPES)) int64
-    edges: np.ndarray  # bin starts (compute.tables.bin_edges); bin b holds t in [edges[b], edges[b + 1])
+    edges: np.ndarray  # bin starts (compute.core.tables.bin_edges); bin b holds t in [edges[b], edges[b + 1])
     samples: pl.DataFrame  # pattern, answer (row of the shared answers), t, token_id
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from compute.tables import AVERAGED, EXACT_POSITIONS, SHARE_COLUMNS
+from compute.core.tables import AVERAGED, EXACT_POSITIONS, SHARE_COLUMNS
 
 __all__ = ["AVERAGED", "EXACT_POSITIONS", "SHARE_COLUMNS"]
 

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
 
 import h5py
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from compute.core.artifact import ExampleScores, RunMeta, SideContext, write_artifact
 
-from compute.artifact import ExampleScores, RunMeta, SideContext, write_artifact  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 APP = ROOT / "dashboard" / "app.py"
 TOP_K = 3

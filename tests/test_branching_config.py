@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from conftest import config_text, write_config, write_jsonl
 
-from compute.config import BranchingConfig, ConfigError, load_config
+from compute.core.config import BranchingConfig, ConfigError, load_config
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from compute.branching import (
+from compute.core.branching import (
     ExampleSamples,
     branching_curve,
     branching_factor,

@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 from conftest import config_text, write_config, write_jsonl
 
-from compute import run as run_module
-from compute.artifact import (
+from compute.core.artifact import (
     SIDE_NAMES,
     ArtifactError,
     branching_attrs,
@@ -17,11 +16,12 @@ from compute.artifact import (
     read_branching,
     read_examples,
 )
-from compute.config import load_config
-from compute.run import describe, run
-from compute.sampling import sample_example
-from compute.sides import load_sides
-from compute.verify import load_side_models, sample_steps, verify_branching
+from compute.core.config import load_config
+from compute.engine import run as run_module
+from compute.engine.run import describe, run
+from compute.engine.sampling import sample_example
+from compute.engine.sides import load_sides
+from compute.engine.verify import load_side_models, sample_steps, verify_branching
 
 DATA = [
     {"id": "a", "instruction": "Thank me.", "response": "Thank you for your question!"},

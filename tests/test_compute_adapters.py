@@ -13,14 +13,14 @@ from conftest import BASE_TEMPLATE, write_config, write_jsonl
 from test_compute_reference import EXAMPLES
 from transformers import AutoModelForCausalLM
 
-from compute import packaged
-from compute.__main__ import main
-from compute.artifact import open_artifact
-from compute.config import SideConfig, load_config
-from compute.model import load_plain, load_side_models
-from compute.run import run
-from compute.sides import load_sides
-from compute.verify import verify
+from compute.cli import main
+from compute.core import packaged
+from compute.core.artifact import open_artifact
+from compute.core.config import SideConfig, load_config
+from compute.engine.model import load_plain, load_side_models
+from compute.engine.run import run
+from compute.engine.sides import load_sides
+from compute.engine.verify import verify
 
 
 def save_lora(base: Path, folder: Path, seed: int, targets: list[str]) -> Path:

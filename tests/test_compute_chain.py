@@ -7,10 +7,10 @@ import numpy as np
 from conftest import config_text, write_config, write_jsonl
 from transformers import AutoTokenizer
 
-from compute.__main__ import main
-from compute.artifact import open_artifact
-from compute.config import load_config
-from compute.run import run
+from compute.cli import main
+from compute.core.artifact import open_artifact
+from compute.core.config import load_config
+from compute.engine.run import run
 
 INSTRUCTIONS = [{"id": f"q{i}", "instruction": f"Say something about item {i}."} for i in range(3)]
 

@@ -7,11 +7,11 @@ import json
 import pytest
 from conftest import BASE_TEMPLATE, JUST_EVAL, config_text, write_config, write_jsonl
 
-from compute.artifact import open_artifact
-from compute.config import load_config
-from compute.datasets import load_examples
-from compute.run import run
-from compute.sides import load_tokenizer
+from compute.core.artifact import open_artifact
+from compute.core.config import load_config
+from compute.core.datasets import load_examples
+from compute.engine.run import run
+from compute.engine.sides import load_tokenizer
 
 PICKED = [0, 21, 61]  # 21 and 61 end in a run of newlines
 

@@ -17,19 +17,19 @@ import torch
 from conftest import BASE_TEMPLATE, config_text, write_config, write_jsonl
 from test_compute_adapters import save_lora
 
-from compute import run as run_module
-from compute.__main__ import main
-from compute.artifact import open_artifact
-from compute.config import load_config
-from compute.decoding import decode_together, js_threshold
-from compute.generate import eos_ids, generate_answers
-from compute.model import load_plain
-from compute.partial import PartialWork
-from compute.provenance import check_provenance
-from compute.rules import ALIGNED, BASE, SIDE_OF, Rule, cross_sampling_source, nudging_source
-from compute.score import SharedPrefix
-from compute.sides import load_sides
-from compute.statistics import _naive_js
+from compute.cli import main
+from compute.core.artifact import open_artifact
+from compute.core.config import load_config
+from compute.core.partial import PartialWork
+from compute.core.provenance import check_provenance
+from compute.core.rules import ALIGNED, BASE, SIDE_OF, Rule, cross_sampling_source, nudging_source
+from compute.core.statistics import _naive_js
+from compute.engine import run as run_module
+from compute.engine.decoding import decode_together, js_threshold
+from compute.engine.generate import eos_ids, generate_answers
+from compute.engine.model import load_plain
+from compute.engine.score import SharedPrefix
+from compute.engine.sides import load_sides
 
 SIDES = ("aligned", "base")
 INSTRUCTIONS = ["Hi there", "Thank you for the cat", "What is 12 apples?", "Sure! Here are some examples"]

@@ -26,11 +26,11 @@ import torch
 from conftest import BASE_TEMPLATE, ROOT, config_text, write_config, write_jsonl
 from test_compute_reference import EXAMPLES
 
-from compute.config import ConfigError, load_config
-from compute.distributed import Ranks, balanced_share
-from compute.model import SideError, load_weights
-from compute.partial import PartialWork
-from compute.run import make_batches, run
+from compute.core.config import ConfigError, load_config
+from compute.core.partial import PartialWork
+from compute.engine.distributed import Ranks, balanced_share
+from compute.engine.model import SideError, load_weights
+from compute.engine.run import make_batches, run
 
 DATA = [dict(e, id=f"{e['id']}-{i}") for i in range(3) for e in EXAMPLES]  # 18 examples, 3 of them generated
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -9,11 +9,11 @@ import h5py
 import pytest
 from conftest import BASE_TEMPLATE, config_text, run_cli, write_config, write_jsonl
 
-from compute import run as run_module
-from compute.__main__ import main
-from compute.artifact import ArtifactError, open_artifact
-from compute.config import load_config
-from compute.run import run
+from compute.cli import main
+from compute.core.artifact import ArtifactError, open_artifact
+from compute.core.config import load_config
+from compute.engine import run as run_module
+from compute.engine.run import run
 
 GOOD = [{"id": "a", "instruction": "Thank me.", "response": "Thank you!"}, {"id": "b", "instruction": "Hi"}]
 

@@ -1,6 +1,6 @@
 """One error boundary: every fault is one line and a documented exit status, and leaves no file behind.
 
-Exit statuses (compute/__main__.py): 0 ok, 1 check found mismatches, 2 bad input or environment,
+Exit statuses (compute/cli.py): 0 ok, 1 check found mismatches, 2 bad input or environment,
 3 a bug (traceback), 130 interrupted.
 """
 
@@ -20,12 +20,13 @@ import h5py
 import pytest
 from conftest import ROOT, config_text, write_config, write_jsonl
 
-from compute import artifact, config, datasets, packaged, run, score, sides, verify
-from compute import run as run_module
-from compute.__main__ import main
-from compute.config import ConfigError, _Loader, key, toml_keys
-from compute.errors import UserError
-from compute.partial import PartialWork
+from compute.cli import main
+from compute.core import artifact, config, datasets, packaged
+from compute.core.config import ConfigError, _Loader, key, toml_keys
+from compute.core.errors import UserError
+from compute.core.partial import PartialWork
+from compute.engine import run, score, sides, verify
+from compute.engine import run as run_module
 
 DATA = [{"id": "a", "instruction": "Thank me.", "response": "Thank you!"}, {"id": "b", "instruction": "Hi"}]
 

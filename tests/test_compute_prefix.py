@@ -8,11 +8,11 @@ import torch
 from conftest import build_tokenizer, config_text, tiny_gemma3_config, write_config, write_jsonl
 from test_compute_reference import EXAMPLES
 
-from compute.artifact import open_artifact
-from compute.config import load_config
-from compute.model import SideModel, Weights
-from compute.run import run
-from compute.score import ScoreItem, SharedPrefix, answer_hidden_states, common_prefix_length
+from compute.core.artifact import open_artifact
+from compute.core.config import load_config
+from compute.engine.model import SideModel, Weights
+from compute.engine.run import run
+from compute.engine.score import ScoreItem, SharedPrefix, answer_hidden_states, common_prefix_length
 
 PREAMBLE = (
     "# Query:\nThank me.\n# Answer:\nThank you for your question! I'm happy to help.\n\n"
@@ -109,8 +109,8 @@ def _spy(build, calls):
 
 @pytest.mark.parametrize("arch", ["llama", "gpt2"])
 def test_generation_from_a_cached_prefix_equals_plain_generation(arch, model_pairs, tmp_path):
-    from compute.generate import generate_answers
-    from compute.sides import load_sides
+    from compute.engine.generate import generate_answers
+    from compute.engine.sides import load_sides
 
     (tmp_path / "urial.txt").write_text(PREAMBLE + "# Query:\n{instruction}\n# Answer:\n")
     dataset = write_jsonl(tmp_path / "data.jsonl", EXAMPLES)
@@ -133,8 +133,8 @@ def test_generation_from_a_cached_prefix_equals_plain_generation(arch, model_pai
 def test_sliding_window_models_generate_without_the_prefix_cache(arch, cache_used, model_pairs, tmp_path, monkeypatch):
     """A padding hole between a cached prefix and a short row's tail would count against a sliding window, so
     such models get the plain layout: the prefix's cache is never copied into their generation."""
-    from compute.generate import generate_answers
-    from compute.sides import load_sides
+    from compute.engine.generate import generate_answers
+    from compute.engine.sides import load_sides
 
     if arch == "gemma3":
         tiny_gemma3(tmp_path / "g3")

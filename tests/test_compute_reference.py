@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from conftest import config_text, write_config, write_jsonl
 
-from compute import score
-from compute.artifact import open_artifact, summarize
-from compute.config import load_config
-from compute.run import run
-from compute.verify import load_side_models, verify
+from compute.core.artifact import open_artifact, summarize
+from compute.core.config import load_config
+from compute.engine import score
+from compute.engine.run import run
+from compute.engine.verify import load_side_models, verify
 
 EXAMPLES = [
     {"id": "one-token", "instruction": "Say one word.", "response": "Sure"},
@@ -87,7 +87,7 @@ def test_check_command_passes_a_good_artifact_and_catches_a_tampered_one(scored,
 
     import h5py
 
-    from compute.__main__ import main
+    from compute.cli import main
 
     assert main(["check", str(scored.path), "--samples", "6"]) == 0
     assert "ok: 6 positions re-scored naively, 0 mismatches" in capsys.readouterr().out
@@ -104,7 +104,7 @@ def test_a_v1_file_without_the_optional_additions_passes_info_and_check(scored, 
     """Written from the format table alone (no examples/index, context text or JS): info and check take it."""
     from dashboard_helpers import strip_additions
 
-    from compute.__main__ import main
+    from compute.cli import main
 
     plain = strip_additions(scored.path, tmp_path / "plain.h5")
     assert not open_artifact(plain).has("positions/js")
@@ -120,7 +120,7 @@ def test_js_is_stored_and_a_tampered_js_is_caught(scored, tmp_path, capsys):
 
     import h5py
 
-    from compute.__main__ import main
+    from compute.cli import main
 
     js = scored.read("positions/js")
     assert (js >= 0).all() and (js <= np.log(2) + 1e-6).all() and js.max() > 0

@@ -10,12 +10,12 @@ import torch
 from conftest import BASE_TEMPLATE, config_text, write_config, write_jsonl
 from test_compute_prefix import tiny_gemma3
 
-from compute.config import BranchingConfig, load_config
-from compute.generate import eos_ids
-from compute.sampling import NucleusWarper, sample_example
-from compute.score import SharedPrefix
-from compute.sides import load_sides
-from compute.verify import nucleus_step
+from compute.core.config import BranchingConfig, load_config
+from compute.engine.generate import eos_ids
+from compute.engine.sampling import NucleusWarper, sample_example
+from compute.engine.score import SharedPrefix
+from compute.engine.sides import load_sides
+from compute.engine.verify import nucleus_step
 
 SETTINGS = BranchingConfig(samples=5, temperature=0.8, top_p=0.9, max_new_tokens=8, seed=3)
 
@@ -54,7 +54,7 @@ def context(side) -> list[int]:
 
 
 def naive_step(side, prefix: list[int], token: int, settings: BranchingConfig) -> tuple[float, float]:
-    """One forward over the whole prefix, then compute.verify's slow nucleus (temperature, sort, top_p)."""
+    """One forward over the whole prefix, then compute.engine.verify's slow nucleus (temperature, sort, top_p)."""
     with torch.no_grad():
         logits = side.model.own_logits(torch.tensor([prefix]))[0, -1]
     expected = nucleus_step(logits, token, settings.temperature, settings.top_p)

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from conftest import config_text, write_config, write_jsonl
 
-from compute.__main__ import main
-from compute.artifact import open_artifact, read_examples, summarize
-from compute.config import load_config
-from compute.datasets import DatasetError, load_examples
-from compute.run import describe, run
+from compute.cli import main
+from compute.core.artifact import open_artifact, read_examples, summarize
+from compute.core.config import load_config
+from compute.core.datasets import DatasetError, load_examples
+from compute.engine.run import describe, run
 from compute.tasks import arithmetic
 
 PROBLEMS = [

@@ -168,7 +168,7 @@ def test_token_types_counts_and_most_shifted(runs_dir):
 
 def test_token_types_classify_each_id_of_the_token_table_once(runs_dir, monkeypatch):
     """Types come from the token table (13 ids per run here), not from every position, and are cached."""
-    from compute import token_types as tokens
+    from compute.core import token_types as tokens
 
     calls = []
     classify = tokens.classify

@@ -9,8 +9,8 @@ import pytest
 from dashboard_helpers import ALPHA, APP, BETA, TOKENS, write_run
 from streamlit.testing.v1 import AppTest
 
-from compute.artifact import RunMeta, write_artifact
-from compute.branching import ExampleSamples
+from compute.core.artifact import RunMeta, write_artifact
+from compute.core.branching import ExampleSamples
 from dashboard import branching
 
 

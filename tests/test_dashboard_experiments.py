@@ -10,9 +10,17 @@ import pytest
 from dashboard_helpers import ALPHA, APP, BETA, experiment_run, label, odd_files, write_run
 from streamlit.testing.v1 import AppTest
 
-from compute import aggregates
-from compute.artifact import ALIGNED_TOP_CHOICE, ANSWER_TOKEN, ArtifactError, Judged, decoding, judged, open_artifact
-from compute.token_types import token_types
+from compute.core import aggregates
+from compute.core.artifact import (
+    ALIGNED_TOP_CHOICE,
+    ANSWER_TOKEN,
+    ArtifactError,
+    Judged,
+    decoding,
+    judged,
+    open_artifact,
+)
+from compute.core.token_types import token_types
 from dashboard import experiments, render
 
 PAIR = "aligned (chat) vs base (‘plain’)"

@@ -28,7 +28,7 @@ from dashboard_helpers import (
 )
 from streamlit.testing.v1 import AppTest
 
-from compute.artifact import ArtifactError, open_artifact
+from compute.core.artifact import ArtifactError, open_artifact
 from dashboard.labels import pair, run_labels
 
 PAGES = ("overview", "positions", "token_types", "examples", "experiments", "compare", "stages")

@@ -15,9 +15,9 @@ import pytest
 from dashboard_helpers import ALPHA, ALPHA_LABEL, APP, BETA, ROOT, small_runs, write_run
 from streamlit.testing.v1 import AppTest
 
-from compute import aggregates, token_types
-from compute.__main__ import main as cli
-from compute.artifact import ALIGNED_TOP_CHOICE, ANSWER_TOKEN, categories, open_artifact, write_artifact
+from compute.cli import main as cli
+from compute.core import aggregates, token_types
+from compute.core.artifact import ALIGNED_TOP_CHOICE, ANSWER_TOKEN, categories, open_artifact, write_artifact
 from dashboard import cache, load, picker, stages
 
 
@@ -191,7 +191,7 @@ def test_the_aggregate_command_leaves_no_temp_file_where_it_cannot_write(tmp_pat
 
 
 def bench_meta():
-    from compute.artifact import RunMeta
+    from compute.core.artifact import RunMeta
 
     attrs = {"model": "m", "template": "chat", "dtype": "float32"}
     return RunMeta(name="stored", top_k=3, side_attrs={"aligned": attrs, "base": attrs})

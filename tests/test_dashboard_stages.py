@@ -16,7 +16,7 @@ from dashboard_helpers import (
 )
 from streamlit.testing.v1 import AppTest
 
-from compute.__main__ import main as cli
+from compute.cli import main as cli
 from dashboard import stages, stats
 
 SFT, DPO, SPAN = "sft-vs-base", "dpo-vs-sft", "dpo-vs-base"  # the chain's runs, without their shared "chain-"

@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pytest
-from dashboard_helpers import ROOT  # noqa: F401  (puts the repository on sys.path)
 
-from compute import tables
-from compute import token_types as tokens
+from compute.core import tables
+from compute.core import token_types as tokens
 from dashboard import render, stats, ui
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-from compute.__main__ import main
-from compute.config import PACKAGE_PREFIX, load_config
+from compute.cli import main
+from compute.core.config import PACKAGE_PREFIX, load_config
 
 RECIPES = sorted((ROOT / "compute" / "recipes").glob("*.toml"))
 

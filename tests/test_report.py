@@ -7,9 +7,9 @@ import math
 import pytest
 from dashboard_helpers import ALPHA, BETA, example, write_run
 
-from compute.__main__ import main
-from compute.artifact import ALIGNED_TOP_CHOICE, ANSWER_TOKEN, open_artifact
-from compute.report import run_claims, share_answers, shift_patterns
+from compute.cli import main
+from compute.core.artifact import ALIGNED_TOP_CHOICE, ANSWER_TOKEN, open_artifact
+from compute.core.report import run_claims, share_answers, shift_patterns
 
 # ALPHA over the same answers, shifted elsewhere: ex-a t 1 and t 4, ex-b none.
 ALPHA_LATER = [

@@ -7,8 +7,8 @@ import re
 import pytest
 from conftest import ROOT
 
-from compute.artifact import open_artifact, summarize
-from compute.provenance import check_provenance
+from compute.core.artifact import open_artifact, summarize
+from compute.core.provenance import check_provenance
 
 ARTIFACTS = ROOT / "artifacts"
 RUNS = sorted(path.stem for path in ARTIFACTS.glob("gemma-270m-arith-*.h5"))

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from conftest import ROOT
 
-from compute.artifact import has_branching, open_artifact, read_branching, summarize
-from compute.branching import run_branching_factor
-from compute.report import format_report, share_answers
-from compute.verify import verify
+from compute.core.artifact import has_branching, open_artifact, read_branching, summarize
+from compute.core.branching import run_branching_factor
+from compute.core.report import format_report, share_answers
+from compute.engine.verify import verify
 
 ARTIFACTS = ROOT / "artifacts"
 SHIPPED = {  # name: least examples

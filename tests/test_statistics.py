@@ -13,9 +13,9 @@ import pytest
 import torch
 from conftest import ROOT
 
-from compute import statistics
-from compute.artifact import ExampleScores, RunMeta, SideContext, open_artifact, read_examples, write_artifact
-from compute.statistics import STATISTICS, Chunk
+from compute.core import statistics
+from compute.core.artifact import ExampleScores, RunMeta, SideContext, open_artifact, read_examples, write_artifact
+from compute.core.statistics import STATISTICS, Chunk
 
 K = 4
 
@@ -102,5 +102,5 @@ def test_a_statistic_added_to_the_registry_is_written_read_back_and_listed(tmp_p
 
 
 def test_the_registry_imports_without_torch():
-    code = "import sys, compute.statistics, compute.artifact; assert 'torch' not in sys.modules"
+    code = "import sys, compute.core.statistics, compute.core.artifact; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)

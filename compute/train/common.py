@@ -55,7 +55,7 @@ def base_folder(base: str | None) -> Path:
         if not Path(base).is_dir():
             raise TrainingError(f"--base: no such model folder: {base}")
         return Path(base)
-    from compute.packaged import PackageError, local_copy
+    from compute.core.packaged import PackageError, local_copy
 
     try:
         return local_copy(BASE_PACKAGE)

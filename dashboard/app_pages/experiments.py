@@ -6,7 +6,7 @@ from __future__ import annotations
 import polars as pl
 import streamlit as st
 
-from compute import token_types
+from compute.core import token_types
 from dashboard import charts, experiments, load, ui
 
 

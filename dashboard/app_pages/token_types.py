@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 import streamlit as st
 
-from compute import token_types
+from compute.core import token_types
 from dashboard import charts, load, stats, tokens, ui
 
 CONTEXT_WIDTH = 4  # tokens shown either side of a shifted token

@@ -27,11 +27,11 @@ import torch
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 from transformers.generation.logits_process import TemperatureLogitsWarper, TopPLogitsWarper
 
-from compute.branching import ExampleSamples
-from compute.config import BranchingConfig
-from compute.generate import cut_at_stop, eos_ids
-from compute.score import SharedPrefix
-from compute.sides import Side
+from compute.core.branching import ExampleSamples
+from compute.core.config import BranchingConfig
+from compute.engine.generate import cut_at_stop, eos_ids
+from compute.engine.score import SharedPrefix
+from compute.engine.sides import Side
 
 NUCLEUS_MARGIN = 1e-4  # float rounding between two ways of summing probabilities must not move the boundary
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from compute.config import CROSS_SAMPLING, NUDGING, DecodingConfig
+from compute.core.config import CROSS_SAMPLING, NUDGING, DecodingConfig
 
 ALIGNED, BASE = 0, 1  # the values of /positions/source
 SOURCE_OF = {"aligned": ALIGNED, "base": BASE}

@@ -1,7 +1,7 @@
 """The one base class of faults a user can cause or fix, and the exit statuses of the CLI.
 
 Every module raises its own subclass (ConfigError, DatasetError, ...) with a
-one-line message naming the file, field or option; `compute.__main__` is the
+one-line message naming the file, field or option; `compute.cli` is the
 only place that turns one into `error: <line>` on stderr and EXIT_BAD_INPUT.
 This module imports nothing, so the dashboard's reader can use it too.
 """

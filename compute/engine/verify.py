@@ -13,28 +13,16 @@ not the shared base with adapters switched per call that the run uses.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from compute.artifact import SIDE_NAMES, Artifact, branching_attrs, read_branching
-from compute.config import SideConfig
-from compute.model import SideError, SideModel, check_adapter, load_plain
-from compute.packaged import PackageError
-
-
-@dataclass
-class Mismatch:
-    example: int
-    t: int
-    field: str
-    stored: object
-    expected: object
-
-    def __str__(self) -> str:
-        return f"example {self.example}, t {self.t}: {self.field} stored {self.stored}, naive {self.expected}"
+from compute.core.artifact import SIDE_NAMES, Artifact, branching_attrs, read_branching
+from compute.core.config import SideConfig
+from compute.core.mismatch import Mismatch
+from compute.core.packaged import PackageError
+from compute.engine.model import SideError, SideModel, check_adapter, load_plain
 
 
 def sample_positions(artifact: Artifact, n: int, seed: int = 0) -> list[tuple[int, int]]:

@@ -16,8 +16,8 @@ from __future__ import annotations
 import torch
 from transformers import GenerationConfig
 
-from compute.score import SharedPrefix
-from compute.sides import Side
+from compute.engine.score import SharedPrefix
+from compute.engine.sides import Side
 
 
 def eos_ids(side: Side) -> list[int]:

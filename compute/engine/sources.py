@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from compute import packaged
-from compute.config import PACKAGE_PREFIX, SideConfig
+from compute.core import packaged
+from compute.core.config import PACKAGE_PREFIX, SideConfig
 
 
 @dataclass(frozen=True)

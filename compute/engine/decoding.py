@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from compute import statistics
-from compute.generate import cut_at_stop, eos_ids
-from compute.rules import SIDE_OF, Rule
-from compute.score import SharedPrefix
-from compute.sides import Side
+from compute.core import statistics
+from compute.core.rules import SIDE_OF, Rule
+from compute.engine.generate import cut_at_stop, eos_ids
+from compute.engine.score import SharedPrefix
+from compute.engine.sides import Side
 
 SIDES = ("aligned", "base")
 JS = statistics.BY_NAME["js"]

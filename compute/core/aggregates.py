@@ -19,9 +19,9 @@ import h5py
 import numpy as np
 import polars as pl
 
-from compute import tables
-from compute.artifact import CATEGORY_DEFINITIONS, ArtifactError, categories, open_artifact
-from compute.token_types import token_types
+from compute.core import tables
+from compute.core.artifact import CATEGORY_DEFINITIONS, ArtifactError, categories, open_artifact
+from compute.core.token_types import token_types
 
 GROUP = "aggregates"
 VERSION = 1

@@ -22,8 +22,9 @@ import torch
 from tqdm import tqdm
 from transformers.utils.logging import disable_progress_bar
 
-from compute import __version__, aggregates, distributed
-from compute.artifact import (
+from compute import __version__
+from compute.core import aggregates
+from compute.core.artifact import (
     ExampleScores,
     RunMeta,
     SideContext,
@@ -34,18 +35,19 @@ from compute.artifact import (
     summarize,
     write_artifact,
 )
-from compute.branching import ExampleSamples, run_branching_factor
-from compute.config import CROSS_SAMPLING, ConfigError, RunConfig
-from compute.datasets import Example, load_examples
-from compute.decoding import decode_together, js_threshold
-from compute.errors import UserError
-from compute.generate import generate_answers
-from compute.lock import RunLock
-from compute.partial import PartialWork
-from compute.rules import SIDE_OF, SOURCE_OF, Rule
-from compute.sampling import sample_example
-from compute.score import ScoreItem, SharedPrefix, check_logits_path, common_prefix_length, score_batch
-from compute.sides import Side, load_sides
+from compute.core.branching import ExampleSamples, run_branching_factor
+from compute.core.config import CROSS_SAMPLING, ConfigError, RunConfig
+from compute.core.datasets import Example, load_examples
+from compute.core.errors import UserError
+from compute.core.lock import RunLock
+from compute.core.partial import PartialWork
+from compute.core.rules import SIDE_OF, SOURCE_OF, Rule
+from compute.engine import distributed
+from compute.engine.decoding import decode_together, js_threshold
+from compute.engine.generate import generate_answers
+from compute.engine.sampling import sample_example
+from compute.engine.score import ScoreItem, SharedPrefix, check_logits_path, common_prefix_length, score_batch
+from compute.engine.sides import Side, load_sides
 from compute.tasks import judge
 
 SIDES = ("aligned", "base")

@@ -16,8 +16,9 @@ from pathlib import Path
 from types import UnionType
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
-from compute import packaged, tasks
-from compute.errors import UserError
+from compute import tasks
+from compute.core import packaged
+from compute.core.errors import UserError
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 CHAT = "chat"

@@ -20,7 +20,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from compute.errors import UserError
+from compute.core.errors import UserError
 
 _MARKER = "tds-cache-complete"
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from compute.artifact import ArtifactError, ExampleScores, RunMeta, open_artifact, read_examples, write_artifact
+from compute.core.artifact import ArtifactError, ExampleScores, RunMeta, open_artifact, read_examples, write_artifact
 
 
 class PartialWork:

@@ -14,7 +14,7 @@ import math
 import numpy as np
 import polars as pl
 
-from compute import statistics
+from compute.core import statistics
 
 EXACT_POSITIONS = 32  # positions 0..31 get a bin each; later ones share wider bins
 SHARE_COLUMNS = ("share_unshifted", "share_marginal", "share_shifted")

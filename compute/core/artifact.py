@@ -21,10 +21,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from compute import statistics
-from compute.branching import ExampleSamples
-from compute.errors import UserError
-from compute.statistics import SIDE_NAMES
+from compute.core import statistics
+from compute.core.branching import ExampleSamples
+from compute.core.errors import UserError
+from compute.core.statistics import SIDE_NAMES
 
 FORMAT = "tds-artifact"
 FORMAT_VERSION = 1

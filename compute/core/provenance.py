@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from compute.artifact import Artifact
-from compute.config import CROSS_SAMPLING, NUDGING
-from compute.rules import ALIGNED, BASE, SIDE_OF, SOURCE_OF
-from compute.verify import Mismatch
+from compute.core.artifact import Artifact
+from compute.core.config import CROSS_SAMPLING, NUDGING
+from compute.core.mismatch import Mismatch
+from compute.core.rules import ALIGNED, BASE, SIDE_OF, SOURCE_OF
 
 
 class RuleBroken(Mismatch):

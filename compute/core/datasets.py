@@ -20,7 +20,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from compute.errors import UserError
+from compute.core.errors import UserError
 
 
 class DatasetError(UserError):
@@ -66,7 +66,10 @@ ARTIFACT_SUFFIXES = (".h5", ".hdf5")
 
 def _artifact(path: Path) -> list[Example]:
     """Another run's examples with its answers' token ids (the file is checked as any artifact is)."""
-    from compute.artifact import ArtifactError, open_artifact  # the artifact module is not needed for text datasets
+    from compute.core.artifact import (  # the artifact module is not needed for text datasets
+        ArtifactError,
+        open_artifact,
+    )
 
     try:
         artifact = open_artifact(path)

@@ -12,9 +12,9 @@ from pathlib import Path
 
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
-from compute import sources
-from compute.config import PLACEHOLDER, RunConfig, SideConfig
-from compute.model import SideError, SideModel, check_device, first_line, load_side_models
+from compute.core.config import PLACEHOLDER, RunConfig, SideConfig
+from compute.engine import sources
+from compute.engine.model import SideError, SideModel, check_device, first_line, load_side_models
 
 __all__ = ["Side", "SideError", "load_sides"]
 

@@ -22,9 +22,9 @@ import torch
 from peft import PeftConfig, PeftModel
 from transformers import AutoModelForCausalLM, GenerationConfig
 
-from compute import sources
-from compute.config import SideConfig
-from compute.errors import UserError
+from compute.core.config import SideConfig
+from compute.core.errors import UserError
+from compute.engine import sources
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 

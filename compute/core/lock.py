@@ -11,7 +11,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from compute.errors import UserError
+from compute.core.errors import UserError
 
 
 class LockError(UserError):

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from compute import tables
-from compute.artifact import ALIGNED_TOP_CHOICE, ANSWER_TOKEN, Artifact, categories, open_artifact
-from compute.token_types import DISCOURSE, POLITENESS, PUNCTUATION, WHITESPACE, classify
+from compute.core import tables
+from compute.core.artifact import ALIGNED_TOP_CHOICE, ANSWER_TOKEN, Artifact, categories, open_artifact
+from compute.core.token_types import DISCOURSE, POLITENESS, PUNCTUATION, WHITESPACE, classify
 
 SHIFTED = 2
 POSITION_RANGES = ((0, 10), (10, 50), (50, None))

@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from compute import statistics
-from compute.errors import UserError
-from compute.model import SideModel
+from compute.core import statistics
+from compute.core.errors import UserError
+from compute.engine.model import SideModel
 
 # Logits per chunk, rows x vocab: 32 MiB of float32. glibc serves blocks up to that size from its heap
 # and larger ones from fresh pages each time, which on a CPU made every rows x vocab pass twice as slow.

@@ -1,0 +1,200 @@
+"""The command line: run, validate, info, check, aggregate, report.
+
+    python -m compute run RUN.toml [--limit N] [--overwrite]
+    python -m compute validate RUN.toml
+    python -m compute info RUN.h5
+    python -m compute check RUN.h5 [--samples N] [--model SIDE=PATH]
+    python -m compute aggregate RUN.h5 [RUN.h5 ...]
+    python -m compute report RUN.h5 [RUN.h5 ...]
+
+Exit statuses:
+    0    ok
+    1    `check` re-scored the artifact and found mismatches
+    2    bad input or environment: one line `error: ...` on stderr, nothing left half-written
+    3    an unexpected error (a bug in TDS): the traceback is printed
+    130  interrupted (Ctrl-C or SIGTERM): finished batches are kept, the same command resumes
+
+`main` is the one place where a user-facing fault (compute.core.errors.UserError)
+becomes its one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import traceback
+
+from compute.core.errors import EXIT_BAD_INPUT, EXIT_BUG, EXIT_INTERRUPTED, EXIT_MISMATCHES, EXIT_OK, UserError
+
+INTERRUPTED = "interrupted: finished batches are kept; run the same command again to resume"
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _side_path(text: str) -> tuple[str, str]:
+    side, _, path = text.partition("=")
+    if side not in ("aligned", "base") or not path:
+        raise argparse.ArgumentTypeError("must be aligned=PATH or base=PATH")
+    return side, path
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tds", description="Token distribution shift analysis.")
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="score a pair of sides over a dataset and write one artifact")
+    run.add_argument("config", help="the run's TOML config")
+    run.add_argument("--limit", type=_positive_int, help="only the first N examples of the dataset")
+    run.add_argument("--overwrite", action="store_true", help="replace an existing artifact of that name")
+    validate = sub.add_parser("validate", help="check a config and its dataset without loading any model")
+    validate.add_argument("config")
+    info = sub.add_parser("info", help="check an artifact and show what it holds")
+    info.add_argument("artifact")
+    check = sub.add_parser("check", help="re-score sampled positions naively (loads the models) and compare")
+    check.add_argument("artifact")
+    check.add_argument("--samples", type=_positive_int, default=12, help="positions to re-score (default 12)")
+    check.add_argument(
+        "--model",
+        type=_side_path,
+        action="append",
+        default=[],
+        metavar="SIDE=PATH",
+        help="load that side's model from PATH (a local copy) instead of the name the artifact records",
+    )
+    aggregate = sub.add_parser(
+        "aggregate", help="write the dashboard's per-run tables of older artifacts to RUN.aggregates.h5 beside each"
+    )
+    aggregate.add_argument("artifacts", nargs="+", metavar="artifact")
+    report = sub.add_parser(
+        "report", help="what runs show against the papers' claims (a markdown table; stage patterns for a chain)"
+    )
+    report.add_argument("artifacts", nargs="+", metavar="artifact")
+    return p
+
+
+def validate(config_path: str) -> str:
+    from compute.core.config import load_config
+    from compute.engine.model import check_device
+    from compute.engine.run import output_path, select_examples
+
+    config = load_config(config_path)
+    for side in ("aligned", "base"):
+        check_device(side, config.side(side))
+    examples = select_examples(config, None)
+    given = sum(e.response is not None for e in examples)
+    out = output_path(config)
+    note = " (exists: run needs --overwrite)" if out.exists() else ""
+    return (
+        f"{config.path}: ok: {len(examples)} examples ({given} with answers, {len(examples) - given} to generate); "
+        f"writes {out}{note}"
+    )
+
+
+class _Interrupts:
+    """While in use, SIGTERM interrupts like Ctrl-C, and either is remembered even if a finalizer swallowed it."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.seen = False
+        self._previous: dict[int, object] = {}
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.seen = True
+        raise KeyboardInterrupt
+
+    def __enter__(self) -> _Interrupts:
+        self._previous = {signum: signal.signal(signum, self._handle) for signum in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # over a file-size limit a write fails (one line), not the process
+    with _Interrupts() as interrupts:
+        try:
+            status = _command(args)
+        except UserError as err:
+            print(f"error: {err}", file=sys.stderr)
+            status = EXIT_BAD_INPUT
+        except KeyboardInterrupt:
+            status = EXIT_INTERRUPTED
+        except BrokenPipeError:  # the reader of our output left (`| head`): stop quietly, as cat does
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            status = EXIT_OK
+        except Exception:
+            traceback.print_exc()
+            print("error: an unexpected error (a bug in TDS): please report the traceback above", file=sys.stderr)
+            status = EXIT_BUG
+    if interrupts.seen or status == EXIT_INTERRUPTED:
+        print(INTERRUPTED if args.command == "run" else "interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return status
+
+
+def _command(args: argparse.Namespace) -> int:
+    if args.command == "validate":
+        print(validate(args.config))
+    elif args.command == "info":
+        from compute.engine.run import describe
+
+        print(describe(args.artifact))
+    elif args.command == "check":
+        return _check(args)
+    elif args.command == "aggregate":
+        _aggregate(args.artifacts)
+    elif args.command == "report":
+        from compute.core.report import format_report
+
+        print(format_report(args.artifacts))
+    else:
+        from compute.core.config import load_config
+        from compute.engine.run import run
+
+        run(load_config(args.config), limit=args.limit, overwrite=args.overwrite)
+    return EXIT_OK
+
+
+def _aggregate(paths: list[str]) -> None:
+    from compute.core.aggregates import write_side_file
+
+    for path in paths:
+        written = write_side_file(path)
+        print(f"{path}: wrote {written}" if written else f"{path}: holds its aggregates already; nothing written")
+
+
+def _check(args: argparse.Namespace) -> int:
+    from compute.core.artifact import has_branching, open_artifact
+    from compute.engine.verify import load_side_models, sample_positions, sample_steps, verify, verify_branching
+
+    artifact = open_artifact(args.artifact)
+    positions = sample_positions(artifact, args.samples)
+    models = load_side_models(artifact, paths=dict(args.model))
+    mismatches = verify(artifact, positions, models=models)
+    steps = sample_steps(artifact, args.samples) if has_branching(artifact) else []
+    mismatches += verify_branching(artifact, steps, models=models)
+    decoded = artifact.has("positions/source")
+    if decoded:
+        from compute.core.provenance import check_provenance
+
+        mismatches += check_provenance(artifact)
+    for mismatch in mismatches:
+        print(f"mismatch: {mismatch}")
+    verdict = "FAILED" if mismatches else "ok"
+    sampled = f" and {len(steps)} sampled steps" if steps else ""
+    provenance = f", the source of all {artifact.n_positions} positions checked against its rule" if decoded else ""
+    print(
+        f"{args.artifact}: {verdict}: {len(positions)} positions{sampled} re-scored naively{provenance}, "
+        f"{len(mismatches)} mismatches"
+    )
+    return EXIT_MISMATCHES if mismatches else EXIT_OK
