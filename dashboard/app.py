@@ -11,7 +11,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from dashboard import cache, load, picker, ui
+from dashboard import cache, featured, load, picker, ui
 
 PAGES = [
     st.Page("app_pages/overview.py", title="Overview", icon=":material/bar_chart:", default=True),
@@ -23,7 +23,6 @@ PAGES = [
     st.Page("app_pages/branching.py", title="Branching factor", icon=":material/account_tree:"),
     st.Page("app_pages/experiments.py", title="Experiments", icon=":material/science:"),
 ]
-MAX_DEFAULT_RUNS = 8
 GROUP_KEY, SEARCH_KEY = "run-group", "run-search"  # session-state keys of the picker's group and search
 LOG = logging.getLogger(__name__)
 
@@ -42,9 +41,14 @@ def run_picker(runs: list[load.Run], directory: Path) -> None:
     """The sidebar's run picker: a group and a search narrow the list; it says how many runs are shown."""
     labels = [run.label for run in runs]
     if ui.RUNS_KEY not in st.session_state:
-        # Teacher-forced runs first (the paper's protocol); mixed-decoding runs show whole on Experiments anyway.
-        first = sorted(runs, key=lambda run: "decoding" in run.artifact.attrs)
-        st.session_state[ui.RUNS_KEY] = [run.label for run in first][:MAX_DEFAULT_RUNS]
+        listed = [
+            featured.Listed(
+                run.label, run.artifact.name, picker.tags(run.artifact.attrs), "decoding" in run.artifact.attrs
+            )
+            for run in runs
+        ]
+        default, why = featured.default_pick(listed, featured.declared(directory))
+        st.session_state[ui.RUNS_KEY], st.session_state[ui.DEFAULT_WHY_KEY] = default, (default, why)
     else:
         st.session_state[ui.RUNS_KEY] = [label for label in st.session_state[ui.RUNS_KEY] if label in labels]
     picked = st.session_state[ui.RUNS_KEY]
@@ -59,6 +63,9 @@ def run_picker(runs: list[load.Run], directory: Path) -> None:
     options = candidates + [label for label in picked if label not in candidates]  # a picked run stays picked
     st.sidebar.multiselect("Runs", options, key=ui.RUNS_KEY, help=ui.md_escape(f"Artifacts in {directory}"))
     st.sidebar.caption(f"{len(st.session_state[ui.RUNS_KEY])} of {len(labels)} runs shown")
+    default, why = st.session_state.get(ui.DEFAULT_WHY_KEY, ([], ""))
+    if st.session_state[ui.RUNS_KEY] == default:
+        st.sidebar.caption(f"Opened on {why}.")
     if candidates and candidates != st.session_state[ui.RUNS_KEY]:
         st.sidebar.button(
             f"Show the {len(candidates)} listed",

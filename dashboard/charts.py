@@ -10,6 +10,8 @@ import polars as pl
 CATEGORY_NAMES = ("unshifted", "marginal", "shifted")
 CATEGORY_COLORS = {"unshifted": "#4c9f70", "marginal": "#e0b040", "shifted": "#d0473e"}
 SIDE_COLORS = {"aligned": "#3b6fb6", "base": "#9a6fb0"}
+HOVER = "run"  # a frame column with each row's long identity (the run's label): shown on hover; axes show short_name
+LEGEND_BELOW = {"orientation": "h", "yanchor": "top", "y": -0.12, "xanchor": "left", "x": 0}
 
 
 def _text(values: list) -> list:
@@ -18,8 +20,23 @@ def _text(values: list) -> list:
 
 
 def _layout(fig: go.Figure, title: str, **kwargs) -> go.Figure:
-    fig.update_layout(title=title, margin={"l": 10, "r": 10, "t": 40, "b": 10}, legend_title_text="", **kwargs)
+    """Title, tight margins, and the legend below the plot (a legend beside it takes the plot's width)."""
+    fig.update_layout(
+        title=title, margin={"l": 10, "r": 10, "t": 40, "b": 10}, legend_title_text="", legend=LEGEND_BELOW
+    )
+    fig.update_layout(**kwargs)
     return fig
+
+
+def _hover(frame: pl.DataFrame) -> list | None:
+    """The rows' long identities for hover text, where the frame has them."""
+    return _text(frame[HOVER].to_list()) if HOVER in frame.columns else None
+
+
+def share_axis(values: list[float | None]) -> dict[str, object]:
+    """A share axis that never runs below 0 %: Plotly centres an all-zero axis on 0 (-100 % to 100 %)."""
+    top = max((v for v in values if v is not None and v == v), default=0.0)
+    return {"rangemode": "tozero"} if top > 0 else {"range": [0, 1]}
 
 
 def shares_bars(frame: pl.DataFrame, label: str = "run") -> go.Figure:
@@ -32,21 +49,44 @@ def shares_bars(frame: pl.DataFrame, label: str = "run") -> go.Figure:
             name=name,
             orientation="h",
             marker_color=CATEGORY_COLORS[name],
+            hovertext=_hover(frame),
         )
     return _layout(
         fig,
         "Shift categories (share of positions)",
         barmode="stack",
+        height=max(260, 140 + 26 * frame.height),
         xaxis_tickformat=".0%",
         yaxis_autorange="reversed",
     )
 
 
-def grouped_bars(frame: pl.DataFrame, x: str, ys: dict[str, str], title: str, log_y: bool = False) -> go.Figure:
-    """Grouped bars: one bar per column in `ys` (column -> legend name) for each value of `x`."""
+def grouped_bars(
+    frame: pl.DataFrame, x: str, ys: dict[str, str], title: str, log_y: bool = False, horizontal: bool = False
+) -> go.Figure:
+    """Grouped bars: one bar per column in `ys` (column -> legend name) for each value of `x`; `horizontal` lays
+    the bars along the x axis with `x`'s values down the side, in the frame's order (for names, which do not fit
+    under a bar)."""
     fig = go.Figure()
     for column, name in ys.items():
-        fig.add_bar(x=_text(frame[x].to_list()), y=frame[column].to_list(), name=html.escape(name, quote=False))
+        labels, values = _text(frame[x].to_list()), frame[column].to_list()
+        fig.add_bar(
+            x=values if horizontal else labels,
+            y=labels if horizontal else values,
+            orientation="h" if horizontal else "v",
+            name=html.escape(name, quote=False),
+            hovertext=_hover(frame),
+        )
+    if horizontal:
+        height = 140 + 16 * frame.height * len(ys)
+        return _layout(
+            fig,
+            title,
+            barmode="group",
+            xaxis_type="log" if log_y else "linear",
+            yaxis_autorange="reversed",
+            height=max(300, height),
+        )
     return _layout(fig, title, barmode="group", yaxis_type="log" if log_y else "linear")
 
 
@@ -55,7 +95,16 @@ def bars(frame: pl.DataFrame, x: str, y: str, color: str, title: str, y_title: s
     fig = go.Figure()
     for (name,), part in frame.group_by(color, maintain_order=True):
         fig.add_bar(x=_text(part[x].to_list()), y=part[y].to_list(), name=html.escape(str(name), quote=False))
-    return _layout(fig, title, barmode="group", yaxis_title=y_title, yaxis_tickformat=".1%" if percent else None)
+    if percent:
+        return _layout(
+            fig,
+            title,
+            barmode="group",
+            yaxis_title=y_title,
+            yaxis_tickformat=".1%",
+            yaxis=share_axis(frame[y].to_list()),
+        )
+    return _layout(fig, title, barmode="group", yaxis_title=y_title)
 
 
 def lines(
@@ -78,6 +127,7 @@ def lines(
             y=part[y].to_list(),
             mode="lines+markers" if markers else "lines",
             name=html.escape(str(name), quote=False),
+            hovertext=_hover(part),
         )
     return _layout(
         fig,
@@ -86,6 +136,33 @@ def lines(
         xaxis_type="log" if log_x else "linear",
         yaxis_title=y_title,
         yaxis_tickformat=".1%" if percent else None,
+        **({"yaxis": share_axis(frame[y].to_list())} if percent else {}),
+    )
+
+
+POSITION_TICKS = (0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000, 100000)
+
+
+def position_lines(
+    frame: pl.DataFrame,
+    t: str,
+    y: str,
+    color: str,
+    title: str,
+    y_title: str,
+    percent: bool = False,
+    markers: bool = True,
+) -> go.Figure:
+    """One line per value of `color` against the position `t` in the answer (0, 1, ...) on a log scale: drawn at
+    t + 1, the ticks labelled with t itself (0, 1, 2, 5, 10, 20, ...)."""
+    plotted = frame.with_columns((pl.col(t) + 1).alias("_x"))
+    fig = lines(plotted, "_x", y, color, title, y_title, percent, log_x=True, markers=markers)
+    last = int(frame[t].max() or 0)
+    ticks = [v for v in POSITION_TICKS if v <= last] or [0]
+    return fig.update_layout(
+        xaxis_title="position t in the answer (log scale)",
+        xaxis_tickvals=[v + 1 for v in ticks],
+        xaxis_ticktext=[str(v) for v in ticks],
     )
 
 

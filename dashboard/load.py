@@ -83,6 +83,12 @@ class Run(NamedTuple):
     def file(self) -> str:
         return Path(self.key.path).name
 
+    @property
+    def short_name(self) -> str | None:
+        """The run's `short_name` attribute (its display name in charts), None where it has none."""
+        value = self.artifact.attrs.get("short_name")
+        return str(value) if isinstance(value, str) and value.strip() else None
+
 
 def artifacts_dir() -> Path:
     """$TDS_ARTIFACTS_DIR, or artifacts/ at the repository root (never the cwd)."""

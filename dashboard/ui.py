@@ -12,11 +12,12 @@ import plotly.graph_objects as go
 import polars as pl
 import streamlit as st
 
-from dashboard import load
+from dashboard import load, names
 
 T = TypeVar("T")
 LOG = logging.getLogger(__name__)
 RUNS_KEY = "runs"  # session-state key of the sidebar multiselect (run labels)
+DEFAULT_WHY_KEY = "runs-default-why"  # session-state key: why the picker opened on its runs, in a few words
 DEFINITION_KEY = "category-definition"  # session-state key of the sidebar's shift-category definition
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!$:<>|~])")
 
@@ -45,6 +46,12 @@ def chosen_runs(least: int = 1) -> list[load.Run]:
         )
         st.stop()
     return chosen
+
+
+def short_names(runs: list[load.Run]) -> dict[str, str]:
+    """Run label -> its short display name among `runs` (dashboard/names.py), for charts."""
+    found = names.short_names([(run.artifact.name, run.short_name) for run in runs])
+    return dict(zip((run.label for run in runs), found, strict=True))
 
 
 def definition() -> str:

@@ -7,6 +7,7 @@ from any working directory.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import os
 import tomllib
@@ -165,7 +166,11 @@ class RunConfig:
     decoding: DecodingConfig | None = None
     """Decode the answers with both sides (absent: the aligned side decodes alone)."""
     tags: tuple[str, ...] = ()
-    """Labels stored as the artifact's `tags` attribute; the dashboard's run picker groups runs by them."""
+    """Labels stored as the artifact's `tags` attribute; the dashboard's run picker groups runs by them, and opens
+    on the runs tagged "featured" (docs/dashboard.md)."""
+    short_name: str | None = None
+    """The run's name in the dashboard's charts (stored as the `short_name` attribute); absent: the run name without
+    the start most runs shown share."""
     task: str | None = key(None, choices=tuple(tasks.JUDGES))
     """Judge each response against the dataset's `reference` with this task's judge (compute/tasks/)."""
     text: str = filled_in("")
@@ -238,6 +243,9 @@ class _Loader:
             values["decoding"] = self.decoding(values["decoding"])
         if any(not tag.strip() or "," in tag for tag in values["tags"]):
             raise self.fail("tags must be non-empty strings without commas")
+        short = values["short_name"]
+        if short is not None and (not short.strip() or any(unicodedata.category(c).startswith("C") for c in short)):
+            raise self.fail(f"short_name {short!r} must be non-empty text without control characters")
         return RunConfig(path=self.path, text=text, **values)
 
     def decoding(self, decoding: DecodingConfig) -> DecodingConfig:
@@ -262,7 +270,9 @@ class _Loader:
         known = toml_keys(cls)
         unknown = sorted(set(raw) - set(known))
         if unknown:
-            raise self.fail(f"unknown key {unknown[0]!r}{where} (known: {', '.join(sorted(known))})")
+            close = difflib.get_close_matches(unknown[0], known, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise self.fail(f"unknown key {unknown[0]!r}{where} ({hint}known: {', '.join(sorted(known))})")
         hints = get_type_hints(cls)
         values = {}
         tables_last = sorted(known.items(), key=lambda item: _table_type(hints[item[0]]) is not None)

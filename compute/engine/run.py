@@ -310,6 +310,7 @@ def run_meta(config: RunConfig, sides: dict[str, Side], fingerprint: str) -> Run
             "config": config.text,
             "config_fingerprint": fingerprint,
             **({"tags": ",".join(config.tags)} if config.tags else {}),
+            **({"short_name": config.short_name} if config.short_name else {}),
             **({"task": config.task} if config.task else {}),
         },
         branching=dataclasses.asdict(config.branching) if config.branching else None,
