@@ -94,7 +94,12 @@ def bars(frame: pl.DataFrame, x: str, y: str, color: str, title: str, y_title: s
     """Grouped bars: for each value of `x`, one bar per value of `color`."""
     fig = go.Figure()
     for (name,), part in frame.group_by(color, maintain_order=True):
-        fig.add_bar(x=_text(part[x].to_list()), y=part[y].to_list(), name=html.escape(str(name), quote=False))
+        fig.add_bar(
+            x=_text(part[x].to_list()),
+            y=part[y].to_list(),
+            name=html.escape(str(name), quote=False),
+            hovertext=_hover(part),
+        )
     if percent:
         return _layout(
             fig,
@@ -246,3 +251,76 @@ def gamma_curves(frame: pl.DataFrame) -> go.Figure:
         xaxis_range=[0, 1],
         yaxis_range=[0, 1.02],
     )
+
+
+TOKEN_LINE = 96  # characters per line of the token map
+
+
+def token_layout(texts: list[str], width: int = TOKEN_LINE) -> tuple[list[int], list[int], list[int]]:
+    """Where each token of an answer goes in lines of `width` characters: its start, width (at least 1) and line.
+    A token that would overrun a line starts the next one; a token holding a newline ends its line."""
+    starts, widths, rows = [], [], []
+    x = row = 0
+    for text in texts:
+        w = max(1, len(text.replace("\n", "↵")))
+        if x > 0 and x + w > width:
+            x, row = 0, row + 1
+        starts.append(x)
+        widths.append(w)
+        rows.append(row)
+        x += w
+        if "\n" in text:
+            x, row = 0, row + 1
+    return starts, widths, rows
+
+
+def token_map(
+    texts: list[str], colors: list[str], hovers: list[str], legend: list[tuple[str, str]], selected: int | None = None
+) -> go.Figure:
+    """An answer token by token as boxes on lines (monospace text, ↵ newline, → tab), coloured by `colors`, with
+    `hovers` on hover and `legend` (label, colour) above: click a box to select its token (trace 0's point index
+    is the position t)."""
+    starts, widths, rows = token_layout(texts)
+    shown = [t.replace("\n", "↵").replace("\t", "→").replace("\r", "␍") for t in texts]
+    lines = (rows[-1] + 1) if rows else 1
+    edge = ["#222" if i == selected else "rgba(128,128,128,.6)" for i in range(len(texts))]
+    fig = go.Figure(
+        go.Bar(
+            base=starts,
+            x=widths,
+            y=rows,
+            orientation="h",
+            width=0.82,
+            marker={
+                "color": colors,
+                "line": {"color": edge, "width": [3 if i == selected else 1 for i in range(len(edge))]},
+            },
+            text=_text(shown),
+            textposition="inside",
+            insidetextanchor="start",
+            constraintext="none",
+            textfont={"family": "ui-monospace, Menlo, Consolas, monospace", "size": 13, "color": "#111"},
+            hovertext=_text(hovers),
+            hoverinfo="text",
+            showlegend=False,
+        )
+    )
+    for label, color in legend:  # legend entries only: no points
+        fig.add_bar(x=[None], y=[None], name=html.escape(label, quote=False), marker_color=color, orientation="h")
+    return fig.update_layout(
+        height=70 + 26 * lines,
+        margin={"l": 0, "r": 0, "t": 30, "b": 4},
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "left", "x": 0},
+        xaxis={"visible": False, "range": [-0.5, TOKEN_LINE + 0.5], "fixedrange": True},
+        yaxis={"visible": False, "range": [lines - 0.5, -0.5], "fixedrange": True},
+        plot_bgcolor="rgba(0,0,0,0)",
+        dragmode=False,
+        clickmode="event+select",
+    )
+
+
+def clicked_token(event: object) -> int | None:
+    """The position t of the token clicked on a token map (st.plotly_chart's selection event), None if none."""
+    points = event.get("selection", {}).get("points", []) if isinstance(event, dict) else []
+    found = [p.get("point_index") for p in points if p.get("curve_number") == 0]
+    return int(found[0]) if found and found[0] is not None else None

@@ -11,7 +11,7 @@ from collections import Counter
 
 from dashboard.labels import printable
 
-MAX_WIDTH = 24
+MAX_WIDTH = 28
 SEPARATORS = "-_. "
 
 

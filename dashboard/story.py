@@ -28,6 +28,7 @@ def sentences(runs: pl.DataFrame, token: str = "the answer token") -> str:
     """Two sentences on `runs` (one row per run: name, share_unshifted, share_shifted, early, later; early and
     later may be null): how many positions keep the base side's top token and how few are shifted, then whether
     the shifts crowd the start of the answer. `token` is the token the categories rank (the definition's)."""
+    runs = runs.filter(pl.col("share_shifted").is_not_null() & pl.col("share_shifted").is_finite())  # has positions
     n = runs.height
     if n == 0:
         return ""

@@ -16,6 +16,7 @@ from dashboard import load, names
 
 T = TypeVar("T")
 LOG = logging.getLogger(__name__)
+SHORT = "short_name"  # the column charts name runs by (a table's `run` column holds the full label)
 RUNS_KEY = "runs"  # session-state key of the sidebar multiselect (run labels)
 DEFAULT_WHY_KEY = "runs-default-why"  # session-state key: why the picker opened on its runs, in a few words
 DEFINITION_KEY = "category-definition"  # session-state key of the sidebar's shift-category definition
@@ -35,11 +36,12 @@ def all_runs() -> tuple[list[load.Run], list[str]]:
 
 
 def chosen_runs(least: int = 1) -> list[load.Run]:
-    """The runs picked in the sidebar (all runs if the picker is not there); the page stops with a
+    """The runs picked in the sidebar, in the order picked (all runs if the picker is not there); the page stops with a
     hint when fewer than `least` are picked."""
     runs, _ = all_runs()
     picked = st.session_state.get(RUNS_KEY)
-    chosen = runs if picked is None else [run for run in runs if run.label in picked]
+    by_label = {run.label: run for run in runs}
+    chosen = runs if picked is None else [by_label[label] for label in picked if label in by_label]  # picked order
     if len(chosen) < least:
         st.info(
             "Pick at least one run in the sidebar." if least == 1 else f"Pick at least {least} runs in the sidebar."
@@ -52,6 +54,12 @@ def short_names(runs: list[load.Run]) -> dict[str, str]:
     """Run label -> its short display name among `runs` (dashboard/names.py), for charts."""
     found = names.short_names([(run.artifact.name, run.short_name) for run in runs])
     return dict(zip((run.label for run in runs), found, strict=True))
+
+
+def with_short(frame: pl.DataFrame, runs: list[load.Run], column: str = "run") -> pl.DataFrame:
+    """`frame` with a SHORT column: the short display name of the run labelled in `column` (charts plot it and
+    show the label on hover)."""
+    return frame.with_columns(pl.col(column).replace_strict(short_names(runs), default=None).alias(SHORT))
 
 
 def definition() -> str:

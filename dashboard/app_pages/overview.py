@@ -7,8 +7,6 @@ import streamlit as st
 
 from dashboard import charts, load, stats, story, ui
 
-SHORT = "short_name"  # the column charts label runs by (the table's `run` holds the full label)
-
 
 def summarize(run: load.Run, definition: str) -> dict[str, object]:
     """One row of the overview table: the run's sides and its stored summary under `definition`."""
@@ -33,10 +31,9 @@ definition = ui.definition()
 rows, sources = zip(
     *ui.each_run(runs, lambda run: (summarize(run, definition), load.aggregates_source(run))), strict=True
 )
-short = ui.short_names(runs)
-table = pl.DataFrame(list(rows)).with_columns(pl.col("run").replace_strict(short).alias(SHORT))
+table = ui.with_short(pl.DataFrame(list(rows)), runs)
 token = "the answer token" if definition == load.ANSWER_TOKEN else "the aligned side's top token"
-st.markdown(ui.md_escape(story.sentences(table.drop("name").rename({SHORT: "name"}), token)))
+st.markdown(ui.md_escape(story.sentences(table.drop("name").rename({ui.SHORT: "name"}), token)))
 early, later = f"share_shifted_t<{story.EARLY}", f"share_shifted_t>={story.EARLY}"
 table = table.rename({"early": early, "later": later})
 if table["task"].is_null().all():  # no run has a task: no accuracy to show
@@ -45,21 +42,21 @@ ui.definition_caption()
 st.dataframe(table, hide_index=True)
 ui.downloads(table, "overview")
 
-ui.chart(charts.shares_bars(table, SHORT), table.select("run", SHORT, *stats.SHARE_COLUMNS), "shift-shares")
+ui.chart(charts.shares_bars(table, ui.SHORT), table.select("run", ui.SHORT, *stats.SHARE_COLUMNS), "shift-shares")
 left, right = st.columns(2)
 with left:
     divergences = {f"mean_{c}": stats.title(c) for c, (stat, side) in stats.AVERAGED.items() if side is None}
-    shown = table.select("run", SHORT, *divergences)
+    shown = table.select("run", ui.SHORT, *divergences)
     missing = [stats.title(c.removeprefix("mean_")) for c in divergences if shown[c].is_null().any()]
-    fig = charts.grouped_bars(shown, SHORT, divergences, "Mean divergence per position (nats)", horizontal=True)
+    fig = charts.grouped_bars(shown, ui.SHORT, divergences, "Mean divergence per position (nats)", horizontal=True)
     ui.chart(fig, shown, "mean-kl")
     if missing:
         st.caption(f"Runs without a bar for {', '.join(missing)} do not store it (an optional statistic).")
 with right:
-    teacher_forced = table.select("run", SHORT, "exp_entropy_aligned", "exp_entropy_base", "exp_entropy_ratio")
+    teacher_forced = table.select("run", ui.SHORT, "exp_entropy_aligned", "exp_entropy_base", "exp_entropy_ratio")
     fig = charts.grouped_bars(
         teacher_forced,
-        SHORT,
+        ui.SHORT,
         {"exp_entropy_aligned": "aligned", "exp_entropy_base": "base"},
         "exp(mean teacher-forced entropy)",
         horizontal=True,

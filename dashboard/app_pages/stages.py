@@ -125,8 +125,10 @@ if total == 0:
 
 st.subheader("Which pairs shift each position")
 table = stages.patterns(counts, short)
+unshifted = table.filter(pl.col("shifted_by") == stages.NONE)["share"].sum()
+st.caption(f"Positions no pair shifts ({unshifted:.1%}) are in the table, not the chart.")
 fig = charts.bars(
-    table.with_columns(pl.lit("shared positions").alias("of")),
+    table.filter(pl.col("shifted_by") != stages.NONE).with_columns(pl.lit("shared positions").alias("of")),
     "shifted_by",
     "share",
     "of",
@@ -142,8 +144,8 @@ st.caption(
     "positions per pattern (positions no pair shifts are in the table, not the chart)."
 )
 binned = stages.by_position(counts, short)
-plotted = binned.filter(pl.col("shifted_by") != stages.NONE).with_columns((pl.col("t_start") + 1).alias("t_start + 1"))
-fig = charts.lines(plotted, "t_start + 1", "share", "shifted_by", "Share of the bin's positions", "share", True, True)
+plotted = binned.filter(pl.col("shifted_by") != stages.NONE)
+fig = charts.position_lines(plotted, "t_start", "share", "shifted_by", "Share of the bin's positions", "share", True)
 ui.chart(fig, binned, "stages-positions")
 
 st.subheader("By token type")
