@@ -19,12 +19,32 @@ def _text(values: list) -> list:
     return [html.escape(v, quote=False) if isinstance(v, str) else v for v in values]
 
 
+LEGEND_ROW_PX, LEGEND_ROW_WIDTH, CHAR_PX = 22, 700, 7  # a legend row's height; the width a row fills, estimated
+
+
+def legend_rows(names: list[str]) -> int:
+    """About how many rows a horizontal legend of `names` takes (entries of ~CHAR_PX a character plus a swatch,
+    rows of LEGEND_ROW_WIDTH px)."""
+    rows, used = 0, LEGEND_ROW_WIDTH
+    for name in names:
+        width = 40 + CHAR_PX * len(name)
+        if used + width > LEGEND_ROW_WIDTH:
+            rows, used = rows + 1, 0
+        used += width
+    return rows
+
+
 def _layout(fig: go.Figure, title: str, **kwargs) -> go.Figure:
-    """Title, tight margins, and the legend below the plot (a legend beside it takes the plot's width)."""
+    """Title, tight margins, and the legend below the plot (a legend beside it takes the plot's width); a chart
+    with a long legend grows, so that the plot keeps two thirds of its height."""
     fig.update_layout(
         title=title, margin={"l": 10, "r": 10, "t": 40, "b": 10}, legend_title_text="", legend=LEGEND_BELOW
     )
     fig.update_layout(**kwargs)
+    entries = [str(t.name) for t in fig.data if t.showlegend is not False and t.name]
+    if len(entries) > 1 and fig.layout.height is None:
+        below = 60 + LEGEND_ROW_PX * legend_rows(entries)  # tick labels, axis title, legend
+        fig.update_layout(height=max(450, 3 * below + 40))
     return fig
 
 
@@ -224,6 +244,8 @@ def accuracy_curves(points: pl.DataFrame, references: pl.DataFrame) -> go.Figure
         yaxis_title="accuracy",
         xaxis_tickformat=".0%",
         yaxis_tickformat=".0%",
+        xaxis_rangemode="tozero",
+        yaxis_rangemode="tozero",
     )
 
 
@@ -308,11 +330,11 @@ def token_map(
     for label, color in legend:  # legend entries only: no points
         fig.add_bar(x=[None], y=[None], name=html.escape(label, quote=False), marker_color=color, orientation="h")
     return fig.update_layout(
-        height=70 + 26 * lines,
-        margin={"l": 0, "r": 0, "t": 30, "b": 4},
+        height=80 + 28 * lines,
+        margin={"l": 0, "r": 0, "t": 44, "b": 4},
         legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "left", "x": 0},
         xaxis={"visible": False, "range": [-0.5, TOKEN_LINE + 0.5], "fixedrange": True},
-        yaxis={"visible": False, "range": [lines - 0.5, -0.5], "fixedrange": True},
+        yaxis={"visible": False, "range": [lines - 0.45, -0.65], "fixedrange": True},
         plot_bgcolor="rgba(0,0,0,0)",
         dragmode=False,
         clickmode="event+select",

@@ -7,7 +7,20 @@ import json
 
 import polars as pl
 import pytest
-from dashboard_helpers import ALPHA, APP, BETA, PLAIN_SIDES, TOKENS, TOP_K, label, write_run
+from dashboard_helpers import (
+    ALPHA,
+    ALPHA_LABEL,
+    APP,
+    BETA,
+    BETA_LABEL,
+    PLAIN_SIDES,
+    TOKENS,
+    TOP_K,
+    chain_runs,
+    label,
+    small_runs,
+    write_run,
+)
 from streamlit.testing.v1 import AppTest
 
 from compute.core.artifact import RunMeta, write_artifact
@@ -160,3 +173,16 @@ def test_a_click_on_the_token_map_is_a_position():
 
 def test_a_top_k_bar_is_never_blank():
     assert [tokens.bar_label(t, 7) for t in (" ", "  ", "", "\n", " the")] == ["␣", "␣␣", "⟨7⟩", "↵", " the"]
+
+
+def test_stages_says_when_the_picked_runs_agree_by_construction_and_picks_a_chain(tmp_path, monkeypatch):
+    small_runs(tmp_path)  # alpha and beta: one pair of sides, one answer in common
+    chain = chain_runs(tmp_path)
+    monkeypatch.setenv("TDS_ARTIFACTS_DIR", str(tmp_path))
+    at = AppTest.from_file(str(APP), default_timeout=60).run()
+    at.sidebar.multiselect[0].set_value([ALPHA_LABEL, BETA_LABEL]).run()
+    at.switch_page("app_pages/stages.py").run()
+    assert at.info[0].value.startswith("The picked runs that share answers are of one pair of sides")
+    at.button(key="stages-pick-chain").click().run()
+    assert all(value.split(" · ")[0] in chain for value in at.sidebar.multiselect[0].value)
+    assert len(at.sidebar.multiselect[0].value) == len(chain) and not at.info

@@ -39,17 +39,52 @@ def open_in_examples(run: load.Run, example: int, example_id: str, t: int) -> No
     st.switch_page("app_pages/examples.py")
 
 
+def distinct(members: tuple[int, ...], runs: list[load.Run]) -> bool:
+    """Whether the runs' pairs of sides differ (runs of one pair over the same answers agree by construction)."""
+    sides = [run.artifact.side_attrs for run in (runs[i] for i in members)]
+    return any(other != sides[0] for other in sides[1:])
+
+
+def distinct_first(
+    groups: list[tuple[tuple[int, ...], int]], runs: list[load.Run]
+) -> list[tuple[tuple[int, ...], int]]:
+    """The groups of runs of different pairs first (in their order), then those of one pair."""
+    return sorted(groups, key=lambda group: not distinct(group[0], runs))
+
+
+def folder_chain() -> list[str]:
+    """The labels of the folder's largest group of runs of different pairs over the same answers (a stage chain),
+    or [] where it has none."""
+    every, _ = ui.all_runs()
+    answers = [load.answer_set(run.key) for run in every]
+    found = [members for members, _ in stats.answer_groups(answers) if distinct(members, every)]
+    return [every[i].label for i in found[0]] if found else []
+
+
 st.header("Stages: which pair shifts each position")
 picked = ui.chosen_runs(least=2)
 readable = ui.each_run(picked, lambda run: (run, load.answer_set(run.key)))
 runs, answer_sets = [run for run, _ in readable], [answers for _, answers in readable]
-groups = stats.answer_groups(answer_sets)
-if not groups:
-    st.info(
-        "No two of the picked runs share an answer (same example id and answer token ids), so there are no stages "
-        "to follow: pick runs scored over the same answers, such as a stage chain."
+groups = distinct_first(stats.answer_groups(answer_sets), runs)
+if not groups or not distinct(groups[0][0], runs):
+    why = (
+        "The picked runs that share answers are of one pair of sides, so they agree by construction"
+        if groups
+        else "No two of the picked runs share an answer (same example id and answer token ids)"
     )
-    st.stop()
+    chain = folder_chain()
+    st.info(
+        f"{why}, so there are no stages to follow: pick runs scored over the same answers, such as a stage chain"
+        + (f" (this folder has one of {len(chain)} runs)." if chain else ".")
+    )
+    if chain:
+        st.button(
+            f"Pick the {len(chain)} runs of that chain",
+            key="stages-pick-chain",
+            on_click=lambda: st.session_state.update({ui.RUNS_KEY: chain}),
+        )
+    if not groups:
+        st.stop()
 
 st.caption(
     "Runs scored over the same answers (the same token ids for the same example id), whatever their pairs of sides: "
