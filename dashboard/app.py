@@ -85,8 +85,8 @@ def main() -> None:
         st.warning(ui.md_escape(bad_setting), icon=":material/warning:")
     if not runs:
         st.info(
-            ui.md_escape(f"{directory} {state(directory)}.")
-            + " Make a run with `python -m compute run compute/recipes/<recipe>.toml`; its artifact lands in the"
+            ui.md_escape(f"{directory}{load.where_from()} {state(directory)}.")
+            + " Make a run with `tds run compute/recipes/<recipe>.toml`; its artifact lands in the"
             + f" recipe's `out_dir`. Point the dashboard at another directory with `{load.ENV_VAR}`.",
             icon=":material/info:",
         )

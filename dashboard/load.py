@@ -96,6 +96,11 @@ def artifacts_dir() -> Path:
     return Path(configured).expanduser() if configured else ROOT / "artifacts"
 
 
+def where_from() -> str:
+    """ " (from TDS_ARTIFACTS_DIR)" when the artifacts directory was set there, else "" (the default folder)."""
+    return f" (from {ENV_VAR})" if os.environ.get(ENV_VAR) else ""
+
+
 def one_line(err: BaseException) -> str:
     return " ".join(str(err).split()) or type(err).__name__
 

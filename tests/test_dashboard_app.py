@@ -261,9 +261,10 @@ def test_empty_directory_says_how_to_make_a_run(tmp_path, monkeypatch, exists):
     at = AppTest.from_file(str(APP), default_timeout=60).run()
     assert not at.exception
     message = at.info[0].value
-    assert "python -m compute run compute/recipes/<recipe>.toml" in message
+    assert "tds run compute/recipes/<recipe>.toml" in message
     assert "out_dir" in message
-    assert ("holds no complete artifacts" if exists else "does not exist") in message.replace("\\", "")
+    state = "holds no complete artifacts" if exists else "does not exist"
+    assert f"{directory} (from TDS_ARTIFACTS_DIR) {state}" in message.replace("\\", "")
 
 
 def test_default_directory_is_artifacts_at_the_repo_root(monkeypatch, tmp_path):

@@ -20,6 +20,7 @@ import torch
 from compute.core import statistics
 from compute.core.rules import SIDE_OF, Rule
 from compute.engine.generate import cut_at_stop, eos_ids
+from compute.engine.progress import TokenBar
 from compute.engine.score import SharedPrefix
 from compute.engine.sides import Side
 
@@ -100,6 +101,8 @@ def decode_together(
     tokenizer = sides["aligned"].tokenizer
     answers = [Decoded() for _ in range(n)]
     finished = [False] * n
+    bar = TokenBar(max_new_tokens)
+    bar.put(contexts)  # the prompt: counts nothing
     for step in range(max_new_tokens):
         logp = {name: stream.logp for name, stream in streams.items()}
         best = {name: logp[name].max(dim=-1) for name in SIDES}
@@ -123,11 +126,13 @@ def decode_together(
             answer.source.append(source)
             answer.js.append(js[row])
             finished[row] = _has_stop(tokenizer, answer.ids, stop)
+        bar.put(emitted)
         if all(finished) or step == max_new_tokens - 1:
             break
         tokens = torch.tensor(emitted, dtype=torch.long)
         for stream in streams.values():
             stream.push(tokens)
+    bar.end()
     aligned = sides["aligned"]
     return [answer.cut(len(cut_at_stop(aligned, answer.ids, stop))) for answer in answers]
 

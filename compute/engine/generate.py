@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 from transformers import GenerationConfig
 
+from compute.engine.progress import TokenBar
 from compute.engine.score import SharedPrefix
 from compute.engine.sides import Side
 
@@ -64,6 +65,7 @@ def generate_answers(
         config,
         tokenizer=side.tokenizer if stop else None,
         past_key_values=prefix.for_batch(len(contexts)) if prefix else None,
+        streamer=TokenBar(max_new_tokens),
     )
     answers = []
     for row in output[:, width:].tolist():
