@@ -45,6 +45,8 @@ def _layout(fig: go.Figure, title: str, **kwargs) -> go.Figure:
     if len(entries) > 1 and fig.layout.height is None:
         below = 60 + LEGEND_ROW_PX * legend_rows(entries)  # tick labels, axis title, legend
         fig.update_layout(height=max(450, 3 * below + 40))
+    plot_height = (fig.layout.height or 450) - 110  # less the title, tick labels and axis title, about
+    fig.update_layout(legend_y=-min(0.5, 48 / max(plot_height, 80)))  # below the tick labels, whatever the height
     return fig
 
 
@@ -321,6 +323,7 @@ def token_map(
             textposition="inside",
             insidetextanchor="start",
             constraintext="none",
+            textangle=0,
             textfont={"family": "ui-monospace, Menlo, Consolas, monospace", "size": 13, "color": "#111"},
             hovertext=_text(hovers),
             hoverinfo="text",

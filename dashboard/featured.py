@@ -38,7 +38,7 @@ def declared(directory: Path) -> list[str] | None:
 
 def default_pick(runs: list[Listed], names: list[str] | None) -> tuple[list[str], str]:
     """The labels to open on and why, in a few words: the runs `names` lists (in its order), else those tagged
-    "featured", else up to MAX_DEFAULT runs, teacher-forced ones first."""
+    "featured", else up to MAX_DEFAULT runs, teacher-forced ones before mixed-decoding ones (in `runs`' order)."""
     if names:
         picked = [run.label for name in dict.fromkeys(names) for run in runs if run.name == name]
         if picked:
@@ -46,5 +46,5 @@ def default_pick(runs: list[Listed], names: list[str] | None) -> tuple[list[str]
     tagged = [run.label for run in runs if TAG in run.tags]
     if tagged:
         return tagged, f"the runs tagged “{TAG}”"
-    first = sorted(runs, key=lambda run: run.decoded)
-    return [run.label for run in first][:MAX_DEFAULT], "teacher-forced runs first, by file name"
+    first = {run.label for run in sorted(runs, key=lambda run: run.decoded)[:MAX_DEFAULT]}
+    return [run.label for run in runs if run.label in first], "teacher-forced runs first, by file name"
