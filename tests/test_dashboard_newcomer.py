@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from dashboard_helpers import APP, ROOT
 
-from dashboard import featured, names
+from dashboard import featured, names, pages
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 SHIPPED = ROOT / "artifacts"
@@ -44,10 +44,8 @@ return Array.from(document.querySelectorAll('.js-plotly-plot')).map(el => {
 
 
 def page_list() -> list[str]:
-    """The url paths of the app's pages, in its page list (app.py's st.Page entries; the default page is /)."""
-    paths = re.findall(r'st\.Page\(\s*"app_pages/(\w+)\.py"', APP.read_text())
-    assert paths, "no st.Page entries found in app.py"
-    return paths
+    """The url paths of the app's pages, from its one page list (the first opens at /)."""
+    return [page.slug for page in pages.PAGES]
 
 
 def free_port() -> int:
