@@ -207,15 +207,25 @@ def topk_bars(frame: pl.DataFrame) -> go.Figure:
     return _layout(fig, "Top-k next tokens", barmode="group", yaxis_autorange="reversed", xaxis_title="probability")
 
 
-def heatmap(frame: pl.DataFrame, x: str, y: str, z: str, title: str, order: tuple[str, ...]) -> go.Figure:
-    """A labelled heatmap of `z` over the values `order` of `x` and `y`."""
+def heatmap(
+    frame: pl.DataFrame,
+    x: str,
+    y: str,
+    z: str,
+    title: str,
+    order: tuple[str, ...],
+    x_title: str | None = None,
+    y_title: str | None = None,
+) -> go.Figure:
+    """A labelled heatmap of `z` over the values `order` of `x` and `y` (axis titles: the column names, unless
+    given)."""
     xs = ys = list(order)
     cells = {(r[x], r[y]): r[z] for r in frame.iter_rows(named=True)}
     values = [[cells.get((xv, yv), 0) for xv in xs] for yv in ys]
     fig = go.Figure(
         go.Heatmap(x=_text([str(v) for v in xs]), y=_text([str(v) for v in ys]), z=values, texttemplate="%{z}")
     )
-    return _layout(fig, title, xaxis_title=x, yaxis_title=y, yaxis_autorange="reversed")
+    return _layout(fig, title, xaxis_title=x_title or x, yaxis_title=y_title or y, yaxis_autorange="reversed")
 
 
 def accuracy_curves(points: pl.DataFrame, references: pl.DataFrame) -> go.Figure:

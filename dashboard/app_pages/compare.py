@@ -113,7 +113,16 @@ if compared == 0 and comparable:  # (with none comparable, the page has said so 
     st.info("These two runs have no answer in common, so there is no position-by-position agreement to show.")
 elif compared > 0:
     title = "Category under A (rows) and B (columns)"
-    fig = charts.heatmap(crosstab, "category_b", "category_a", "positions", title, load.CATEGORIES)
+    fig = charts.heatmap(
+        crosstab,
+        "category_b",
+        "category_a",
+        "positions",
+        title,
+        load.CATEGORIES,
+        "category under B",
+        "category under A",
+    )
     ui.chart(fig, crosstab, "compare-categories")
 st.subheader("Per example")
 ui.downloads(matched, "compare-examples")
