@@ -38,6 +38,7 @@ from compute.core.artifact import (
 from compute.core.artifact import decoding as read_decoding
 from compute.core.branching import ExampleSamples
 from compute.core.categories import ALIGNED_TOP_CHOICE, ANSWER_TOKEN, DEFINITIONS, categories
+from compute.core.errors import one_line
 from dashboard.cache import cached
 from dashboard.labels import run_labels
 
@@ -85,10 +86,6 @@ def artifacts_dir() -> Path:
     """$TDS_ARTIFACTS_DIR, or artifacts/ at the repository root (never the cwd)."""
     configured = os.environ.get(ENV_VAR)
     return Path(configured).expanduser() if configured else ROOT / "artifacts"
-
-
-def one_line(err: BaseException) -> str:
-    return " ".join(str(err).split()) or type(err).__name__
 
 
 def scan(directory: Path) -> tuple[list[RunKey], list[str]]:
