@@ -11,6 +11,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from compute.core.errors import one_line
 from dashboard import cache, featured, load, pages, picker, ui
 
 NAVIGATION = [
@@ -90,7 +91,7 @@ def main() -> None:
         st.navigation(NAVIGATION).run()
     except Exception as err:  # noqa: BLE001  (the last boundary: a line for the viewer, the traceback in the log)
         LOG.exception("page failed")
-        st.error(ui.md_escape(f"This page stopped: {load.one_line(err)}"), icon=":material/error:")
+        st.error(ui.md_escape(f"This page stopped: {one_line(err)}"), icon=":material/error:")
 
 
 main()

@@ -38,6 +38,7 @@ from compute.core.artifact import (
 from compute.core.artifact import decoding as read_decoding
 from compute.core.branching import ExampleSamples
 from compute.core.categories import ALIGNED_TOP_CHOICE, ANSWER_TOKEN, DEFINITIONS, categories
+from compute.core.errors import one_line
 from dashboard.cache import cached
 from dashboard.labels import run_labels
 
@@ -96,10 +97,6 @@ def artifacts_dir() -> Path:
 def where_from() -> str:
     """ " (from TDS_ARTIFACTS_DIR)" when the artifacts directory was set there, else "" (the default folder)."""
     return f" (from {ENV_VAR})" if os.environ.get(ENV_VAR) else ""
-
-
-def one_line(err: BaseException) -> str:
-    return " ".join(str(err).split()) or type(err).__name__
 
 
 def scan(directory: Path) -> tuple[list[RunKey], list[str]]:

@@ -12,6 +12,7 @@ import plotly.graph_objects as go
 import polars as pl
 import streamlit as st
 
+from compute.core.errors import one_line
 from dashboard import load, names
 
 T = TypeVar("T")
@@ -91,7 +92,7 @@ def definition_caption() -> None:
 def failed(run: load.Run, err: Exception) -> None:
     """One line naming the run's file (the traceback goes to the server log only)."""
     LOG.warning("%s failed", run.key.path, exc_info=err)
-    message = load.one_line(err)
+    message = one_line(err)
     st.warning(md_escape(message if run.key.path in message else f"{run.key.path}: {message}"), icon=":material/error:")
 
 

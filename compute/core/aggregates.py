@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -30,6 +28,7 @@ import polars as pl
 from compute.core import tables
 from compute.core.artifact import ArtifactError, open_artifact
 from compute.core.categories import DEFINITIONS, SHIFTED, categories, known_id
+from compute.core.files import write_atomically
 from compute.core.token_types import token_types
 
 GROUP = "aggregates"
@@ -433,22 +432,10 @@ def write_side_file(path: Path | str) -> Path | None:
         group.attrs["artifact_mtime_ns"] = before.st_mtime_ns
         group.attrs["artifact_blake2b"] = key
     target = side_path(path)
-    tmp: Path | None = None
     try:
-        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=path.parent)
-        tmp = Path(name)
-        with open(fd, "wb") as out:
-            out.write(buffer.getbuffer())
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, 0o644 & ~_umask())
-        os.replace(tmp, target)
-        tmp = None
+        write_atomically(target, buffer.getbuffer(), replace=True)
     except OSError as err:
         raise ArtifactError(f"{path.parent}: cannot write {target.name}: {err.strerror or err}") from None
-    finally:
-        if tmp is not None:
-            tmp.unlink(missing_ok=True)
     return target
 
 
@@ -459,9 +446,3 @@ def _complete(path: Path) -> bool:
         if group is None or not usable(group):
             return False
         return all(name in group for name in TABLES) and held(group).missing() == ((), ())
-
-
-def _umask() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return umask

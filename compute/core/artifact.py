@@ -12,7 +12,6 @@ import errno
 import io
 import math
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,7 +24,8 @@ from compute.core import statistics
 from compute.core.branching import ExampleSamples
 from compute.core.categories import DEFINITIONS
 from compute.core.categories import NAMES as CATEGORIES
-from compute.core.errors import UserError
+from compute.core.errors import UserError, one_line
+from compute.core.files import write_atomically
 from compute.core.statistics import SIDE_NAMES
 
 FORMAT = "tds-artifact"
@@ -124,31 +124,12 @@ def write_artifact(
         raise ArtifactError(f"{path}: an artifact of that name exists (use --overwrite to replace it)")
     if path.is_dir():
         raise ArtifactError(f"{path}: is a folder, not an artifact; move it away to write the run")
-    tmp: Path | None = None
     try:
-        image = _file_image(meta, examples, token_text, extra)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        tmp = Path(tmp_name)
-        with open(fd, "wb") as out:
-            out.write(image)
-            out.flush()
-            os.fsync(out.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o644 & ~umask)
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            try:
-                os.link(tmp, path)  # fails if path exists: never clobber
-            except FileExistsError as err:
-                raise ArtifactError(f"{path}: an artifact of that name exists (use --overwrite to replace it)") from err
-            tmp.unlink()
+        write_atomically(path, _file_image(meta, examples, token_text, extra), replace=overwrite)
+    except FileExistsError as err:
+        raise ArtifactError(f"{path}: an artifact of that name exists (use --overwrite to replace it)") from err
     except OSError as err:
         raise _write_error(path, err) from None
-    finally:
-        if tmp is not None:
-            tmp.unlink(missing_ok=True)
 
 
 def _file_image(
@@ -173,7 +154,7 @@ _NO_SPACE = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
 
 def _write_error(path: Path, err: OSError) -> ArtifactError:
     """One line for a failed write; h5py reports the system error only inside its message."""
-    text = _one_line(err)
+    text = one_line(err)
     if err.errno in _NO_SPACE or any(os.strerror(code) in text for code in _NO_SPACE):
         return ArtifactError(f"{path.parent}: no space left to write {path.name} (disk full or file-size limit)")
     reason = err.strerror or text
@@ -290,7 +271,7 @@ class Artifact:
                     ds = ds.asstr()
                 return ds[()] if rows is None else ds[rows]
         except (OSError, KeyError, ValueError) as err:
-            raise ArtifactError(f"{self.path}: cannot read {dataset}: {_one_line(err)}") from None
+            raise ArtifactError(f"{self.path}: cannot read {dataset}: {one_line(err)}") from None
 
     def example_rows(self, e: int) -> slice:
         offsets = self.read("examples/offsets", slice(e, e + 2))
@@ -326,10 +307,6 @@ class Artifact:
         return dict(zip(self.read("tokens/id").tolist(), self.read("tokens/text").tolist(), strict=True))
 
 
-def _one_line(err: BaseException) -> str:
-    return " ".join(str(err).split()) or type(err).__name__
-
-
 def _text(value: object) -> object:
     return value.decode() if isinstance(value, bytes) else value
 
@@ -345,7 +322,7 @@ def open_artifact(path: Path | str) -> Artifact:
     except ArtifactError:
         raise
     except (OSError, KeyError, ValueError, TypeError) as err:
-        raise ArtifactError(f"{path}: not a readable HDF5 artifact (truncated or corrupt?): {_one_line(err)}") from None
+        raise ArtifactError(f"{path}: not a readable HDF5 artifact (truncated or corrupt?): {one_line(err)}") from None
 
 
 def _check(path: Path, f: h5py.File) -> Artifact:
@@ -620,7 +597,7 @@ def branching_attrs(artifact: Artifact, side: str) -> dict[str, object]:
         with h5py.File(artifact.path, "r") as f:
             return {key: _text(value) for key, value in f[f"branching/{side}"].attrs.items()}
     except (OSError, KeyError) as err:
-        raise ArtifactError(f"{artifact.path}: cannot read /branching/{side}: {_one_line(err)}") from None
+        raise ArtifactError(f"{artifact.path}: cannot read /branching/{side}: {one_line(err)}") from None
 
 
 def read_branching(artifact: Artifact, side: str) -> list[ExampleSamples]:

@@ -7,11 +7,13 @@ import hashlib
 import polars as pl
 import streamlit as st
 
+from compute.core.categories import MARGINAL, SHIFTED
+from compute.core.errors import one_line
 from dashboard import charts, load, stages, stats, tokens, ui
 from dashboard.cache import cached
 
 CHAIN, NAME = "the chain of their sides", "run name"
-SHIFTED, SHIFTED_OR_MARGINAL = 2, 1  # the least category that counts as shifting a position
+SHIFTED_OR_MARGINAL = MARGINAL  # the least category that counts as shifting a position, with the box ticked
 
 
 @cached
@@ -134,7 +136,7 @@ keys = tuple(run.key for run in chosen_runs)
 try:
     counts = stage_counts(keys, definition, least)
 except Exception as err:  # noqa: BLE001  (a file damaged after it was listed: one line naming it)
-    st.warning(ui.md_escape(load.one_line(err)), icon=":material/error:")
+    st.warning(ui.md_escape(one_line(err)), icon=":material/error:")
     st.stop()
 shared = load.shared_answers(keys)
 total = int(counts.counts.sum())
