@@ -57,8 +57,13 @@ def distinct_first(
 def folder_chain() -> list[str]:
     """The labels of the folder's largest group of runs of different pairs over the same answers (a stage chain),
     or [] where it has none."""
-    every, _ = ui.all_runs()
-    answers = [load.answer_set(run.key) for run in every]
+    every, answers = [], []
+    for run in ui.all_runs()[0]:
+        try:
+            answers.append(load.answer_set(run.key))
+        except Exception:  # noqa: BLE001  (a file that cannot be read offers no chain; where picked, it is named)
+            continue
+        every.append(run)
     found = [members for members, _ in stats.answer_groups(answers) if distinct(members, every)]
     return [every[i].label for i in found[0]] if found else []
 
