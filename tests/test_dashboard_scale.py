@@ -16,7 +16,7 @@ from dashboard_helpers import ALPHA, ALPHA_LABEL, APP, BETA, ROOT, small_runs, w
 from streamlit.testing.v1 import AppTest
 
 from compute.cli import main as cli
-from compute.core import aggregates, token_types
+from compute.core import aggregates, files, token_types
 from compute.core.artifact import open_artifact, write_artifact
 from compute.core.categories import ALIGNED_TOP_CHOICE, ANSWER_TOKEN, categories
 from dashboard import cache, load, picker, stages
@@ -191,7 +191,7 @@ def test_the_aggregate_command_leaves_no_temp_file_where_it_cannot_write(tmp_pat
     def no_space(source, target):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(aggregates.os, "replace", no_space)
+    monkeypatch.setattr(files.os, "replace", no_space)
     assert cli(["aggregate", str(alpha)]) == 2
     err = capsys.readouterr().err
     assert err == f"error: {alpha.parent}: cannot write alpha.aggregates.h5: No space left on device\n"
