@@ -15,12 +15,14 @@ import numpy as np
 import polars as pl
 
 from compute.core import intervals, quantiles, tables
-from compute.core.example_sums import AGREEMENT_K, BUCKETS, CATEGORY_NAMES, TYPE_SLUGS
+from compute.core.example_sums import AGREEMENT_K, BUCKETS, CATEGORY_NAMES, TYPE_SLUGS, type_slug
 from compute.core.intervals import Estimate
+from compute.core.token_types import DISCOURSE, POLITENESS, PUNCTUATION, WHITESPACE
 
 RESAMPLES = intervals.RESAMPLES
 SEED = 0
 QUANTILE_STATISTICS = ("kl", "js")
+STYLISTIC_SLUGS = tuple(type_slug(t) for t in (DISCOURSE, POLITENESS, PUNCTUATION, WHITESPACE))
 Number = tuple[Callable[..., np.ndarray | float], tuple[str, ...]]  # fn of column totals, the columns
 
 
@@ -34,6 +36,10 @@ def _exp_ratio(aligned, base, positions):
 
 def _accuracy(right, judged):
     return intervals.divide(right, judged)
+
+
+def _part_of(whole, *parts):
+    return intervals.divide(sum(parts), whole)
 
 
 def numbers(columns: list[str]) -> dict[str, Number]:
@@ -56,6 +62,9 @@ def numbers(columns: list[str]) -> dict[str, Number]:
     made["share_from_base"] = (div, ("from_base", "positions"))
     made["share_from_aligned"] = (lambda b, p: div(p - b, p), ("from_base", "positions"))
     made["accuracy"] = (_accuracy, ("right", "judged"))
+    # stylistic tokens (discourse, politeness, punctuation, whitespace): their share of the shifted and of all
+    made["stylistic_of_shifted"] = (_part_of, ("shifted", *(f"shifted_type_{s}" for s in STYLISTIC_SLUGS)))
+    made["stylistic_of_all"] = (_part_of, ("positions", *(f"positions_type_{s}" for s in STYLISTIC_SLUGS)))
     return {name: number for name, number in made.items() if all(c in columns for c in number[1])}
 
 
