@@ -109,7 +109,7 @@ def test_branching_estimates_resample_examples_for_both_sides_together():
 
     aligned = [uniform(m, [6] * 8) for m in (2, 3, 4, 2, 5)]
     base = [uniform(m, [6] * 8) for m in (8, 9, 30, 10, 12)]
-    base[3] = uniform(10, [2] * 8)  # no usable position: left out of the base side's mean
+    base[3] = uniform(10, [6] * 3)  # no usable position: left out of the base side's mean
     weights = intervals.resample_weights(5, resamples=300, seed=3)
     got = branching_estimates(aligned, base, weights)
     assert got["bf_aligned"].value == pytest.approx(run_branching_factor(aligned))
