@@ -19,7 +19,8 @@ from compute.core.artifact import CATEGORY_DEFINITIONS, categories
 from compute.core.token_types import TYPES, token_types
 
 CATEGORY_NAMES = ("unshifted", "marginal", "shifted")
-BUCKETS = {"t0_9": (0, 10), "t10_49": (10, 50), "t50_": (50, None)}  # column suffix -> [start, end) of t
+BUCKETS = ("t0_9", "t10_49", "t50_")  # column suffixes of the buckets of t: 0-9, 10-49, 50 on
+BUCKET_STARTS = np.array([0, 10, 50])
 UNKNOWN_TYPE = "unknown"
 AGREEMENT_K = (1, 5, 10)  # top-1 of one side within the top-k of the other
 BASE_SOURCE = 1  # /positions/source: 0 aligned emitted o_t, 1 base
@@ -33,20 +34,22 @@ def type_slug(token_type: str) -> str:
 TYPE_SLUGS = tuple(type_slug(t) for t in (*TYPES, UNKNOWN_TYPE))
 
 
-def _bucket_mask(t: np.ndarray, bounds: tuple[int, int | None]) -> np.ndarray:
-    lo, hi = bounds
-    return (t >= lo) & (t < hi) if hi is not None else t >= lo
-
-
-def _max_and_t(example: np.ndarray, t: np.ndarray, values: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per example, the largest value and the t where it is (first such t); nan / -1 for an empty example."""
-    order = np.lexsort((-values, example))  # by example, largest first
-    firsts = np.flatnonzero(np.r_[True, example[order][1:] != example[order][:-1]]) if order.size else order
+def _max_and_t(offsets: np.ndarray, t: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per example (rows offsets[e]:offsets[e+1]), the largest value and the t where it is first; nan / -1 for
+    an example without positions."""
+    n = len(offsets) - 1
+    lengths = np.diff(offsets)
+    filled = np.flatnonzero(lengths > 0)
     best = np.full(n, np.nan)
     at = np.full(n, -1, dtype=np.int64)
-    rows = order[firsts]
-    best[example[rows]] = values[rows]
-    at[example[rows]] = t[rows]
+    if filled.size == 0:
+        return best, at
+    starts = offsets[:-1][filled]
+    best[filled] = np.maximum.reduceat(values, starts)
+    example = np.repeat(np.arange(n), lengths)
+    hits = np.flatnonzero(values == best[example])
+    first_of, index = np.unique(example[hits], return_index=True)
+    at[first_of] = t[hits[index]]
     return best, at
 
 
@@ -84,9 +87,8 @@ def compute(source, category_columns: dict[str, np.ndarray] | None = None, types
             shared[f"{name}_top1_in_top{k}"] = None if agree is None else per_example(agree.astype(np.float64))
     for name in ("kl", "js"):
         if source.has(f"positions/{name}"):
-            shared[f"max_{name}"], shared[f"max_{name}_t"] = _max_and_t(
-                example, t, source.read(f"positions/{name}").astype(np.float64), n
-            )
+            values = source.read(f"positions/{name}").astype(np.float64)
+            shared[f"max_{name}"], shared[f"max_{name}_t"] = _max_and_t(offsets, t, values)
         else:
             shared[f"max_{name}"] = shared[f"max_{name}_t"] = None
     has_source = source.has("positions/source")
@@ -94,18 +96,26 @@ def compute(source, category_columns: dict[str, np.ndarray] | None = None, types
     shared["correct"] = source.read("examples/correct").astype(np.int8) if source.has("examples/correct") else None
 
     type_of = _type_of_positions(source, token_id, types)
+    bucket = np.searchsorted(BUCKET_STARTS[1:], t, side="right")
+    kinds = len(TYPE_SLUGS)
     parts = []
     for definition in CATEGORY_DEFINITIONS:
-        category = category_columns[definition] if category_columns is not None else categories(source.read, definition)
+        category = (
+            category_columns[definition] if category_columns is not None else categories(source.read, definition)
+        ).astype(np.int64)
+        # one count per example, bucket (or type) and category: a single bincount each
+        by_bucket = np.bincount((example * len(BUCKETS) + bucket) * 3 + category, minlength=n * len(BUCKETS) * 3)
+        by_bucket = by_bucket.reshape(n, len(BUCKETS), 3)
+        by_type = np.bincount((example * kinds + type_of) * 3 + category, minlength=n * kinds * 3).reshape(n, kinds, 3)
         columns: dict[str, np.ndarray | None] = {}
-        masks = {"": None, **{f"_{b}": _bucket_mask(t, bounds) for b, bounds in BUCKETS.items()}}
-        masks |= {f"_type_{slug}": type_of == i for i, slug in enumerate(TYPE_SLUGS)}
-        for suffix, mask in masks.items():
+        blocks = {"": by_bucket.sum(axis=1)}
+        blocks |= {f"_{b}": by_bucket[:, i] for i, b in enumerate(BUCKETS)}
+        blocks |= {f"_type_{slug}": by_type[:, i] for i, slug in enumerate(TYPE_SLUGS)}
+        for suffix, counts in blocks.items():
             if suffix:
-                columns[f"positions{suffix}"] = per_example(mask * 1.0)
+                columns[f"positions{suffix}"] = counts.sum(axis=1)
             for c, name in enumerate(CATEGORY_NAMES):
-                hit = category == c if mask is None else (category == c) & mask
-                columns[f"{name}{suffix}"] = per_example(hit * 1.0)
+                columns[f"{name}{suffix}"] = counts[:, c]
         series = [pl.Series("definition", [definition] * n, dtype=pl.String)]
         for name, values in {**shared, **columns}.items():
             series.append(_series(name, values, n))

@@ -34,11 +34,15 @@ class Estimate:
 def resample_weights(n_examples: int, resamples: int = RESAMPLES, seed: int = 0) -> np.ndarray:
     """(resamples, n_examples) multinomial counts: each row one bootstrap resample of the examples.
 
-    float64 (the counts are whole numbers) so that `weights @ sums` is one BLAS product."""
+    Each row draws n_examples examples uniformly with replacement and counts them (a multinomial draw, made as
+    one bincount for all rows). float64 (the counts are whole numbers) so that `weights @ sums` is one BLAS
+    product."""
     if n_examples == 0:
         return np.zeros((resamples, 0))
     rng = np.random.default_rng(seed)
-    counts = rng.multinomial(n_examples, np.full(n_examples, 1.0 / n_examples), size=resamples)
+    drawn = rng.integers(0, n_examples, size=(resamples, n_examples), dtype=np.int64)
+    drawn += np.arange(resamples, dtype=np.int64)[:, None] * n_examples
+    counts = np.bincount(drawn.ravel(), minlength=resamples * n_examples).reshape(resamples, n_examples)
     return counts.astype(np.float64)
 
 

@@ -10,19 +10,28 @@ example maximum among the examples it draws.
 from __future__ import annotations
 
 import numpy as np
+import polars as pl
 
 from compute.core.intervals import LEVEL, Estimate, interval
 
 LEVELS = (0.5, 0.9, 0.99)
-COARSE = np.linspace(0.0, 1.0, 51)
-WINDOW = 0.04  # fine thresholds within ±WINDOW of each quantile level, STEP apart
-STEP = 0.0005
+COARSE = np.linspace(0.0, 1.0, 11)
+WINDOW = 0.03  # fine thresholds within ±WINDOW of each quantile level, STEP apart
+STEP = 0.001
 
 
-def thresholds(values: np.ndarray, levels: tuple[float, ...]) -> np.ndarray:
+def sorted_quantile(ordered: np.ndarray, levels: np.ndarray | float) -> np.ndarray:
+    """numpy's linear quantile of already sorted values, at many levels without re-partitioning."""
+    position = np.asarray(levels, dtype=np.float64) * (len(ordered) - 1)
+    below = np.floor(position).astype(np.int64)
+    above = np.minimum(below + 1, len(ordered) - 1)
+    return ordered[below] + (position - below) * (ordered[above] - ordered[below])
+
+
+def thresholds(ordered: np.ndarray, levels: tuple[float, ...]) -> np.ndarray:
     fine = [np.arange(q - WINDOW, q + WINDOW + STEP / 2, STEP) for q in levels]
     grid = np.clip(np.concatenate([COARSE, *fine]), 0.0, 1.0)
-    return np.unique(np.quantile(values, np.unique(grid)))
+    return np.unique(sorted_quantile(ordered, np.unique(grid)))
 
 
 def quantile_estimates(
@@ -39,9 +48,10 @@ def quantile_estimates(
     values = np.asarray(values, dtype=np.float64)
     if values.size == 0:
         return {name: Estimate(float("nan"), float("nan"), float("nan"), n) for name in names}
-    below = cumulative_counts(values, example, weights, levels)
+    ordered = np.sort(values)
+    below = cumulative_counts(values, example, weights, levels, ordered)
     result = {
-        name: interval(float(np.quantile(values, q)), resampled_quantile(below, q), n, level)
+        name: interval(float(sorted_quantile(ordered, q)), resampled_quantile(below, q), n, level)
         for name, q in zip(names, levels, strict=False)
     }
     result["max"] = interval(float(values.max()), resampled_max(values, example, weights), n, level)
@@ -49,11 +59,16 @@ def quantile_estimates(
 
 
 def cumulative_counts(
-    values: np.ndarray, example: np.ndarray, weights: np.ndarray, levels: tuple[float, ...] = LEVELS
+    values: np.ndarray,
+    example: np.ndarray,
+    weights: np.ndarray,
+    levels: tuple[float, ...] = LEVELS,
+    ordered: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(thresholds, per resample the count of drawn values at or below each threshold: resamples x thresholds)."""
+    """(thresholds, per resample the count of drawn values at or below each threshold: resamples x thresholds).
+    `ordered`: the values sorted, where the caller has them."""
     n = weights.shape[1]
-    edges = thresholds(values, levels)
+    edges = thresholds(np.sort(values) if ordered is None else ordered, levels)
     g = len(edges)
     bins = np.searchsorted(edges, values, side="left")  # value <= edges[j] exactly where bins <= j
     counts = np.bincount(example.astype(np.int64) * g + bins, minlength=n * g).reshape(n, g)
@@ -77,10 +92,11 @@ def resampled_quantile(cumulative: tuple[np.ndarray, np.ndarray], q: float) -> n
 def resampled_max(values: np.ndarray, example: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Each resample's maximum: the largest example maximum among the examples it draws (nan: none drawn)."""
     n = weights.shape[1]
+    grouped = pl.DataFrame({"example": example, "value": values}).group_by("example").agg(pl.col("value").max())
     per_example = np.full(n, -np.inf)
-    np.maximum.at(per_example, example.astype(np.int64), values)
+    per_example[grouped["example"].to_numpy()] = grouped["value"].to_numpy()
     order = np.argsort(-per_example, kind="stable")
-    drawn = weights[:, order] > 0
+    drawn = (weights > 0)[:, order]
     first = np.argmax(drawn, axis=1)
     best = per_example[order][first]
     return np.where(drawn.any(axis=1) & np.isfinite(best), best, np.nan)
