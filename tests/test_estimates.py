@@ -101,3 +101,29 @@ def test_paired_differences_of_runs_over_the_same_answers(synthetic):
         assert diff[name].low <= diff[name].value <= diff[name].high
     itself = estimates.paired_differences(sums_a, sums_a, weights)["share_shifted"]
     assert (itself.value, itself.low, itself.high) == (0.0, 0.0, 0.0)
+
+
+def test_position_intervals_agree_with_the_position_bins_and_a_loop(synthetic):
+    from compute.core import aggregates
+
+    artifact = open_artifact(synthetic[0])
+    made = aggregates.compute(artifact)
+    bands = made["position_intervals"].filter(pl.col("definition") == ANSWER_TOKEN)
+    bins = made["position_bins"].filter(pl.col("definition") == ANSWER_TOKEN)
+    shifted = bands.filter(pl.col("number") == "share_shifted").join(bins, on="t_start")
+    assert shifted.height == bins.height
+    assert shifted["value"].to_numpy() == pytest.approx(shifted["share_shifted"].to_numpy())
+    assert (shifted["answers"] == shifted["answers_reaching"]).all()
+    kl = bands.filter(pl.col("number") == "mean_kl").join(bins, on="t_start")
+    assert kl["value"].to_numpy() == pytest.approx(kl["mean_kl"].to_numpy(), rel=1e-5)
+    # bin 3 (t = 3) by the obvious loop over resampled examples
+    weights = intervals.resample_weights(artifact.n_examples)
+    example, t = artifact.read("positions/example"), artifact.read("positions/t")
+    is_shifted = categories(artifact.read, ANSWER_TOKEN) == 2
+    slow = []
+    for row in weights:
+        drawn = np.repeat(np.arange(artifact.n_examples), row.astype(int))
+        rows = np.concatenate([np.flatnonzero((example == e) & (t == 3)) for e in drawn])
+        slow.append(is_shifted[rows].mean())
+    three = shifted.filter(pl.col("t_start") == 3).row(0, named=True)
+    assert (three["low"], three["high"]) == pytest.approx(tuple(np.percentile(slow, [2.5, 97.5])))

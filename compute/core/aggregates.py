@@ -38,6 +38,7 @@ BY_DEFINITION = (
     "base_uncertainty",
     "example_sums",  # per example: the sums every headline number needs (compute/core/example_sums.py)
     "estimates",  # every headline number with its interval (compute/core/estimates.py)
+    "position_intervals",  # per bin of t: shares and means with intervals (compute/core/estimates.py)
 )
 TABLES = (*BY_DEFINITION, "answers")
 # The thresholds γ of the nudging paper's observation (base_uncertainty): 0.05, 0.10, ..., 0.95.
@@ -129,6 +130,9 @@ LATER_TABLES = {
     "base_uncertainty": base_uncertainty,
     "example_sums": example_sums.compute,
     "estimates": lambda source: estimates.table(source, example_sums.compute(source)),
+    "position_intervals": lambda source: estimates.position_table(
+        source, {d: category_column(source, d) for d in CATEGORY_DEFINITIONS}
+    ),
 }
 
 
@@ -178,6 +182,7 @@ def compute(source: Source) -> dict[str, pl.DataFrame]:
     result["base_uncertainty"] = base_uncertainty(source, category_columns)
     result["example_sums"] = example_sums.compute(source, category_columns, types)
     result["estimates"] = estimates.table(source, result["example_sums"])
+    result["position_intervals"] = estimates.position_table(source, category_columns)
     result["answers"] = pl.DataFrame(
         {
             "example": np.arange(len(ids), dtype=np.int32),

@@ -156,3 +156,54 @@ def from_table(frame: pl.DataFrame) -> dict[str, Estimate]:
     return {
         row["number"]: Estimate(row["value"], row["low"], row["high"], row["n"]) for row in frame.iter_rows(named=True)
     }
+
+
+def _per_example_bin(example: np.ndarray, bins: np.ndarray, n: int, k: int, values=None) -> np.ndarray:
+    """(examples, bins) sums of `values` (counts where None) per example and bin."""
+    flat = np.bincount(example * k + bins, weights=values, minlength=n * k)
+    return flat.reshape(n, k).astype(np.float64)
+
+
+def position_table(
+    source, category_columns: dict[str, np.ndarray], resamples: int = RESAMPLES, seed: int = SEED
+) -> pl.DataFrame:
+    """The `position_intervals` aggregates table: per definition and bin of t (the Positions page's bins,
+    compute/core/tables.py), the shifted and marginal shares and the mean of every averaged statistic, each
+    with its interval over resamples of the examples, and `answers`: how many examples have positions there."""
+    offsets = source.read("examples/offsets")
+    n = len(offsets) - 1
+    example = source.read("positions/example").astype(np.int64)
+    t = source.read("positions/t")
+    edges = tables.bin_edges(int(t.max()) if t.size else 0)
+    bins = np.searchsorted(edges, t, side="right") - 1
+    k = len(edges)
+    weights = intervals.resample_weights(n, resamples, seed)
+    positions = _per_example_bin(example, bins, n, k)
+    drawn_positions = weights @ positions
+    answers = (positions > 0).sum(axis=0)
+
+    def rows(definition: str, number: str, sums: np.ndarray) -> list[dict]:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            value = sums.sum(axis=0) / positions.sum(axis=0)
+            resampled = (weights @ sums) / drawn_positions
+        made = []
+        for j in np.flatnonzero(answers):
+            e = intervals.interval(float(value[j]), resampled[:, j], n)
+            made.append({"definition": definition, "t_start": int(edges[j]), "number": number, **e.as_dict()})
+            made[-1]["answers"] = int(answers[j])
+        return made
+
+    shared = []
+    for column, (stat, side) in tables.AVERAGED.items():
+        dataset = stat.dataset(side)
+        if source.has(dataset):
+            shared.append((f"mean_{column}", _per_example_bin(example, bins, n, k, source.read(dataset))))
+    found = []
+    for definition, category in category_columns.items():
+        for c, name in ((2, "share_shifted"), (1, "share_marginal")):
+            found += rows(definition, name, _per_example_bin(example, bins, n, k, (category == c) * 1.0))
+        for name, sums in shared:
+            found += rows(definition, name, sums)
+    schema = {"definition": pl.String, "t_start": pl.Int64, "number": pl.String, "value": pl.Float64}
+    schema |= {"low": pl.Float64, "high": pl.Float64, "n": pl.Int64, "answers": pl.Int64}
+    return pl.DataFrame(found, schema=schema)
