@@ -60,8 +60,11 @@ def position_bands(key: load.RunKey, definition: str) -> pl.DataFrame:
     return load.table(key, "position_intervals", definition)
 
 
-def band_chart(runs: list[load.Run], definition: str, column: str, title: str, unit: str, percent: bool):
-    """The Positions page's curve of `column` with bands, or None where no run stores it."""
+def band_chart(
+    runs: list[load.Run], definition: str, column: str, title: str, unit: str, percent: bool, shown: pl.DataFrame
+):
+    """The Positions page's curve of `column` with bands and its table (`shown`, the page's own, with each bin's
+    `low` and `high`), or None where no run stores it."""
     parts = [
         intervals.band_frame(position_bands(run.key, definition), column, run.label)
         for run in runs
@@ -70,7 +73,8 @@ def band_chart(runs: list[load.Run], definition: str, column: str, title: str, u
     if not parts:
         return None
     frame = pl.concat(parts).with_columns((pl.col("t_start") + 1).alias("t_start + 1"))
-    return interval_charts.band_lines(frame, "t_start + 1", title, unit, percent, log_x=True), frame
+    fig = interval_charts.band_lines(frame, "t_start + 1", title, unit, percent, log_x=True)
+    return fig, shown.join(frame.select("run", "t_start", "low", "high"), on=["run", "t_start"], how="left")
 
 
 def positions_caption() -> None:
