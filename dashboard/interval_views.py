@@ -65,10 +65,11 @@ def band_chart(
 ):
     """The Positions page's curve of `column` with bands and its table (`shown`, the page's own, with each bin's
     `low` and `high`), or None where no run stores it."""
+    drawn = set(shown["run"].to_list())  # the runs the page could read (a failing one has its notice)
+    readable = [run for run in runs if run.label in drawn]
+    bands = ui.each_run(readable, lambda run: (run.label, position_bands(run.key, definition))) if readable else []
     parts = [
-        intervals.band_frame(position_bands(run.key, definition), column, run.label)
-        for run in runs
-        if position_bands(run.key, definition)["number"].is_in([column]).any()
+        intervals.band_frame(table, column, label) for label, table in bands if table["number"].is_in([column]).any()
     ]
     if not parts:
         return None
