@@ -246,6 +246,8 @@ def _table(key: RunKey, name: str) -> pl.DataFrame:
     if located is None:
         return _computed(key)[name]
     stored = stored_aggregates.load_table(located[0], name)
+    if stored is None:  # a table added since: from `compute aggregate`'s side file, else computed here
+        stored = stored_aggregates.supplement(Path(key.path), key.size, key.mtime_ns, name)
     return _computed_alone(key, name) if stored is None else stored
 
 

@@ -127,3 +127,38 @@ def test_position_intervals_agree_with_the_position_bins_and_a_loop(synthetic):
         slow.append(is_shifted[rows].mean())
     three = shifted.filter(pl.col("t_start") == 3).row(0, named=True)
     assert (three["low"], three["high"]) == pytest.approx(tuple(np.percentile(slow, [2.5, 97.5])))
+
+
+def test_aggregate_writes_the_tables_an_older_artifact_lacks_to_its_side_file(tmp_path, monkeypatch, capsys):
+    """An artifact whose stored aggregates predate example_sums / estimates / position_intervals: `compute
+    aggregate` writes just those to RUN.aggregates.h5 (the artifact untouched), and the dashboard reads them
+    there instead of computing them."""
+    import h5py
+
+    from compute.cli import main
+    from compute.core import aggregates
+    from dashboard import load
+
+    path = tmp_path / "older.h5"
+    bench.write_run(path, 12, seed=5, extra=aggregates.write_into)
+    later = ("example_sums", "estimates", "position_intervals")
+    with h5py.File(path, "a") as f:
+        for name in later:
+            del f[f"aggregates/{name}"]
+    before = path.read_bytes()
+    assert main(["aggregate", str(path)]) == 0
+    assert "wrote" in capsys.readouterr().out and path.read_bytes() == before
+    info = path.stat()
+    for name in later:
+        side = aggregates.supplement(path, info.st_size, info.st_mtime_ns, name)
+        assert side is not None and side.equals(aggregates.compute(open_artifact(path))[name]), name
+    assert aggregates.supplement(path, info.st_size + 1, info.st_mtime_ns, "estimates") is None  # another version
+
+    def refuse(source):
+        raise AssertionError("computed although the side file holds it")
+
+    monkeypatch.setitem(aggregates.LATER_TABLES, "estimates", refuse)
+    monkeypatch.setenv("TDS_ARTIFACTS_DIR", str(tmp_path))
+    keys, _ = load.scan(tmp_path)
+    assert load.table(keys[0], "estimates", ANSWER_TOKEN).height > 0
+    assert main(["aggregate", str(path)]) == 0  # now complete: nothing more to write

@@ -268,15 +268,39 @@ def stored(path: Path, size: int, mtime_ns: int) -> dict[str, pl.DataFrame] | No
     return {name: table for name, table in found.items() if table is not None}
 
 
+def supplement(path: Path, size: int, mtime_ns: int, name: str) -> pl.DataFrame | None:
+    """One of LATER_TABLES that the artifact's own group lacks, from a side file `compute aggregate` wrote for
+    this very version of the artifact (same size and modification time); None where there is none."""
+    side = side_path(path)
+    if name not in LATER_TABLES or not side.is_file():
+        return None
+    try:
+        with h5py.File(side, "r") as f:
+            group = f.get(GROUP)
+            if group is None or name not in group:
+                return None
+            if (group.attrs.get("artifact_size"), group.attrs.get("artifact_mtime_ns")) != (size, mtime_ns):
+                return None
+            return read_table(group, name)
+    except _UNREADABLE:
+        return None
+
+
 def write_side_file(path: Path | str) -> Path | None:
-    """Write RUN.aggregates.h5 for the artifact RUN.h5 atomically (a temp file beside it, then renamed);
-    None where the artifact holds its aggregates already. The artifact is only read."""
+    """Write RUN.aggregates.h5 for the artifact RUN.h5 atomically (a temp file beside it, then renamed): every
+    table, or, for an artifact whose own aggregates lack tables added since (LATER_TABLES), those tables (read
+    through `supplement`); None where the artifact (with such a side file) holds every table already. The
+    artifact is only read."""
     path = Path(path)
     artifact = open_artifact(path)
+    missing = None
     if artifact.has(f"{GROUP}/summary"):
-        return None
+        info = path.stat()
+        missing = [name for name in LATER_TABLES if not artifact.has(f"{GROUP}/{name}")]
+        if all(supplement(path, info.st_size, info.st_mtime_ns, name) is not None for name in missing):
+            return None
     before = path.stat()
-    made = compute(artifact)
+    made = compute(artifact) if missing is None else {name: LATER_TABLES[name](artifact) for name in missing}
     after = path.stat()
     if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
         raise ArtifactError(f"{path}: changed while its aggregates were computed; run the command again")
