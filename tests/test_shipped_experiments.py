@@ -41,7 +41,7 @@ def test_docs_give_each_runs_accuracy_and_share(name):
     assert cells[3] == (f"{share:.1%}" if share is not None else "-")
 
 
-def _accuracy_interval(artifact) -> tuple[float, float]:
+def _accuracy_interval(artifact) -> intervals.Estimate:
     correct = artifact.read("examples/correct")
     judged = (correct >= 0).astype(float)
     return intervals.ratio((correct == 1).astype(float), judged, intervals.resample_weights(len(correct)))
