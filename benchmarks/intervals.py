@@ -21,7 +21,7 @@ import numpy as np
 import polars as pl
 
 from compute.core import estimates, example_sums, intervals
-from compute.core.artifact import CATEGORY_DEFINITIONS, categories
+from compute.core.categories import DEFINITIONS, categories
 
 VOCAB = 32000
 TOP_K = 10
@@ -88,12 +88,12 @@ def main() -> None:
     args = parser.parse_args()
 
     source = MemorySource(args.examples, args.positions)
-    category_columns = {d: categories(source.read, d) for d in CATEGORY_DEFINITIONS}
+    category_columns = {d: categories(source.read, d) for d in DEFINITIONS}
     sums_time, sums = best_of(args.repeat, lambda: example_sums.compute(source, category_columns))
     weights_time, weights = best_of(
         args.repeat, lambda: intervals.resample_weights(args.examples, args.resamples, estimates.SEED)
     )
-    parts = [sums.filter(pl.col("definition") == d).sort("example") for d in CATEGORY_DEFINITIONS]
+    parts = [sums.filter(pl.col("definition") == d).sort("example") for d in DEFINITIONS]
 
     def from_sums():
         return [estimates.estimates(part, weights) for part in parts]

@@ -130,7 +130,7 @@ def test_the_readme_gives_the_bf_ratio_with_its_interval(name):
 
 def test_the_readme_quotes_the_familys_shifts_with_their_intervals():
     """The tuned-family bullets: each stage's shifted share with the interval `compute report` gives."""
-    from compute.core.artifact import ANSWER_TOKEN
+    from compute.core.categories import ANSWER_TOKEN
     from compute.core.findings import run_findings
     from compute.core.report import pct
 

@@ -22,12 +22,12 @@ from pathlib import Path
 import numpy as np
 
 from compute.core import findings
-from compute.core.artifact import ALIGNED_TOP_CHOICE, ANSWER_TOKEN, Artifact, categories, decoding, open_artifact
+from compute.core.artifact import Artifact, decoding, open_artifact
+from compute.core.categories import ALIGNED_TOP_CHOICE, ANSWER_TOKEN, SHIFTED, categories, label
 from compute.core.estimates import RESAMPLES, SEED
 from compute.core.findings import RunFindings, share_answers  # noqa: F401 (share_answers: the report's own word)
 from compute.core.intervals import Estimate
 
-SHIFTED = 2
 RANGE_SUFFIXES = ("t0_9", "t10_49", "t50_")
 
 
@@ -190,7 +190,7 @@ def _pattern_rows(artifacts: list[Artifact]) -> list[str]:
     lines = []
     total = artifacts[0].n_positions
     for definition in (ANSWER_TOKEN, ALIGNED_TOP_CHOICE):
-        lines += ["", f"Runs over the same answers: positions shifted ({definition}) by exactly these runs", ""]
+        lines += ["", f"Runs over the same answers: positions shifted ({label(definition)}) by exactly these runs", ""]
         lines += ["| shifted by | positions | share |", "| --- | --: | --: |"]
         patterns = shift_patterns(artifacts, definition)
         for pattern, n in sorted(patterns.items(), key=lambda item: -item[1]):
