@@ -12,7 +12,7 @@ from compute.core.artifact import open_artifact, summarize
 from compute.core.provenance import check_provenance
 
 ARTIFACTS = ROOT / "artifacts"
-RUNS = sorted(path.stem for path in ARTIFACTS.glob("gemma-270m-arith-*.h5"))
+RUNS = sorted(path.stem for path in ARTIFACTS.glob("gemma-270m-arith-*.h5") if not path.name.endswith(".aggregates.h5"))
 
 
 def test_the_experiments_are_shipped():
