@@ -184,7 +184,11 @@ def position_lines(
     t + 1, the ticks labelled with t itself (0, 1, 2, 5, 10, 20, ...)."""
     plotted = frame.with_columns((pl.col(t) + 1).alias("_x"))
     fig = lines(plotted, "_x", y, color, title, y_title, percent, log_x=True, markers=markers)
-    last = int(frame[t].max() or 0)
+    return position_axis(fig, int(frame[t].max() or 0))
+
+
+def position_axis(fig: go.Figure, last: int) -> go.Figure:
+    """A log x axis of positions drawn at t + 1, ticked with t itself (0, 1, 2, 5, 10, 20, ...) up to `last`."""
     ticks = [v for v in POSITION_TICKS if v <= last] or [0]
     return fig.update_layout(
         xaxis_title="position t in the answer (log scale)",

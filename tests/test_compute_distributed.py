@@ -70,6 +70,11 @@ def _table(stored: np.ndarray) -> polars.DataFrame:
     return polars.read_parquet(io.BytesIO(stored.tobytes()))
 
 
+def _attrs(obj: h5py.HLObject, skip: set[str]) -> dict:
+    """An object's attributes, arrays (lists of names) as lists so that they compare as one value."""
+    return {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in obj.attrs.items() if k not in skip}
+
+
 def assert_same_artifact(path: Path, reference: Path) -> None:
     """Every dataset and attribute equal (floats within tolerance); only the creation time may differ."""
     with h5py.File(path) as got, h5py.File(reference) as want:
@@ -79,9 +84,7 @@ def assert_same_artifact(path: Path, reference: Path) -> None:
         assert names["got"] == names["want"]
         for name in ["", *names["want"]]:
             skip = {"created_utc"} if name == "" else set()
-            assert {k: v for k, v in got[name or "/"].attrs.items() if k not in skip} == {
-                k: v for k, v in want[name or "/"].attrs.items() if k not in skip
-            }, name
+            assert _attrs(got[name or "/"], skip) == _attrs(want[name or "/"], skip), name
             if isinstance(want[name or "/"], h5py.Dataset):
                 a, b = got[name][()], want[name][()]
                 if name.startswith("aggregates/"):  # Parquet bytes: compare the tables, floats within tolerance

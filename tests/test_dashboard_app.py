@@ -99,7 +99,7 @@ def test_overview_shares_kl_and_branching(runs_dir):
     assert (beta["share_unshifted"], beta["share_marginal"], beta["share_shifted"]) == pytest.approx(
         (6 / 8, 1 / 8, 1 / 8)
     )
-    assert len(at.get("plotly_chart")) == 3
+    assert len(at.get("plotly_chart")) == 4  # the shares with 95 % whiskers too (tests/test_dashboard_intervals.py)
 
 
 def test_the_aligntds_definition_ranks_the_aligned_top_choice_in_the_base_top_k(runs_dir):

@@ -25,7 +25,7 @@ import h5py
 import numpy as np
 import polars as pl
 
-from compute.core import tables
+from compute.core import estimates, example_sums, tables
 from compute.core.artifact import ArtifactError, open_artifact
 from compute.core.categories import DEFINITIONS, SHIFTED, categories, known_id
 from compute.core.files import write_atomically
@@ -44,6 +44,9 @@ BY_DEFINITION = (
     "examples",
     "token_counts",
     "base_uncertainty",
+    "example_sums",  # per example: the sums every headline number needs (compute/core/example_sums.py)
+    "estimates",  # every headline number with its interval (compute/core/estimates.py)
+    "position_intervals",  # per bin of t: shares and means with intervals (compute/core/estimates.py)
 )
 TABLES = (*BY_DEFINITION, "answers")
 # Tables that carry the mean of every averaged statistic (mean_<column>), and the column their rows are joined on
@@ -139,7 +142,14 @@ def base_uncertainty(
 
 # Tables added after version 1's first set, and how each is computed alone: stored tables may lack them, and a
 # reader then computes them from the run's positions.
-LATER_TABLES = {"base_uncertainty": base_uncertainty}
+LATER_TABLES = {
+    "base_uncertainty": base_uncertainty,
+    "example_sums": example_sums.compute,
+    "estimates": lambda source: estimates.table(source, example_sums.compute(source)),
+    "position_intervals": lambda source: estimates.position_table(
+        source, {d: category_column(source, d) for d in DEFINITIONS}
+    ),
+}
 
 
 def _positions(source: Source, averaged: tuple[str, ...] | None = None) -> pl.DataFrame:
@@ -190,6 +200,9 @@ def compute(source: Source, definitions: tuple[str, ...] | None = None) -> dict[
             per_definition.setdefault(name, []).append(table.select(pl.lit(definition).alias("definition"), pl.all()))
     result = {name: pl.concat(parts, how="diagonal_relaxed") for name, parts in per_definition.items()}
     result["base_uncertainty"] = base_uncertainty(source, category_columns, definitions)
+    result["example_sums"] = example_sums.compute(source, category_columns, types)
+    result["estimates"] = estimates.table(source, result["example_sums"])
+    result["position_intervals"] = estimates.position_table(source, category_columns)
     result["answers"] = pl.DataFrame(
         {
             "example": np.arange(len(ids), dtype=np.int32),
@@ -411,11 +424,12 @@ def up_to_date(path: Path) -> dict[str, pl.DataFrame] | None:
 def write_side_file(path: Path | str) -> Path | None:
     """Write RUN.aggregates.h5 for the artifact RUN.h5 atomically (a temp file beside it, then renamed), keyed
     by the artifact's content: its tables from scratch, or its own stored tables brought up to date with the
-    registries; None where the artifact's own tables hold everything registered now. The artifact is only read."""
+    registries; None where the artifact's own tables, or a side file written for this content, hold everything
+    registered now. The artifact is only read."""
     path = Path(path)
     artifact = open_artifact(path)
     before = path.stat()
-    if _complete(path):
+    if _complete(path) or _complete_side_file(path, before.st_size, before.st_mtime_ns):
         return None
     own = up_to_date(path)
     made = own if own is not None else compute(artifact)
@@ -446,3 +460,12 @@ def _complete(path: Path) -> bool:
         if group is None or not usable(group):
             return False
         return all(name in group for name in TABLES) and held(group).missing() == ((), ())
+
+
+def _complete_side_file(path: Path, size: int, mtime_ns: int) -> bool:
+    """Whether a side file written for this very content holds every table and everything registered now."""
+    side = _matching_side_file(path, size, mtime_ns)
+    if side is None:
+        return False
+    with h5py.File(side, "r") as f:
+        return all(name in f[GROUP] for name in TABLES) and held(f[GROUP]).missing() == ((), ())

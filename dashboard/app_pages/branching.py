@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 import streamlit as st
 
-from dashboard import branching, charts, load, ui
+from dashboard import branching, charts, interval_charts, interval_views, load, ui
 
 st.header("Branching factor")
 st.caption(
@@ -25,17 +25,18 @@ for run in runs:
         without.append(run.artifact.name)
         continue
     settings, samples = stored
-    rows.append(branching.summary_row(run.label, settings, samples))
+    rows.append(branching.with_intervals(branching.summary_row(run.label, settings, samples), samples))
     curves.append(branching.curve(run.label, samples))
 
 if rows:
     table = pl.DataFrame(rows)
     st.dataframe(table, hide_index=True)
     ui.downloads(table, "branching")
+    st.caption(interval_views.CAPTION)
     with_data = [run for run in runs if run.label in set(table["run"])]
     table = ui.with_short(table, with_data)
     shown = {"bf_aligned": "aligned", "bf_base": "base"}
-    fig = charts.grouped_bars(table, ui.SHORT, shown, "Branching factor per side", horizontal=True)
+    fig = interval_charts.whisker_bars(table, ui.SHORT, shown, "Branching factor per side", horizontal=True)
     ui.chart(fig, table, "branching-bars")
     curve = ui.with_short(pl.concat(curves), with_data)
     curve = curve.with_columns((pl.col(ui.SHORT) + " · " + pl.col("side")).alias("run · side"))

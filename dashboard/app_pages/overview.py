@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 import streamlit as st
 
-from dashboard import charts, load, stats, story, ui
+from dashboard import charts, interval_views, load, stats, story, ui
 
 
 def summarize(run: load.Run, definition: str) -> dict[str, object]:
@@ -49,6 +49,7 @@ with left:
     shown = table.select("run", ui.SHORT, *divergences)
     missing = [stats.title(c.removeprefix("mean_")) for c in divergences if shown[c].is_null().any()]
     fig = charts.grouped_bars(shown, ui.SHORT, divergences, "Mean divergence per position (nats)", horizontal=True)
+    fig = interval_views.whiskered(fig, runs, definition, {title: c for c, title in divergences.items()})
     ui.chart(fig, shown, "mean-kl")
     if missing:
         st.caption(f"Runs without a bar for {', '.join(missing)} do not store it (an optional statistic).")
@@ -61,6 +62,7 @@ with right:
         "exp(mean teacher-forced entropy)",
         horizontal=True,
     )
+    fig = interval_views.whiskered(fig, runs, definition, {side: f"exp_entropy_{side}" for side in ("aligned", "base")})
     ui.chart(fig, teacher_forced, "teacher-forced-entropy")
 
 with st.expander("About these numbers"):
@@ -79,3 +81,4 @@ with st.expander("About these numbers"):
             f"{computed} of the runs shown store no aggregates, so this server computed them from their positions "
             "(once per file); `tds aggregate RUN.h5` stores them beside each run."
         )
+interval_views.overview(runs, definition)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 import streamlit as st
 
-from dashboard import charts, load, stats, ui
+from dashboard import charts, interval_views, load, stats, ui
 
 MANY_RUNS = 4  # with more runs picked: one chart at a time, lines without markers
 
@@ -25,6 +25,7 @@ st.caption(
 )
 table = pl.concat(ui.each_run(runs, lambda run: binned(run, ui.definition())), how="diagonal_relaxed")
 table = ui.with_short(table, runs)
+interval_views.positions_caption()
 plots = [
     ("share_shifted", "Share shifted (base rank ≥ 3)", "share", True),
     ("share_marginal", "Share marginal (base rank 1-2)", "share", True),
@@ -41,5 +42,9 @@ for column, title, unit, percent in plots:
     if column not in table.columns:
         continue  # no picked run has any position
     part = table.select(*dict.fromkeys(("run", ui.SHORT, "t_start", "t_end", "positions", "answers_reaching", column)))
+    banded = interval_views.band_chart(runs, ui.definition(), column, title, unit, percent, part)
+    if banded is not None:
+        ui.chart(*banded, f"position-{column}")
+        continue
     fig = charts.position_lines(part, "t_start", column, ui.SHORT, title, unit, percent, markers=len(runs) <= MANY_RUNS)
     ui.chart(fig, part, f"position-{column}")

@@ -9,7 +9,7 @@ import streamlit as st
 
 from compute.core.categories import MARGINAL, SHIFTED
 from compute.core.errors import one_line
-from dashboard import charts, load, stages, stats, tokens, ui
+from dashboard import charts, interval_views, load, stages, stats, tokens, ui
 from dashboard.cache import cached
 
 CHAIN, NAME = "the chain of their sides", "run name"
@@ -164,6 +164,7 @@ st.dataframe(pairs_table, hide_index=True)
 if total == 0:
     st.info("These runs share no answer position.")
     st.stop()
+interval_views.paired(interval_views.all_pairs(chosen_runs), definition)
 
 st.subheader("Which pairs shift each position")
 table = stages.patterns(counts, short)
