@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import h5py
 import pytest
@@ -219,6 +219,61 @@ def test_temp_files_a_killed_write_left_are_removed_by_the_next_run(capsys, fold
     assert out_files(folder) == [".other.h5.k1ll3d00.tmp", "run.h5"]
 
 
+def _plant_other_runs(out) -> dict[str, bytes]:
+    """Files of other runs under out_dir: their artifacts, locks, killed writes' temp files and partial work,
+    named so that a pattern or a prefix match on a run's name would reach them. Returns every file's bytes."""
+    out.mkdir(exist_ok=True)
+    for name in ("other", "run-2", "run.h5.x", "runx", "r", "[r]un", "*"):
+        (out / f"{name}.h5").write_bytes(b"artifact")
+        (out / f".{name}.lock").write_bytes(b"")
+        (out / f".{name}.h5.k1ll3d00.tmp").write_bytes(b"killed write")
+        partial = out / f".{name}.partial"
+        partial.mkdir()
+        (partial / "fingerprint").write_text("f\n")
+        (partial / "batch-00000000-1.h5").write_bytes(b"saved batch")
+        (partial / ".batch-00000001-1.h5.k1ll3d00.tmp").write_bytes(b"killed batch")
+    return _tree(out)
+
+
+def _tree(out) -> dict[str, bytes]:
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("name", ["**", "r*", "?un", "[ro]un*"])
+def test_the_sweep_compares_names_as_strings_never_as_patterns(folder, model_pairs, name):
+    before = _plant_other_runs(folder / "out")
+    loaded = config.load_config(_config(folder, model_pairs))
+    run_module.remove_stale_temp_files(replace(loaded, name=name))  # as if a name had slipped past the config
+    assert _tree(folder / "out") == before
+
+
+HOSTILE_NAMES = ["*", "**", "r*", "?un", "[r]un", ".*", "run/..", "a b", "run$", "-run", "x.aggregates"]
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES)
+def test_a_run_name_with_pattern_or_odd_characters_is_refused_and_touches_nothing(capsys, folder, model_pairs, name):
+    before = _plant_other_runs(folder / "out")
+    path = _config(folder, model_pairs, name=name)
+    one_line(capsys, main(["validate", path]), 2, "run.toml: name", "letters, digits")
+    one_line(capsys, main(["run", path]), 2, "run.toml: name", "letters, digits")
+    assert _tree(folder / "out") == before
+
+
+def test_the_temp_file_sweep_touches_no_file_of_another_run_name(capsys, folder, model_pairs, monkeypatch):
+    config_path = _config(folder, model_pairs, name="run", batch_size=1)
+    _score_all_but_write(config_path, monkeypatch)
+    others = {p: b for p, b in _plant_other_runs(folder / "out").items() if not p.startswith(".run.partial/")}
+    mine = [folder / "out" / ".run.h5.k1ll3d00.tmp", folder / "out" / ".run.partial" / ".batch-0-1.h5.k1ll3d00.tmp"]
+    for path in mine:
+        path.write_bytes(b"killed")
+    capsys.readouterr()
+    assert main(["run", config_path]) == 0
+    assert "removed 2 temp files" in capsys.readouterr().err
+    after = _tree(folder / "out")
+    assert after.pop("run.h5")[:4] == b"\x89HDF"
+    assert after == others
+
+
 # ---------------------------------------------------------------- inputs checked before the models load
 
 
@@ -278,7 +333,7 @@ def test_config_and_template_files_that_are_not_utf8(capsys, folder, model_pairs
 
 @pytest.mark.parametrize(
     "name, needle",
-    [("a\\u0007b", "must not contain control"), ("x" * 239, "239 bytes long, at most 238")],
+    [("a\\u0007b", "letters, digits"), ("x" * 239, "239 bytes long, at most 238")],
     ids=["control-character", "too-long"],
 )
 def test_run_names_that_cannot_be_file_names(capsys, folder, model_pairs, name, needle):

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tomllib
-import unicodedata
 from dataclasses import MISSING, Field, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from types import UnionType
@@ -24,6 +24,8 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")
 CHAT = "chat"
 PLACEHOLDER = "{instruction}"
 MAX_NAME_BYTES = 255 - len("..h5.12345678.tmp")  # the longest file name a run makes from its name
+LEGAL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # no pattern, path, space or shell characters
+RESERVED_NAME_ENDING = ".aggregates"  # NAME.aggregates.h5 is another run's side file of tables
 DEFAULT_NUDGING_THRESHOLD = 0.4  # gamma in the nudging paper's examples
 PACKAGE_PREFIX = "pypi:"  # a model shipped in a PyPI package (see compute/packaged.py)
 
@@ -221,10 +223,11 @@ class _Loader:
         values = self.table(RunConfig, raw)
         self.require(RunConfig, values)
         name = values["name"]
-        if not name or "/" in name or name.startswith("."):
-            raise self.fail(f"name {name!r} must be a plain file name (no '/', not starting with '.')")
-        if any(unicodedata.category(c).startswith("C") for c in name):
-            raise self.fail(f"name {name!r} must not contain control or invisible format characters")
+        if not LEGAL_NAME.fullmatch(name) or name.endswith(RESERVED_NAME_ENDING):
+            raise self.fail(
+                f"name {name!r} must be ASCII letters, digits, '.', '_' and '-', starting with a letter or digit "
+                f"and not ending in {RESERVED_NAME_ENDING!r}"
+            )
         if len(name.encode()) > MAX_NAME_BYTES:
             raise self.fail(
                 f"name is {len(name.encode())} bytes long, at most {MAX_NAME_BYTES} "

@@ -30,6 +30,7 @@ from compute.core.artifact import (
     SideContext,
     branching_attrs,
     has_branching,
+    left_temp_files,
     open_artifact,
     read_branching,
     summarize,
@@ -375,7 +376,8 @@ def run(config: RunConfig, limit: int | None = None, overwrite: bool = False) ->
 
 def remove_stale_temp_files(config: RunConfig) -> None:
     """Temp files a killed write of this run left behind (its lock is held, so none is being written)."""
-    stale = [*config.out_dir.glob(f".{config.name}.h5.*.tmp"), *config.out_dir.glob(f".{config.name}.partial/.*.tmp")]
+    partial = config.out_dir / f".{config.name}.partial"
+    stale = [*left_temp_files(config.out_dir, output_path(config).name), *left_temp_files(partial)]
     for path in stale:
         path.unlink(missing_ok=True)
     if stale:
