@@ -25,16 +25,27 @@ import os
 import signal
 import sys
 import traceback
+from typing import NoReturn
 
 from compute.core.errors import EXIT_BAD_INPUT, EXIT_BUG, EXIT_INTERRUPTED, EXIT_MISMATCHES, EXIT_OK, UserError
 
 INTERRUPTED = "interrupted: finished batches are kept; run the same command again to resume"
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with the CLI's promise: a wrong argument is one line `error: ...` and exit status 2 (no usage)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"error: {self.prog}: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
     if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
 
 
@@ -46,11 +57,11 @@ def _side_path(text: str) -> tuple[str, str]:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="tds", description="Token distribution shift analysis.")
+    p = OneLineParser(prog="tds", description="Token distribution shift analysis.")
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="score a pair of sides over a dataset and write one artifact")
     run.add_argument("config", help="the run's TOML config")
-    run.add_argument("--limit", type=_positive_int, help="only the first N examples of the dataset")
+    run.add_argument("--limit", type=positive_int, help="only the first N examples of the dataset")
     run.add_argument("--overwrite", action="store_true", help="replace an existing artifact of that name")
     validate = sub.add_parser("validate", help="check a config and its dataset without loading any model")
     validate.add_argument("config")
@@ -58,7 +69,7 @@ def parser() -> argparse.ArgumentParser:
     info.add_argument("artifact")
     check = sub.add_parser("check", help="re-score sampled positions naively (loads the models) and compare")
     check.add_argument("artifact")
-    check.add_argument("--samples", type=_positive_int, default=12, help="positions to re-score (default 12)")
+    check.add_argument("--samples", type=positive_int, default=12, help="positions to re-score (default 12)")
     check.add_argument(
         "--model",
         type=_side_path,

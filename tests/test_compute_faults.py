@@ -467,3 +467,29 @@ def test_the_lock_of_a_dead_run_is_taken_over(capsys, folder, config_path):
     (folder / "out" / ".run.lock").write_text("999999999\n")  # no process holds it
     assert main(["run", str(config_path)]) == 0
     assert out_files(folder) == ["run.h5"]
+
+
+# ---------------------------------------------------------------- argument errors
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        ([], "tds: the following arguments are required: command"),
+        (["bogus"], "tds: argument command: invalid choice: 'bogus'"),
+        (["run"], "tds run: the following arguments are required: config"),
+        (["run", "x.toml", "--limit", "0"], "tds run: argument --limit: must be at least 1, got 0"),
+        (["validate", "a", "b"], "tds: unrecognized arguments: b"),
+        (["info"], "tds info: the following arguments are required: artifact"),
+        (["check", "a.h5", "--samples", "many"], "tds check: argument --samples: must be a whole number"),
+        (["check", "a.h5", "--model", "left=/m"], "tds check: argument --model: must be aligned=PATH or base=PATH"),
+        (["aggregate"], "tds aggregate: the following arguments are required: artifact"),
+        (["report", "--what"], "tds report: the following arguments are required: artifact"),
+    ],
+)
+def test_an_argument_error_is_one_line_and_exit_2_for_every_subcommand(capsys, argv, needle):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and needle in err, err

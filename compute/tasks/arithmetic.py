@@ -12,7 +12,6 @@ The judge reads the first number in a response: "The answer is 7." -> 7.
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import random
@@ -74,7 +73,9 @@ def write_jsonl(path: Path, records: list[dict]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    from compute.cli import OneLineParser
+
+    parser = OneLineParser(prog="python -m compute.tasks.arithmetic", description=__doc__.splitlines()[0])
     parser.add_argument("--train", type=int, default=2000, help="number of train problems")
     parser.add_argument("--test", type=int, default=200, help="number of test problems")
     parser.add_argument("--seed", type=int, default=SEED)
