@@ -18,6 +18,7 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from compute import tasks
 from compute.core import packaged
+from compute.core.branching import MIN_SAMPLES
 from compute.core.errors import UserError
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -27,6 +28,7 @@ MAX_NAME_BYTES = 255 - len("..h5.12345678.tmp")  # the longest file name a run m
 LEGAL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # no pattern, path, space or shell characters
 RESERVED_NAME_ENDING = ".aggregates"  # NAME.aggregates.h5 is another run's side file of tables
 DEFAULT_NUDGING_THRESHOLD = 0.4  # gamma in the nudging paper's examples
+MIN_TEMPERATURE = 1e-4  # [branching]: below it float32 logits / temperature can overflow (near-greedy already)
 PACKAGE_PREFIX = "pypi:"  # a model shipped in a PyPI package (see compute/packaged.py)
 
 
@@ -42,9 +44,11 @@ def key(
     above: float | None = None,
     at_most: float | None = None,
     choices: tuple[str, ...] = (),
+    why: str = "",
 ) -> Any:
-    """A TOML key with a default and optional bounds; its name, type and docstring are the field's own."""
-    bounds = {"at_least": at_least, "above": above, "at_most": at_most, "choices": choices}
+    """A TOML key with a default and optional bounds (`why` a bound is what it is, said when it is broken); its
+    name, type and docstring are the field's own."""
+    bounds = {"at_least": at_least, "above": above, "at_most": at_most, "choices": choices, "why": why}
     return field(default=default, default_factory=default_factory, metadata=bounds)
 
 
@@ -107,9 +111,18 @@ class SideConfig:
 class BranchingConfig:
     """The [branching] table: sampled continuations for the BF paper's branching factor (defaults as in its demo)."""
 
-    samples: int = key(50, at_least=1)
+    samples: int = key(
+        50,
+        at_least=MIN_SAMPLES,
+        why=f"the estimator stops at the first position {MIN_SAMPLES - 1} or fewer samples reach, so fewer samples "
+        "never give a branching factor",
+    )
     """Continuations sampled per example and side."""
-    temperature: float = key(1.0, above=0.0)
+    temperature: float = key(
+        1.0,
+        at_least=MIN_TEMPERATURE,
+        why="logits divided by a smaller one overflow to inf and cannot be sampled from",
+    )
     top_p: float = key(0.9, above=0.0, at_most=1.0)
     max_new_tokens: int = key(1024, at_least=1)
     """Longest sample."""
@@ -302,8 +315,9 @@ class _Loader:
     def bounds(self, f: Field, value: object, label: str) -> None:
         at_least, choices = f.metadata.get("at_least"), f.metadata.get("choices")
         above, at_most = f.metadata.get("above"), f.metadata.get("at_most")
-        if at_least is not None and value is not None and value < at_least:
-            raise self.fail(f"{label} must be at least {at_least}, got {value}")
+        why = f": {f.metadata['why']}" if f.metadata.get("why") else ""
+        if at_least is not None and value is not None and not value >= at_least:
+            raise self.fail(f"{label} must be at least {at_least}, got {value}{why}")
         if above is not None and value is not None and not value > above:
             raise self.fail(f"{label} must be above {above}, got {value}")
         if at_most is not None and value is not None and not value <= at_most:

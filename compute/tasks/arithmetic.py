@@ -61,6 +61,14 @@ def first_number(response: str) -> float | None:
     return float(match.group()) if match else None
 
 
+def reference_problem(reference: str) -> str | None:
+    """Why the judge cannot compare answers with `reference` (None when it can): it must be a number as the
+    judge reads one from an answer, so "seven", "", "nan" and "1e999" are refused rather than judged wrong."""
+    if not _NUMBER.fullmatch(reference.strip()):
+        return "is not a number such as 7, -2 or 2.5"
+    return None
+
+
 def is_correct(response: str, reference: str) -> bool:
     """True when the first number in the response equals the reference."""
     number = first_number(response)
