@@ -3,7 +3,7 @@
     python -m compute run RUN.toml [--limit N] [--overwrite]
     python -m compute validate RUN.toml
     python -m compute info RUN.h5
-    python -m compute check RUN.h5 [--samples N] [--model SIDE=PATH]
+    python -m compute check RUN.h5 [--samples N] [--model SIDE=PATH] [--adapter SIDE=PATH]
     python -m compute aggregate RUN.h5 [RUN.h5 ...]
     python -m compute report RUN.h5 [RUN.h5 ...]
 
@@ -78,6 +78,15 @@ def parser() -> argparse.ArgumentParser:
         metavar="SIDE=PATH",
         help="load that side's model from PATH (a local copy) instead of the name the artifact records",
     )
+    check.add_argument(
+        "--adapter",
+        type=_side_path,
+        action="append",
+        default=[],
+        metavar="SIDE=PATH",
+        help="that side's adapter folder, where it is no longer at the place the artifact records (relative to the "
+        "artifact's folder); it must be the adapter the run used (its content hash)",
+    )
     aggregate = sub.add_parser(
         "aggregate", help="write the dashboard's per-run tables of older artifacts to RUN.aggregates.h5 beside each"
     )
@@ -95,6 +104,7 @@ def validate(config_path: str) -> str:
     from compute.engine.run import output_path, select_examples
 
     config = load_config(config_path)
+    _warn(config)
     for side in ("aligned", "base"):
         check_device(side, config.side(side))
     examples = select_examples(config, None)
@@ -172,8 +182,17 @@ def _command(args: argparse.Namespace) -> int:
         from compute.core.config import load_config
         from compute.engine.run import run
 
-        run(load_config(args.config), limit=args.limit, overwrite=args.overwrite)
+        config = load_config(args.config)
+        _warn(config)
+        run(config, limit=args.limit, overwrite=args.overwrite)
     return EXIT_OK
+
+
+def _warn(config) -> None:
+    from compute.core.config import config_warnings
+
+    for warning in config_warnings(config):
+        print(f"warning: {warning}", file=sys.stderr)
 
 
 def _aggregate(paths: list[str]) -> None:
@@ -190,7 +209,7 @@ def _check(args: argparse.Namespace) -> int:
 
     artifact = open_artifact(args.artifact)
     positions = sample_positions(artifact, args.samples)
-    models = load_side_models(artifact, paths=dict(args.model))
+    models = load_side_models(artifact, paths=dict(args.model), adapter_paths=dict(args.adapter))
     mismatches = verify(artifact, positions, models=models)
     steps = sample_steps(artifact, args.samples) if has_branching(artifact) else []
     mismatches += verify_branching(artifact, steps, models=models)

@@ -17,7 +17,7 @@ from types import UnionType
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from compute import tasks
-from compute.core import packaged
+from compute.core import adapters, packaged
 from compute.core.branching import MIN_SAMPLES
 from compute.core.errors import UserError
 
@@ -254,6 +254,11 @@ class _Loader:
             values["decoding"] = self.decoding(values["decoding"])
         if any(not tag.strip() or "," in tag for tag in values["tags"]):
             raise self.fail("tags must be non-empty strings without commas")
+        if _same_side(values["aligned"], values["base"]):
+            raise self.fail(
+                "[aligned] and [base] are the same model, adapter, template and system: every position would be "
+                "unshifted with KL 0; give the sides different adapters, models or templates"
+            )
         return RunConfig(path=self.path, text=text, **values)
 
     def decoding(self, decoding: DecodingConfig) -> DecodingConfig:
@@ -363,10 +368,42 @@ class _Loader:
                     f"got {device_map!r}"
                 )
         if values["adapter"] is not None:
-            values["adapter"] = _resolve_adapter(values["adapter"], self.folder, side, fail)
+            values["adapter"] = _resolve_adapter(values["adapter"], values["adapter_revision"], self.folder, side, fail)
         elif values["adapter_revision"]:
             raise fail(f"[{side}] adapter_revision needs an adapter")
         return SideConfig(**values)
+
+
+def _same_side(aligned: SideConfig, base: SideConfig) -> bool:
+    same_template = (aligned.template, aligned.template_text) == (base.template, base.template_text)
+    return aligned.model_key() == base.model_key() and same_template and aligned.system == base.system
+
+
+def config_warnings(config: RunConfig) -> list[str]:
+    """What a run can still mean but probably does not: an adapter trained on another base model than its side's.
+
+    Names are compared by their last part (a hub id's model name, a folder's name; a pypi: package's name
+    begins its cached folder's), so a local copy of the same model does not warn."""
+    warnings = []
+    for name in ("aligned", "base"):
+        side = config.side(name)
+        if side.adapter is None or not Path(side.adapter).is_dir():
+            continue
+        trained_on = adapters.recorded_base(Path(side.adapter))
+        if trained_on is not None and not _same_model_name(trained_on, side.model):
+            warnings.append(
+                f"{config.path}: [{name}] adapter {side.adapter} was trained on {trained_on}, and the side's model is "
+                f"{side.model}; the run goes on (a LoRA fits any model of the same shapes)"
+            )
+    return warnings
+
+
+def _same_model_name(trained_on: str, model: str) -> bool:
+    recorded = Path(trained_on.rstrip("/")).name
+    if model.startswith(PACKAGE_PREFIX):
+        package = model.removeprefix(PACKAGE_PREFIX)
+        return recorded == package or recorded.startswith(f"{package}-")
+    return recorded == Path(model.rstrip("/")).name
 
 
 _WRONG = object()  # what _convert returns for a value of the wrong type
@@ -455,10 +492,10 @@ def _adapter_files(adapter: str | None) -> list[Path]:
     """A local adapter folder's config and weights files (none for a hub id or no adapter)."""
     if adapter is None or not Path(adapter).is_dir():
         return []
-    return sorted(p for p in Path(adapter).iterdir() if p.name.startswith("adapter_") and p.is_file())
+    return adapters.adapter_files(Path(adapter))
 
 
-def _resolve_adapter(adapter: str, where: Path, side: str, fail) -> str:
+def _resolve_adapter(adapter: str, revision: str | None, where: Path, side: str, fail) -> str:
     """A local adapter becomes an absolute path to a folder holding adapter_config.json; a hub id is kept."""
     if not adapter:
         raise fail(f"[{side}] adapter is empty: give a folder or a hub id, or leave the key out")
@@ -469,6 +506,10 @@ def _resolve_adapter(adapter: str, where: Path, side: str, fail) -> str:
         raise fail(f"[{side}] adapter folder {local} not found")
     if not (local / "adapter_config.json").is_file():
         raise fail(f"[{side}] adapter folder {local} has no adapter_config.json (save it with peft's save_pretrained)")
+    if revision:
+        raise fail(f"[{side}] adapter_revision {revision!r} applies to a hub adapter; {local} is a local folder")
+    if (problem := adapters.problem(local)) is not None:
+        raise fail(f"[{side}] adapter: {problem}")
     return str(local)
 
 
