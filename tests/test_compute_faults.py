@@ -493,3 +493,45 @@ def test_an_argument_error_is_one_line_and_exit_2_for_every_subcommand(capsys, a
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: ") and needle in err, err
+
+
+# ---------------------------------------------------------------- what the README and docs/training.md promise
+
+
+def test_the_readme_states_the_legal_run_names_the_config_enforces():
+    import string
+
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert "a run name other than ASCII letters, digits, `.`, `_` and `-` starting with a letter or digit" in readme
+    allowed = set(string.ascii_letters + string.digits + "._-")
+    for c in map(chr, range(32, 127)):
+        assert bool(config.LEGAL_NAME.fullmatch("a" + c)) == (c in allowed), c
+        assert bool(config.LEGAL_NAME.fullmatch(c + "a")) == (c in allowed - set("._-")), c
+
+
+def test_the_readme_lists_every_option_of_check_and_every_exit_status():
+    from compute.cli import parser
+    from compute.core import errors
+
+    readme = (ROOT / "README.md").read_text()
+    check = parser()._subparsers._group_actions[0].choices["check"]
+    for action in check._actions:
+        for option in action.option_strings:
+            if option not in ("-h", "--help"):
+                assert option in readme, option
+    for status in (errors.EXIT_OK, errors.EXIT_MISMATCHES, errors.EXIT_BAD_INPUT, errors.EXIT_BUG):
+        assert f"\n| {status} | " in readme, status
+    assert f"\n| {errors.EXIT_INTERRUPTED} | interrupted" in readme
+    assert "(a wrong command-line argument too)" in readme
+
+
+def test_the_training_docs_list_every_option_the_stages_share():
+    from compute.train import common
+
+    training = (ROOT / "docs" / "training.md").read_text()
+    for action in common.stage_parser("x", "sft")._actions:
+        for option in action.option_strings:
+            if option not in ("-h", "--help"):
+                assert f"`{option}`" in training, option
+    assert "exit status 2, before training starts" in " ".join(training.split())
+    assert "exit status 130" in training
