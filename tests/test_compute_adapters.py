@@ -279,7 +279,6 @@ def test_an_adapter_trained_on_another_model_is_a_warning(model_pairs, loras, tm
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("warning: ") and "[aligned] adapter" in err[0], err
     assert f"was trained on {model_pairs['llama']['base']}" in err[0]
-    assert main(["validate", str(adapter_config(tmp_path, model_pairs["llama"]["base"], "attention", None))]) == 2
     plain = adapter_config(tmp_path, model_pairs["llama"]["base"], str(loras["attention"]), None)
     assert main(["validate", str(plain)]) == 0 and "warning" not in capsys.readouterr().err
 
