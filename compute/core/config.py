@@ -254,11 +254,6 @@ class _Loader:
             values["decoding"] = self.decoding(values["decoding"])
         if any(not tag.strip() or "," in tag for tag in values["tags"]):
             raise self.fail("tags must be non-empty strings without commas")
-        if _same_side(values["aligned"], values["base"]):
-            raise self.fail(
-                "[aligned] and [base] are the same model, adapter, template and system: every position would be "
-                "unshifted with KL 0; give the sides different adapters, models or templates"
-            )
         return RunConfig(path=self.path, text=text, **values)
 
     def decoding(self, decoding: DecodingConfig) -> DecodingConfig:
@@ -380,11 +375,17 @@ def _same_side(aligned: SideConfig, base: SideConfig) -> bool:
 
 
 def config_warnings(config: RunConfig) -> list[str]:
-    """What a run can still mean but probably does not: an adapter trained on another base model than its side's.
+    """What a run can still mean but probably does not: two identical sides (only a branching factor of that one
+    model means anything), an adapter trained on another base model than its side's.
 
     Names are compared by their last part (a hub id's model name, a folder's name; a pypi: package's name
     begins its cached folder's), so a local copy of the same model does not warn."""
     warnings = []
+    if _same_side(config.aligned, config.base):
+        warnings.append(
+            f"{config.path}: [aligned] and [base] are the same model, adapter, template and system: every position "
+            "will be unshifted with KL 0; give the sides different adapters, models or templates"
+        )
     for name in ("aligned", "base"):
         side = config.side(name)
         if side.adapter is None or not Path(side.adapter).is_dir():
