@@ -3,7 +3,7 @@
     python -m compute run RUN.toml [--limit N] [--overwrite]
     python -m compute validate RUN.toml
     python -m compute info RUN.h5
-    python -m compute check RUN.h5 [--samples N] [--model SIDE=PATH]
+    python -m compute check RUN.h5 [--samples N] [--model SIDE=PATH] [--adapter SIDE=PATH]
     python -m compute aggregate RUN.h5 [RUN.h5 ...]
     python -m compute report [--json] [--resamples B] [--seed S] RUN.h5 [RUN.h5 ...]
 
@@ -26,16 +26,27 @@ import os
 import signal
 import sys
 import traceback
+from typing import NoReturn
 
 from compute.core.errors import EXIT_BAD_INPUT, EXIT_BUG, EXIT_INTERRUPTED, EXIT_MISMATCHES, EXIT_OK, UserError
 
 INTERRUPTED = "interrupted: finished batches are kept; run the same command again to resume"
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with the CLI's promise: a wrong argument is one line `error: ...` and exit status 2 (no usage)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"error: {self.prog}: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
     if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
 
 
@@ -47,11 +58,11 @@ def _side_path(text: str) -> tuple[str, str]:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="tds", description="Token distribution shift analysis.")
+    p = OneLineParser(prog="tds", description="Token distribution shift analysis.")
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="score a pair of sides over a dataset and write one artifact")
     run.add_argument("config", help="the run's TOML config")
-    run.add_argument("--limit", type=_positive_int, help="only the first N examples of the dataset")
+    run.add_argument("--limit", type=positive_int, help="only the first N examples of the dataset")
     run.add_argument("--overwrite", action="store_true", help="replace an existing artifact of that name")
     validate = sub.add_parser("validate", help="check a config and its dataset without loading any model")
     validate.add_argument("config")
@@ -59,7 +70,7 @@ def parser() -> argparse.ArgumentParser:
     info.add_argument("artifact")
     check = sub.add_parser("check", help="re-score sampled positions naively (loads the models) and compare")
     check.add_argument("artifact")
-    check.add_argument("--samples", type=_positive_int, default=12, help="positions to re-score (default 12)")
+    check.add_argument("--samples", type=positive_int, default=12, help="positions to re-score (default 12)")
     check.add_argument(
         "--model",
         type=_side_path,
@@ -67,6 +78,15 @@ def parser() -> argparse.ArgumentParser:
         default=[],
         metavar="SIDE=PATH",
         help="load that side's model from PATH (a local copy) instead of the name the artifact records",
+    )
+    check.add_argument(
+        "--adapter",
+        type=_side_path,
+        action="append",
+        default=[],
+        metavar="SIDE=PATH",
+        help="that side's adapter folder, where it is no longer at the place the artifact records (relative to the "
+        "artifact's folder); it must be the adapter the run used (its content hash)",
     )
     aggregate = sub.add_parser(
         "aggregate", help="write the dashboard's per-run tables of older artifacts to RUN.aggregates.h5 beside each"
@@ -78,7 +98,7 @@ def parser() -> argparse.ArgumentParser:
     report.add_argument("artifacts", nargs="+", metavar="artifact")
     report.add_argument("--json", action="store_true", help="one JSON document instead (docs/report-json.md)")
     report.add_argument(
-        "--resamples", type=_positive_int, default=1000, help="bootstrap resamples of the examples (default 1000)"
+        "--resamples", type=positive_int, default=1000, help="bootstrap resamples of the examples (default 1000)"
     )
     report.add_argument("--seed", type=int, default=0, help="the bootstrap's seed (default 0)")
     return p
@@ -90,6 +110,7 @@ def validate(config_path: str) -> str:
     from compute.engine.run import output_path, select_examples
 
     config = load_config(config_path)
+    _warn(config)
     for side in ("aligned", "base"):
         check_device(side, config.side(side))
     examples = select_examples(config, None)
@@ -181,7 +202,9 @@ def _command(args: argparse.Namespace) -> int:
         from compute.core.config import load_config
         from compute.engine.run import run
 
-        run(load_config(args.config), limit=args.limit, overwrite=args.overwrite)
+        config = load_config(args.config)
+        _warn(config)
+        run(config, limit=args.limit, overwrite=args.overwrite)
     return EXIT_OK
 
 
@@ -198,6 +221,13 @@ def _report(args: argparse.Namespace) -> None:
         print(format_report(args.artifacts, args.resamples, args.seed))
 
 
+def _warn(config) -> None:
+    from compute.core.config import config_warnings
+
+    for warning in config_warnings(config):
+        print(f"warning: {warning}", file=sys.stderr)
+
+
 def _aggregate(paths: list[str]) -> None:
     from compute.core.aggregates import write_side_file
 
@@ -212,7 +242,7 @@ def _check(args: argparse.Namespace) -> int:
 
     artifact = open_artifact(args.artifact)
     positions = sample_positions(artifact, args.samples)
-    models = load_side_models(artifact, paths=dict(args.model))
+    models = load_side_models(artifact, paths=dict(args.model), adapter_paths=dict(args.adapter))
     mismatches = verify(artifact, positions, models=models)
     steps = sample_steps(artifact, args.samples) if has_branching(artifact) else []
     mismatches += verify_branching(artifact, steps, models=models)

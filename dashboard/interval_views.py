@@ -52,7 +52,8 @@ def whiskered(fig, runs: list[load.Run], definition: str, traces: dict[str, str]
     """`fig` (grouped bars, one bar per run, named by its label or its short name; vertical or horizontal) with
     whiskers: trace name -> the number it draws."""
     by_name = {html.escape(run.label, quote=False): run for run in runs}
-    by_name |= {html.escape(short, quote=False): run for run, short in zip(runs, ui.short_names(runs).values())}
+    shorts = ui.short_names(runs)
+    by_name |= {html.escape(shorts[run.label], quote=False): run for run in runs}
     errors, axis = {}, "y"
     for trace in fig.data:
         if trace.name in traces:

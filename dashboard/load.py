@@ -99,13 +99,23 @@ def where_from() -> str:
     return f" (from {ENV_VAR})" if os.environ.get(ENV_VAR) else ""
 
 
+def for_viewers(message: str, directory: Path | None = None) -> str:
+    """`message` as every viewer may read it: files named relative to the artifacts folder, never by the
+    server's absolute paths (a notice on a shared link names the run, not the server's filesystem)."""
+    directory = directory or artifacts_dir()
+    for folder in sorted({str(directory), str(directory.resolve())}, key=len, reverse=True):
+        message = message.replace(folder + os.sep, "").replace(folder, "the artifacts folder")
+    return message
+
+
 def scan(directory: Path) -> tuple[list[RunKey], list[str]]:
     """The artifact files in `directory`, by name (hidden temp files skipped), and one line per file or
-    directory that cannot be read. A missing directory is no problem here (the app says how to make a run)."""
+    directory that cannot be read, naming files relative to `directory`. A missing directory is no problem
+    here (the app says how to make a run)."""
     try:
         paths = sorted(directory.iterdir()) if directory.exists() else []
     except OSError as err:
-        return [], [f"{directory}: cannot list the artifacts directory: {err.strerror or one_line(err)}"]
+        return [], [f"the artifacts folder: cannot list it: {err.strerror or one_line(err)}"]
     keys, problems = [], []
     for path in paths:
         side_file = path.name.endswith(stored_aggregates.SIDE_SUFFIX)  # a run's aggregates, not a run
@@ -114,12 +124,12 @@ def scan(directory: Path) -> tuple[list[RunKey], list[str]]:
         try:
             info = path.stat()
         except OSError as err:
-            problems.append(f"{path}: cannot read: {err.strerror or one_line(err)}")
+            problems.append(f"{path.name}: cannot read: {err.strerror or one_line(err)}")
             continue
         if stat.S_ISREG(info.st_mode):
             keys.append(RunKey(str(path), info.st_mtime_ns, info.st_size))
         else:
-            problems.append(f"{path}: not a file")
+            problems.append(f"{path.name}: not a file")
     return keys, problems
 
 
@@ -139,7 +149,7 @@ def open_runs(keys: list[RunKey]) -> tuple[list[Run], list[str]]:
     for key in keys:
         artifact = _open(key)
         if isinstance(artifact, str):
-            problems.append(artifact)
+            problems.append(for_viewers(artifact, Path(key.path).parent))
         else:
             opened.append((key, artifact))
     labels = run_labels([(Path(key.path).name, artifact.name, artifact.side_attrs) for key, artifact in opened])
@@ -262,12 +272,74 @@ def _completion(key: RunKey) -> stored_aggregates.Completion:
 
 def _table(key: RunKey, name: str) -> pl.DataFrame:
     located = _located(key)
-    if located is None:
+    if located is None or name in damaged_tables(key):
         return _computed(key)[name]
     stored = stored_aggregates.load_table(located[0], name)
     if stored is None:
         return _computed_alone(key, name)
     return stored_aggregates.complete_table(name, stored, _completion(key))
+
+
+# Count columns of the stored tables, and the one whose rows sum to the run's positions (per definition).
+COUNT_COLUMNS = ("positions", "answers_reaching", "count", "shifted", "length", "uncertain", "shifted_uncertain")
+SUMS_TO_POSITIONS = {
+    "position_bins": "positions",
+    "token_types": "positions",
+    "entropy_by_category": "positions",
+    "examples": "positions",
+    "token_counts": "count",
+    "answers": "length",
+}
+SHARE_COLUMNS = ("share_unshifted", "share_marginal", "share_shifted", "share_of_positions")
+MAY_BE_NULL = ("example_row", "answer_is_aligned_top")  # besides means: null where nothing is averaged
+
+
+@cached
+def damaged_tables(key: RunKey) -> dict[str, str]:
+    """The run's stored tables that break an invariant the positions guarantee, each with what it breaks
+    (pages then compute that table from the positions): counts that are null or negative, shares outside 0-1,
+    counts that do not sum to the run's positions, nulls where none can be, rows missing."""
+    located = _located(key)
+    if located is None:
+        return {}
+    artifact = _open(key)
+    assert not isinstance(artifact, str), artifact
+    damaged = {}
+    for name in stored_aggregates.TABLES:
+        try:
+            frame = stored_aggregates.load_table(located[0], name)
+        except Exception as err:  # noqa: BLE001  (a table that cannot be read is damaged too)
+            damaged[name] = f"unreadable: {one_line(err)}"
+            continue
+        if frame is not None and (problem := table_problem(name, frame, artifact.n_positions, artifact.n_examples)):
+            damaged[name] = problem
+    return damaged
+
+
+def table_problem(name: str, frame: pl.DataFrame, n_positions: int, n_examples: int) -> str | None:
+    """What makes a stored table disagree with a run of `n_positions` positions and `n_examples` examples."""
+    for column in frame.columns:
+        nullable = column in MAY_BE_NULL or column.startswith("mean_")
+        if not nullable and frame[column].null_count():
+            return f"nulls in {column}"
+    for column in (c for c in COUNT_COLUMNS if c in frame.columns):
+        if (frame[column] < 0).any():
+            return f"negative {column}"
+    for column in (c for c in SHARE_COLUMNS if c in frame.columns):
+        if not frame[column].is_between(0, 1).all():
+            return f"{column} outside 0-1"
+    blocks = frame.partition_by("definition") if "definition" in frame.columns else [frame]
+    for block in blocks:
+        if name == "summary" and block.height != 1:
+            return f"{block.height} summary rows"
+        column = SUMS_TO_POSITIONS.get(name)
+        if column and (total := int(block[column].sum())) != n_positions:
+            return f"its {column} sum to {total}, the run has {n_positions} positions"
+        if name == "base_uncertainty" and (block["positions"] != n_positions).any():
+            return f"positions other than the run's {n_positions}"
+    if name == "answers" and frame.height != n_examples:
+        return f"{frame.height} answers, the run has {n_examples} examples"
+    return None
 
 
 def aggregates_source(run: Run) -> str:

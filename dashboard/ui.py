@@ -6,6 +6,7 @@ import io
 import logging
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 import plotly.graph_objects as go
@@ -48,6 +49,7 @@ def chosen_runs(least: int = 1) -> list[load.Run]:
             "Pick at least one run in the sidebar." if least == 1 else f"Pick at least {least} runs in the sidebar."
         )
         st.stop()
+    damage_notices(chosen)
     return chosen
 
 
@@ -90,10 +92,27 @@ def definition_caption() -> None:
 
 
 def failed(run: load.Run, err: Exception) -> None:
-    """One line naming the run's file (the traceback goes to the server log only)."""
+    """One line naming the run's file relative to the artifacts folder (the traceback and the server's paths go
+    to the server log only)."""
     LOG.warning("%s failed", run.key.path, exc_info=err)
-    message = one_line(err)
-    st.warning(md_escape(message if run.key.path in message else f"{run.key.path}: {message}"), icon=":material/error:")
+    message = load.for_viewers(one_line(err), Path(run.key.path).parent)
+    named = message if message.startswith(run.file) else f"{run.file}: {message}"
+    st.warning(md_escape(named), icon=":material/error:")
+
+
+def damage_notices(runs: list[load.Run]) -> None:
+    """One notice per stored table of a shown run that fails its invariants (the pages compute it afresh)."""
+    for run in runs:
+        try:
+            damaged = load.damaged_tables(run.key)
+        except Exception as err:  # noqa: BLE001  (the boundary: whatever a file does, the page goes on)
+            failed(run, err)
+            continue
+        for name, problem in damaged.items():
+            st.warning(
+                md_escape(f"{run.file}: its stored {name} table is damaged ({problem}); computed from its positions"),
+                icon=":material/warning:",
+            )
 
 
 def each_run(runs: list[load.Run], compute: Callable[[load.Run], T]) -> list[T]:

@@ -34,9 +34,12 @@ def test_values_are_read(write):
 @pytest.mark.parametrize(
     ("table", "message"),
     [
-        ("samples = 0", r"\[branching\] samples must be at least 1, got 0"),
+        ("samples = 0", r"\[branching\] samples must be at least 4, got 0"),
+        ("samples = 3", r"\[branching\] samples must be at least 4, got 3: the estimator stops at the first"),
         ("samples = 2.5", r"\[branching\] samples must be an integer"),
-        ("temperature = 0", r"\[branching\] temperature must be above 0.0, got 0.0"),
+        ("temperature = 0", r"\[branching\] temperature must be at least 0.0001, got 0.0"),
+        ("temperature = 1e-300", r"\[branching\] temperature must be at least 0.0001, got 1e-300: logits divided"),
+        ("temperature = nan", r"\[branching\] temperature must be at least 0.0001, got nan"),
         ("top_p = 1.5", r"\[branching\] top_p must be at most 1.0, got 1.5"),
         ("top_p = 0", r"\[branching\] top_p must be above 0.0"),
         ("top_p = true", r"\[branching\] top_p must be a number"),

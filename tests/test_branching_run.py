@@ -144,3 +144,45 @@ def test_a_broken_branching_group_is_refused_in_one_line(runs, tmp_path, tamper,
     with pytest.raises(ArtifactError, match=message) as err:
         open_artifact(path)
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "table, needle",
+    [
+        ("temperature = 1e-300", "[branching] temperature must be at least 0.0001, got 1e-300: logits divided"),
+        ("samples = 3", "[branching] samples must be at least 4, got 3: the estimator stops"),
+    ],
+)
+def test_an_unusable_temperature_or_sample_count_is_refused_by_validate_and_run(
+    capsys, tmp_path, model_pairs, table, needle
+):
+    from compute.cli import main
+
+    dataset = write_jsonl(tmp_path / "data.jsonl", DATA)
+    config = write_config(
+        tmp_path, config_text(model_pairs["llama"], dataset, tmp_path / "out") + f"[branching]\n{table}\n"
+    )
+    for command in ("validate", "run"):
+        assert main([command, str(config)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and err.startswith("error: ") and needle in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_smallest_temperature_samples_finite_entropies(tmp_path, model_pairs):
+    dataset = write_jsonl(tmp_path / "data.jsonl", DATA[:1])
+    table = "[branching]\nsamples = 4\nmax_new_tokens = 4\ntemperature = 0.0001\n"
+    artifact = open_artifact(
+        run(load_config(write_config(tmp_path, config_text(model_pairs["llama"], dataset, tmp_path / "out") + table)))
+    )
+    for side in SIDE_NAMES:
+        samples = read_branching(artifact, side)[0]
+        assert np.isfinite(samples.entropy).all() and np.isfinite(samples.logprob).all()
+
+
+def test_info_says_why_a_branching_factor_is_missing(runs, monkeypatch):
+    """A file written before samples had to be 4 or more: no position reached by 4 samples gives NaN."""
+    monkeypatch.setattr(run_module, "run_branching_factor", lambda examples: float("nan"))
+    text = describe(runs[0].path)
+    assert "nan" not in text
+    assert "aligned none, base none (no example has a position that 4 or more samples reach)" in text

@@ -214,3 +214,132 @@ def test_retraining_an_adapter_in_place_changes_the_partial_work_fingerprint(mod
     assert config.fingerprint(b"data") == before
     weights.write_bytes(weights.read_bytes()[:-4] + b"\x00\x00\x00\x01")
     assert config.fingerprint(b"data") != before
+
+
+# ---------------------------------------------------------------- damaged adapters, adapters that do not fit
+
+
+def _damaged(source: Path, folder: Path, damage: str) -> Path:
+    shutil.copytree(source, folder)
+    weights = folder / "adapter_model.safetensors"
+    data = weights.read_bytes()
+    if damage == "truncated":
+        weights.write_bytes(data[: len(data) // 2])
+    elif damage == "garbage-header":
+        weights.write_bytes(data[:8] + b"{not json" + data[17:])
+    elif damage == "bin-garbage":
+        weights.unlink()
+        (folder / "adapter_model.bin").write_bytes(b"\x80\x02garbage, not a pickle of tensors")
+    else:
+        (folder / "adapter_config.json").write_text("{ half a json")
+    return folder
+
+
+@pytest.mark.parametrize(
+    "damage, needle",
+    [
+        ("truncated", "adapter_model.safetensors is not a whole safetensors file"),
+        ("garbage-header", "adapter_model.safetensors is not a whole safetensors file"),
+        ("config", "adapter_config.json cannot be read as JSON"),
+    ],
+)
+def test_a_corrupt_adapter_is_refused_by_validate_and_run(model_pairs, loras, tmp_path, capsys, damage, needle):
+    _damaged(loras["attention"], tmp_path / "lora", damage)
+    config = adapter_config(tmp_path, model_pairs["llama"]["base"], "lora", None)
+    for command in ("validate", "run"):
+        fails(capsys, [command, str(config)], "run.toml: [aligned] adapter", needle)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_adapter_weights_only_loading_can_read_are_one_line_when_loaded(model_pairs, loras, tmp_path, capsys):
+    _damaged(loras["attention"], tmp_path / "lora", "bin-garbage")
+    config = adapter_config(tmp_path, model_pairs["llama"]["base"], "lora", None)
+    assert main(["run", str(config)]) == 2
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]  # after the base model's loading bar
+    assert "Traceback" not in err and last.startswith("error: [aligned] cannot apply the adapter"), err
+    assert not (tmp_path / "out" / "adapters.h5").exists()
+
+
+def test_an_adapter_revision_on_a_local_folder_is_refused(model_pairs, loras, tmp_path, capsys):
+    config = adapter_config(tmp_path, model_pairs["llama"]["base"], str(loras["attention"]), None)
+    config.write_text(config.read_text().replace("[base]", 'adapter_revision = "v2"\n[base]'))
+    fails(capsys, ["validate", str(config)], "[aligned] adapter_revision 'v2' applies to a hub adapter")
+
+
+def test_two_identical_sides_are_a_warning(model_pairs, loras, tmp_path, capsys):
+    config = adapter_config(tmp_path, model_pairs["llama"]["base"], str(loras["attention"]), str(loras["attention"]))
+    config.write_text(config.read_text().replace('template = "chat"', f"template = {json.dumps(BASE_TEMPLATE)}"))
+    assert main(["validate", str(config)]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("warning: ") and "[aligned] and [base] are the same model" in err[0]
+
+
+def test_an_adapter_trained_on_another_model_is_a_warning(model_pairs, loras, tmp_path, capsys):
+    aligned = model_pairs["llama"]["aligned"]  # the lora was trained on the llama base: same shapes, another model
+    config = adapter_config(tmp_path, aligned, str(loras["attention"]), None)
+    assert main(["validate", str(config)]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("warning: ") and "[aligned] adapter" in err[0], err
+    assert f"was trained on {model_pairs['llama']['base']}" in err[0]
+    plain = adapter_config(tmp_path, model_pairs["llama"]["base"], str(loras["attention"]), None)
+    assert main(["validate", str(plain)]) == 0 and "warning" not in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- check and a moved or replaced adapter
+
+
+@pytest.fixture()
+def shipped(model_pairs, loras, tmp_path):
+    """A run whose adapter lies beside its out folder (project/lora), recorded as ../lora."""
+    project = tmp_path / "project"
+    project.mkdir()
+    shutil.copytree(loras["attention"], project / "lora")
+    path = run(load_config(adapter_config(project, model_pairs["llama"]["base"], "lora", None)), limit=1)
+    return path
+
+
+def test_the_artifact_records_the_adapters_content_hash(shipped):
+    attrs = open_artifact(shipped).side_attrs["aligned"]
+    assert attrs["adapter"] == "../lora" and len(attrs["adapter_sha256"]) == 64
+    assert "adapter_sha256" not in open_artifact(shipped).side_attrs["base"]
+
+
+def test_check_refuses_a_different_adapter_at_the_recorded_place(shipped, loras, capsys):
+    lora = shipped.parent.parent / "lora"
+    shutil.rmtree(lora)
+    shutil.copytree(loras["mlp-and-head"], lora)
+    fails(capsys, ["check", str(shipped), "--samples", "2"], "[aligned] adapter ../lora", "is not the one the run used")
+
+
+def test_check_takes_a_moved_adapter_with_its_new_place(shipped, tmp_path, capsys):
+    moved = shutil.move(shipped.parent.parent / "lora", tmp_path / "moved-lora")
+    fails(capsys, ["check", str(shipped)], f"adapter ../lora (relative to the artifact's folder {shipped.parent})")
+    assert main(["check", str(shipped), "--samples", "2", "--adapter", f"aligned={moved}"]) == 0
+    assert "0 mismatches" in capsys.readouterr().out
+    both = ["--adapter", f"aligned={moved}", "--adapter", f"base={moved}"]
+    fails(capsys, ["check", str(shipped), *both], "--adapter base=", "the artifact's base side ran without")
+
+
+def test_check_never_takes_the_recorded_path_from_the_current_directory(shipped, loras, tmp_path, capsys, monkeypatch):
+    shutil.rmtree(shipped.parent.parent / "lora")
+    decoy = tmp_path / "decoy"
+    (decoy / "cwd").mkdir(parents=True)
+    shutil.copytree(loras["mlp-and-head"], decoy / "lora")  # ../lora from the current directory
+    monkeypatch.chdir(decoy / "cwd")
+    fails(capsys, ["check", str(shipped)], "relative to the artifact's folder", "--adapter aligned=PATH")
+
+
+def test_an_older_file_without_the_hash_still_checks(shipped, capsys):
+    import h5py
+
+    with h5py.File(shipped, "a") as f:
+        del f["sides/aligned"].attrs["adapter_sha256"]
+    assert main(["check", str(shipped), "--samples", "2"]) == 0
+    assert "0 mismatches" in capsys.readouterr().out
+
+
+def test_check_refuses_a_corrupt_adapter_in_one_line(shipped, capsys):
+    weights = shipped.parent.parent / "lora" / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    fails(capsys, ["check", str(shipped)], "[aligned] adapter ../lora", "not a whole safetensors file")

@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import h5py
 import pytest
@@ -219,6 +219,61 @@ def test_temp_files_a_killed_write_left_are_removed_by_the_next_run(capsys, fold
     assert out_files(folder) == [".other.h5.k1ll3d00.tmp", "run.h5"]
 
 
+def _plant_other_runs(out) -> dict[str, bytes]:
+    """Files of other runs under out_dir: their artifacts, locks, killed writes' temp files and partial work,
+    named so that a pattern or a prefix match on a run's name would reach them. Returns every file's bytes."""
+    out.mkdir(exist_ok=True)
+    for name in ("other", "run-2", "run.h5.x", "runx", "r", "[r]un", "*"):
+        (out / f"{name}.h5").write_bytes(b"artifact")
+        (out / f".{name}.lock").write_bytes(b"")
+        (out / f".{name}.h5.k1ll3d00.tmp").write_bytes(b"killed write")
+        partial = out / f".{name}.partial"
+        partial.mkdir()
+        (partial / "fingerprint").write_text("f\n")
+        (partial / "batch-00000000-1.h5").write_bytes(b"saved batch")
+        (partial / ".batch-00000001-1.h5.k1ll3d00.tmp").write_bytes(b"killed batch")
+    return _tree(out)
+
+
+def _tree(out) -> dict[str, bytes]:
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("name", ["**", "r*", "?un", "[ro]un*"])
+def test_the_sweep_compares_names_as_strings_never_as_patterns(folder, model_pairs, name):
+    before = _plant_other_runs(folder / "out")
+    loaded = config.load_config(_config(folder, model_pairs))
+    run_module.remove_stale_temp_files(replace(loaded, name=name))  # as if a name had slipped past the config
+    assert _tree(folder / "out") == before
+
+
+HOSTILE_NAMES = ["*", "**", "r*", "?un", "[r]un", ".*", "run/..", "a b", "run$", "-run", "x.aggregates"]
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES)
+def test_a_run_name_with_pattern_or_odd_characters_is_refused_and_touches_nothing(capsys, folder, model_pairs, name):
+    before = _plant_other_runs(folder / "out")
+    path = _config(folder, model_pairs, name=name)
+    one_line(capsys, main(["validate", path]), 2, "run.toml: name", "letters, digits")
+    one_line(capsys, main(["run", path]), 2, "run.toml: name", "letters, digits")
+    assert _tree(folder / "out") == before
+
+
+def test_the_temp_file_sweep_touches_no_file_of_another_run_name(capsys, folder, model_pairs, monkeypatch):
+    config_path = _config(folder, model_pairs, name="run", batch_size=1)
+    _score_all_but_write(config_path, monkeypatch)
+    others = {p: b for p, b in _plant_other_runs(folder / "out").items() if not p.startswith(".run.partial/")}
+    mine = [folder / "out" / ".run.h5.k1ll3d00.tmp", folder / "out" / ".run.partial" / ".batch-0-1.h5.k1ll3d00.tmp"]
+    for path in mine:
+        path.write_bytes(b"killed")
+    capsys.readouterr()
+    assert main(["run", config_path]) == 0
+    assert "removed 2 temp files" in capsys.readouterr().err
+    after = _tree(folder / "out")
+    assert after.pop("run.h5")[:4] == b"\x89HDF"
+    assert after == others
+
+
 # ---------------------------------------------------------------- inputs checked before the models load
 
 
@@ -278,7 +333,7 @@ def test_config_and_template_files_that_are_not_utf8(capsys, folder, model_pairs
 
 @pytest.mark.parametrize(
     "name, needle",
-    [("a\\u0007b", "must not contain control"), ("x" * 239, "239 bytes long, at most 238")],
+    [("a\\u0007b", "letters, digits"), ("x" * 239, "239 bytes long, at most 238")],
     ids=["control-character", "too-long"],
 )
 def test_run_names_that_cannot_be_file_names(capsys, folder, model_pairs, name, needle):
@@ -412,3 +467,71 @@ def test_the_lock_of_a_dead_run_is_taken_over(capsys, folder, config_path):
     (folder / "out" / ".run.lock").write_text("999999999\n")  # no process holds it
     assert main(["run", str(config_path)]) == 0
     assert out_files(folder) == ["run.h5"]
+
+
+# ---------------------------------------------------------------- argument errors
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        ([], "tds: the following arguments are required: command"),
+        (["bogus"], "tds: argument command: invalid choice: 'bogus'"),
+        (["run"], "tds run: the following arguments are required: config"),
+        (["run", "x.toml", "--limit", "0"], "tds run: argument --limit: must be at least 1, got 0"),
+        (["validate", "a", "b"], "tds: unrecognized arguments: b"),
+        (["info"], "tds info: the following arguments are required: artifact"),
+        (["check", "a.h5", "--samples", "many"], "tds check: argument --samples: must be a whole number"),
+        (["check", "a.h5", "--model", "left=/m"], "tds check: argument --model: must be aligned=PATH or base=PATH"),
+        (["aggregate"], "tds aggregate: the following arguments are required: artifact"),
+        (["report", "--what"], "tds report: the following arguments are required: artifact"),
+    ],
+)
+def test_an_argument_error_is_one_line_and_exit_2_for_every_subcommand(capsys, argv, needle):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and needle in err, err
+
+
+# ---------------------------------------------------------------- what the README and docs/training.md promise
+
+
+def test_the_readme_states_the_legal_run_names_the_config_enforces():
+    import string
+
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert "a run name other than ASCII letters, digits, `.`, `_` and `-` starting with a letter or digit" in readme
+    allowed = set(string.ascii_letters + string.digits + "._-")
+    for c in map(chr, range(32, 127)):
+        assert bool(config.LEGAL_NAME.fullmatch("a" + c)) == (c in allowed), c
+        assert bool(config.LEGAL_NAME.fullmatch(c + "a")) == (c in allowed - set("._-")), c
+
+
+def test_the_readme_lists_every_option_of_check_and_every_exit_status():
+    from compute.cli import parser
+    from compute.core import errors
+
+    readme = (ROOT / "README.md").read_text()
+    check = parser()._subparsers._group_actions[0].choices["check"]
+    for action in check._actions:
+        for option in action.option_strings:
+            if option not in ("-h", "--help"):
+                assert option in readme, option
+    for status in (errors.EXIT_OK, errors.EXIT_MISMATCHES, errors.EXIT_BAD_INPUT, errors.EXIT_BUG):
+        assert f"\n| {status} | " in readme, status
+    assert f"\n| {errors.EXIT_INTERRUPTED} | interrupted" in readme
+    assert "(a wrong command-line argument too)" in readme
+
+
+def test_the_training_docs_list_every_option_the_stages_share():
+    from compute.train import common
+
+    training = (ROOT / "docs" / "training.md").read_text()
+    for action in common.stage_parser("x", "sft")._actions:
+        for option in action.option_strings:
+            if option not in ("-h", "--help"):
+                assert f"`{option}`" in training, option
+    assert "exit status 2, before training starts" in " ".join(training.split())
+    assert "exit status 130" in training

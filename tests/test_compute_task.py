@@ -87,3 +87,23 @@ def test_a_reference_must_be_a_string(tmp_path):
     dataset = write_jsonl(tmp_path / "bad.jsonl", [{"instruction": "Hi", "reference": 7}])
     with pytest.raises(DatasetError, match=r"bad.jsonl:1: field 'reference' must be a string"):
         load_examples(dataset)
+
+
+@pytest.mark.parametrize("reference", ["seven", "", "nan", "1e999", "inf", "7 apples"])
+def test_a_reference_the_judge_cannot_use_is_refused_before_any_model_loads(
+    capsys, tmp_path, model_pairs, monkeypatch, reference
+):
+    from compute.engine import sides
+
+    monkeypatch.setattr(sides, "load_side_models", lambda *a, **k: pytest.fail("a model loaded"))
+    problems = [PROBLEMS[0], {"id": "odd", "instruction": "Ann has 5 coins.", "reference": reference}]
+    dataset = write_jsonl(tmp_path / "arith.jsonl", problems)
+    config = write_config(tmp_path, config_text(model_pairs["llama"], dataset, tmp_path / "out", task="arithmetic"))
+    for command in ("validate", "run"):
+        _fails(capsys, [command, str(config)], "arith.jsonl: example 'odd'", f"reference {reference!r} is not a number")
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+@pytest.mark.parametrize("reference", ["7", "-2", "2.5", " 12 "])
+def test_numbers_are_references(reference):
+    assert arithmetic.reference_problem(reference) is None

@@ -247,7 +247,7 @@ def test_bad_files_get_a_notice_and_the_rest_works(runs_dir):
         assert "incomplete.h5: incomplete artifact (no 'complete' attribute" in notices[0]
         assert "newer.h5: format_version 2 is newer than this reader" in notices[1]
         assert "truncated.h5: not a readable HDF5 artifact (truncated or corrupt?)" in notices[2]
-        assert all(str(runs_dir) in n and "\n" not in n for n in notices)
+        assert all(n.startswith("Skipped ") and str(runs_dir) not in n and "\n" not in n for n in notices)
     assert at.header[0].value == "Compare two runs" and at.metric  # the good runs still compare
     assert sorted(p.name for p in broken.values()) == ["incomplete.h5", "newer.h5", "truncated.h5"]
 

@@ -153,3 +153,67 @@ def test_a_missing_adapter_is_one_line_and_exit_2(tiny_gemma, tmp_path):
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1] == f"error: --adapter: no adapter_config.json in {tmp_path / 'nowhere'}"
     assert "Traceback" not in done.stderr and not (tmp_path / "o").exists()
+
+
+# ---------------------------------------------------------------- bad input: one line, exit 2, before training
+
+
+def small_sft(tiny_gemma, out, *extra: str) -> subprocess.CompletedProcess:
+    options = ["--examples", "2", "--arithmetic", "1", "--answer-tokens", "16", "--max-steps", "1", "--samples", "0"]
+    return train("sft", "--base", str(tiny_gemma), *options, "--out", str(out), *extra)
+
+
+def assert_one_line(done: subprocess.CompletedProcess, *needles: str) -> None:
+    assert done.returncode == 2, done.stderr[-2000:]
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr[-2000:]
+    assert all(needle in lines[0] for needle in needles), lines[0]
+
+
+def test_an_out_that_is_a_file_is_refused_before_training(tiny_gemma, tmp_path):
+    (tmp_path / "taken").write_text("a file")
+    assert_one_line(small_sft(tiny_gemma, tmp_path / "taken"), "--out", "is a file")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
+
+
+def test_an_existing_adapter_is_replaced_only_with_overwrite(tiny_gemma, sft_adapter, tmp_path):
+    before = {p.name: p.read_bytes() for p in sft_adapter.iterdir()}
+    assert_one_line(small_sft(tiny_gemma, sft_adapter), "--out", "exists (use --overwrite to replace it)")
+    assert {p.name: p.read_bytes() for p in sft_adapter.iterdir()} == before
+    out = tmp_path / "again"
+    out.mkdir()
+    (out / "adapter_config.json").write_text("{}")
+    done = small_sft(tiny_gemma, out, "--overwrite")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (out / "adapter_model.safetensors").is_file()
+
+
+@pytest.mark.parametrize(
+    "stage, args, needle",
+    [
+        ("sft", ["--grad-accum", "0"], "argument --grad-accum: must be at least 1, got 0"),
+        ("dpo", ["--max-length", "x"], "argument --max-length: must be a whole number"),
+        ("grpo", ["--generations", "0"], "argument --generations: must be at least 1"),
+        ("pairs", ["--pairs", "-1"], "argument --pairs: must be at least 1"),
+        ("sft", ["--no-such-option"], "unrecognized arguments: --no-such-option"),
+    ],
+)
+def test_a_wrong_option_is_one_line_and_leaves_no_scratch_folder(tiny_gemma, tmp_path, stage, args, needle):
+    out = tmp_path / "adapter"
+    done = train(stage, "--base", str(tiny_gemma), *args, "--out", str(out))
+    assert_one_line(done, f"python -m compute.train.{stage}: ", needle)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_ctrl_c_is_one_line_exit_130_and_removes_the_scratch_folders(tmp_path, capsys):
+    from compute.train import common
+
+    def interrupted_training():
+        common.scratch_dir(tmp_path / "adapter", "trainer").mkdir()
+        raise KeyboardInterrupt
+
+    with pytest.raises(SystemExit) as exit_:
+        common.run_main(interrupted_training)
+    assert exit_.value.code == 130
+    assert capsys.readouterr().err.strip() == "interrupted: the training is lost; nothing was written to --out"
+    assert list(tmp_path.iterdir()) == []

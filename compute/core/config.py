@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import os
+import re
 import tomllib
 import unicodedata
 from dataclasses import MISSING, Field, dataclass, field, fields, is_dataclass, replace
@@ -18,14 +19,18 @@ from types import UnionType
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from compute import tasks
-from compute.core import packaged
+from compute.core import adapters, packaged
+from compute.core.branching import MIN_SAMPLES
 from compute.core.errors import UserError
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 CHAT = "chat"
 PLACEHOLDER = "{instruction}"
 MAX_NAME_BYTES = 255 - len("..h5.12345678.tmp")  # the longest file name a run makes from its name
+LEGAL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # no pattern, path, space or shell characters
+RESERVED_NAME_ENDING = ".aggregates"  # NAME.aggregates.h5 is another run's side file of tables
 DEFAULT_NUDGING_THRESHOLD = 0.4  # gamma in the nudging paper's examples
+MIN_TEMPERATURE = 1e-4  # [branching]: below it float32 logits / temperature can overflow (near-greedy already)
 PACKAGE_PREFIX = "pypi:"  # a model shipped in a PyPI package (see compute/core/packaged.py)
 
 
@@ -41,9 +46,11 @@ def key(
     above: float | None = None,
     at_most: float | None = None,
     choices: tuple[str, ...] = (),
+    why: str = "",
 ) -> Any:
-    """A TOML key with a default and optional bounds; its name, type and docstring are the field's own."""
-    bounds = {"at_least": at_least, "above": above, "at_most": at_most, "choices": choices}
+    """A TOML key with a default and optional bounds (`why` a bound is what it is, said when it is broken); its
+    name, type and docstring are the field's own."""
+    bounds = {"at_least": at_least, "above": above, "at_most": at_most, "choices": choices, "why": why}
     return field(default=default, default_factory=default_factory, metadata=bounds)
 
 
@@ -106,9 +113,18 @@ class SideConfig:
 class BranchingConfig:
     """The [branching] table: sampled continuations for the BF paper's branching factor (defaults as in its demo)."""
 
-    samples: int = key(50, at_least=1)
+    samples: int = key(
+        50,
+        at_least=MIN_SAMPLES,
+        why=f"the estimator stops at the first position {MIN_SAMPLES - 1} or fewer samples reach, so fewer samples "
+        "never give a branching factor",
+    )
     """Continuations sampled per example and side."""
-    temperature: float = key(1.0, above=0.0)
+    temperature: float = key(
+        1.0,
+        at_least=MIN_TEMPERATURE,
+        why="logits divided by a smaller one overflow to inf and cannot be sampled from",
+    )
     top_p: float = key(0.9, above=0.0, at_most=1.0)
     max_new_tokens: int = key(1024, at_least=1)
     """Longest sample."""
@@ -226,10 +242,11 @@ class _Loader:
         values = self.table(RunConfig, raw)
         self.require(RunConfig, values)
         name = values["name"]
-        if not name or "/" in name or name.startswith("."):
-            raise self.fail(f"name {name!r} must be a plain file name (no '/', not starting with '.')")
-        if any(unicodedata.category(c).startswith("C") for c in name):
-            raise self.fail(f"name {name!r} must not contain control or invisible format characters")
+        if not LEGAL_NAME.fullmatch(name) or name.endswith(RESERVED_NAME_ENDING):
+            raise self.fail(
+                f"name {name!r} must be ASCII letters, digits, '.', '_' and '-', starting with a letter or digit "
+                f"and not ending in {RESERVED_NAME_ENDING!r}"
+            )
         if len(name.encode()) > MAX_NAME_BYTES:
             raise self.fail(
                 f"name is {len(name.encode())} bytes long, at most {MAX_NAME_BYTES} "
@@ -309,8 +326,9 @@ class _Loader:
     def bounds(self, f: Field, value: object, label: str) -> None:
         at_least, choices = f.metadata.get("at_least"), f.metadata.get("choices")
         above, at_most = f.metadata.get("above"), f.metadata.get("at_most")
-        if at_least is not None and value is not None and value < at_least:
-            raise self.fail(f"{label} must be at least {at_least}, got {value}")
+        why = f": {f.metadata['why']}" if f.metadata.get("why") else ""
+        if at_least is not None and value is not None and not value >= at_least:
+            raise self.fail(f"{label} must be at least {at_least}, got {value}{why}")
         if above is not None and value is not None and not value > above:
             raise self.fail(f"{label} must be above {above}, got {value}")
         if at_most is not None and value is not None and not value <= at_most:
@@ -356,10 +374,48 @@ class _Loader:
                     f"got {device_map!r}"
                 )
         if values["adapter"] is not None:
-            values["adapter"] = _resolve_adapter(values["adapter"], self.folder, side, fail)
+            values["adapter"] = _resolve_adapter(values["adapter"], values["adapter_revision"], self.folder, side, fail)
         elif values["adapter_revision"]:
             raise fail(f"[{side}] adapter_revision needs an adapter")
         return SideConfig(**values)
+
+
+def _same_side(aligned: SideConfig, base: SideConfig) -> bool:
+    same_template = (aligned.template, aligned.template_text) == (base.template, base.template_text)
+    return aligned.model_key() == base.model_key() and same_template and aligned.system == base.system
+
+
+def config_warnings(config: RunConfig) -> list[str]:
+    """What a run can still mean but probably does not: two identical sides (only a branching factor of that one
+    model means anything), an adapter trained on another base model than its side's.
+
+    Names are compared by their last part (a hub id's model name, a folder's name; a pypi: package's name
+    begins its cached folder's), so a local copy of the same model does not warn."""
+    warnings = []
+    if _same_side(config.aligned, config.base):
+        warnings.append(
+            f"{config.path}: [aligned] and [base] are the same model, adapter, template and system: every position "
+            "will be unshifted with KL 0; give the sides different adapters, models or templates"
+        )
+    for name in ("aligned", "base"):
+        side = config.side(name)
+        if side.adapter is None or not Path(side.adapter).is_dir():
+            continue
+        trained_on = adapters.recorded_base(Path(side.adapter))
+        if trained_on is not None and not _same_model_name(trained_on, side.model):
+            warnings.append(
+                f"{config.path}: [{name}] adapter {side.adapter} was trained on {trained_on}, and the side's model is "
+                f"{side.model}; the run goes on (a LoRA fits any model of the same shapes)"
+            )
+    return warnings
+
+
+def _same_model_name(trained_on: str, model: str) -> bool:
+    recorded = Path(trained_on.rstrip("/")).name
+    if model.startswith(PACKAGE_PREFIX):
+        package = model.removeprefix(PACKAGE_PREFIX)
+        return recorded == package or recorded.startswith(f"{package}-")
+    return recorded == Path(model.rstrip("/")).name
 
 
 _WRONG = object()  # what _convert returns for a value of the wrong type
@@ -448,10 +504,10 @@ def _adapter_files(adapter: str | None) -> list[Path]:
     """A local adapter folder's config and weights files (none for a hub id or no adapter)."""
     if adapter is None or not Path(adapter).is_dir():
         return []
-    return sorted(p for p in Path(adapter).iterdir() if p.name.startswith("adapter_") and p.is_file())
+    return adapters.adapter_files(Path(adapter))
 
 
-def _resolve_adapter(adapter: str, where: Path, side: str, fail) -> str:
+def _resolve_adapter(adapter: str, revision: str | None, where: Path, side: str, fail) -> str:
     """A local adapter becomes an absolute path to a folder holding adapter_config.json; a hub id is kept."""
     if not adapter:
         raise fail(f"[{side}] adapter is empty: give a folder or a hub id, or leave the key out")
@@ -462,6 +518,10 @@ def _resolve_adapter(adapter: str, where: Path, side: str, fail) -> str:
         raise fail(f"[{side}] adapter folder {local} not found")
     if not (local / "adapter_config.json").is_file():
         raise fail(f"[{side}] adapter folder {local} has no adapter_config.json (save it with peft's save_pretrained)")
+    if revision:
+        raise fail(f"[{side}] adapter_revision {revision!r} applies to a hub adapter; {local} is a local folder")
+    if (problem := adapters.problem(local)) is not None:
+        raise fail(f"[{side}] adapter: {problem}")
     return str(local)
 
 

@@ -13,6 +13,7 @@ sit in it), never to `PeftModel.base_model`, which is peft's tuner wrapper.
 from __future__ import annotations
 
 import os
+import pickle
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from typing import Any
 
 import torch
 from peft import PeftConfig, PeftModel
+from safetensors import SafetensorError
 from transformers import AutoModelForCausalLM, GenerationConfig
 
 from compute.core.config import SideConfig
@@ -256,7 +258,7 @@ def add_adapter(weights: Weights, adapter_name: str, name: str, cfg: SideConfig)
             weights.lm = weights.peft.get_base_model()
         else:
             weights.peft.load_adapter(cfg.adapter, adapter_name=adapter_name, revision=cfg.adapter_revision)
-    except (OSError, ValueError, RuntimeError, KeyError) as err:
+    except (OSError, ValueError, RuntimeError, KeyError, EOFError, pickle.UnpicklingError, SafetensorError) as err:
         raise SideError(f"[{name}] cannot apply the adapter {cfg.adapter} to {cfg.model}: {one_line(err)}") from None
     weights.peft.eval()
 

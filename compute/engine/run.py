@@ -10,6 +10,7 @@ rank merges the batches in dataset order into out_dir/NAME.h5.
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 import tempfile
 import time
@@ -22,7 +23,7 @@ import torch
 from tqdm import tqdm
 from transformers.utils.logging import disable_progress_bar
 
-from compute import __version__
+from compute import __version__, tasks
 from compute.core import aggregates
 from compute.core.artifact import (
     ExampleScores,
@@ -30,14 +31,15 @@ from compute.core.artifact import (
     SideContext,
     branching_attrs,
     has_branching,
+    left_temp_files,
     open_artifact,
     read_branching,
     summarize,
     write_artifact,
 )
-from compute.core.branching import ExampleSamples, run_branching_factor
+from compute.core.branching import MIN_SAMPLES, ExampleSamples, run_branching_factor
 from compute.core.config import CROSS_SAMPLING, ConfigError, RunConfig
-from compute.core.datasets import Example, load_examples
+from compute.core.datasets import DatasetError, Example, load_examples
 from compute.core.errors import UserError
 from compute.core.lock import RunLock
 from compute.core.partial import PartialWork
@@ -99,6 +101,14 @@ def select_examples(config: RunConfig, limit: int | None) -> list[Example]:
             f"{config.path}: task {config.task!r} judges responses against a `reference` field, "
             f"and no example of {config.dataset} has one"
         )
+    if config.task:
+        check_reference = tasks.REFERENCE_CHECKS[config.task]
+        for e in examples:
+            if e.reference is not None and (problem := check_reference(e.reference)):
+                raise DatasetError(
+                    f"{config.dataset}: example {e.id!r}: reference {e.reference!r} {problem} "
+                    f"(task {config.task!r} needs one)"
+                )
     if config.decoding and any(e.response is not None for e in examples):
         raise ConfigError(
             f"{config.path}: [decoding] decides how answers are generated, and {config.dataset} gives answers "
@@ -376,7 +386,8 @@ def run(config: RunConfig, limit: int | None = None, overwrite: bool = False) ->
 
 def remove_stale_temp_files(config: RunConfig) -> None:
     """Temp files a killed write of this run left behind (its lock is held, so none is being written)."""
-    stale = [*config.out_dir.glob(f".{config.name}.h5.*.tmp"), *config.out_dir.glob(f".{config.name}.partial/.*.tmp")]
+    partial = config.out_dir / f".{config.name}.partial"
+    stale = [*left_temp_files(config.out_dir, output_path(config).name), *left_temp_files(partial)]
     for path in stale:
         path.unlink(missing_ok=True)
     if stale:
@@ -524,8 +535,15 @@ def describe(path: Path) -> str:
     if has_branching(artifact):
         bf = {name: run_branching_factor(read_branching(artifact, name)) for name in SIDES}
         n = branching_attrs(artifact, "aligned")["samples"]
-        lines.append(
-            f"  branching factor (BF paper, {n} samples per example): aligned {bf['aligned']:.2f}, "
-            f"base {bf['base']:.2f}; base / aligned {bf['base'] / bf['aligned']:.2f}"
-        )
+        if any(math.isnan(value) for value in bf.values()):
+            shown = ", ".join(f"{name} {'none' if math.isnan(bf[name]) else f'{bf[name]:.2f}'}" for name in SIDES)
+            lines.append(
+                f"  branching factor (BF paper, {n} samples per example): {shown} (no example has a position that "
+                f"{MIN_SAMPLES} or more samples reach)"
+            )
+        else:
+            lines.append(
+                f"  branching factor (BF paper, {n} samples per example): aligned {bf['aligned']:.2f}, "
+                f"base {bf['base']:.2f}; base / aligned {bf['base'] / bf['aligned']:.2f}"
+            )
     return "\n".join(lines)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
+from compute.core import adapters
 from compute.core.config import PLACEHOLDER, RunConfig, SideConfig
 from compute.core.errors import one_line
 from compute.engine import sources
@@ -48,7 +49,8 @@ class Side:
 
     def artifact_attrs(self, artifact_dir: Path) -> dict[str, str]:
         """The side's attributes in an artifact written to `artifact_dir`. A local adapter is recorded relative
-        to that folder, so an artifact shipped with its adapter beside it re-checks on any machine."""
+        to that folder, so an artifact shipped with its adapter beside it re-checks on any machine, and with its
+        content hash, so that check refuses a different adapter found at that place."""
         cfg = self.config
         attrs = {"model": cfg.model, "template": cfg.template_label, "dtype": self.model.dtype_name}
         if cfg.template_file:
@@ -59,6 +61,8 @@ class Side:
         if cfg.adapter:
             local = Path(cfg.adapter)
             attrs["adapter"] = os.path.relpath(local, artifact_dir) if local.is_absolute() else cfg.adapter
+            if local.is_absolute() and local.is_dir():
+                attrs["adapter_sha256"] = adapters.content_hash(local)
         if cfg.adapter_revision:
             attrs["adapter_revision"] = cfg.adapter_revision
         return attrs

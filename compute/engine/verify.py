@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from compute.core import adapters
 from compute.core.artifact import SIDE_NAMES, Artifact, branching_attrs, read_branching
 from compute.core.config import SideConfig
 from compute.core.mismatch import Mismatch
@@ -42,11 +43,14 @@ def sample_positions(artifact: Artifact, n: int, seed: int = 0) -> list[tuple[in
     return list(chosen)[:n]
 
 
-def side_config(artifact: Artifact, side: str, device: str = "auto", path: str | None = None) -> SideConfig:
+def side_config(
+    artifact: Artifact, side: str, device: str = "auto", path: str | None = None, adapter: str | None = None
+) -> SideConfig:
     """How to load the model a side of the artifact ran (its template is not needed: context ids are stored).
 
     `path` points at a copy of the base model on this machine (a model folder, or a GGUF file) instead of the
-    source the artifact records; the side's adapter still applies on top of it."""
+    source the artifact records; the side's adapter still applies on top of it. `adapter` points at the side's
+    adapter folder where it is no longer at the place the artifact records."""
     attrs = artifact.side_attrs[side]
     source = {"model": str(attrs["model"]), "gguf_file": attrs.get("gguf_file"), "revision": attrs.get("revision")}
     if path:
@@ -56,27 +60,64 @@ def side_config(artifact: Artifact, side: str, device: str = "auto", path: str |
         **source,
         dtype=str(attrs["dtype"]),
         device=device,
-        adapter=_adapter(artifact, attrs.get("adapter")),
+        adapter=_adapter(artifact, side, adapter),
         adapter_revision=attrs.get("adapter_revision"),
     )
 
 
-def _adapter(artifact: Artifact, recorded: object) -> str | None:
-    """A local adapter is recorded relative to the artifact's folder; a hub id is kept as it is."""
+def _adapter(artifact: Artifact, side: str, given: str | None) -> str | None:
+    """The side's adapter: a local one where `given` says, else at its recorded path relative to the artifact's
+    folder (never the current directory), and with the content the artifact's adapter_sha256 records; a hub id is
+    kept as it is."""
+    attrs = artifact.side_attrs[side]
+    recorded, digest = attrs.get("adapter"), attrs.get("adapter_sha256")
+    folder_of_artifact = artifact.path.parent.resolve()
+    point = f"point check at it with --adapter {side}=PATH"
     if recorded is None:
+        if given is not None:
+            raise SideError(f"--adapter {side}={given}: the artifact's {side} side ran without an adapter")
         return None
-    beside = artifact.path.parent / str(recorded)
-    return str(beside.resolve()) if beside.is_dir() else str(recorded)
+    if given is not None:
+        folder, where = Path(given).resolve(), f"--adapter {side}={given}"
+        if not folder.is_dir():
+            raise SideError(f"[{side}] {where}: no adapter folder at {folder}")
+    else:
+        folder, where = folder_of_artifact / str(recorded), f"adapter {recorded}"
+        if not folder.is_dir():
+            if digest is None and not Path(str(recorded)).exists() and not _looks_local(str(recorded)):
+                return str(recorded)  # a hub id (files before adapter_sha256 record local adapters without it)
+            raise SideError(
+                f"[{side}] adapter {recorded} (relative to the artifact's folder {folder_of_artifact}) is not there; "
+                f"{point}"
+            )
+    if (problem := adapters.problem(folder)) is not None:
+        raise SideError(f"[{side}] {where}: {problem}")
+    if digest is not None and adapters.content_hash(folder) != digest:
+        raise SideError(
+            f"[{side}] {where}: the adapter in {folder} is not the one the run used (its content hash differs from "
+            f"the artifact's adapter_sha256 {str(digest)[:12]}...); {point}"
+        )
+    return str(folder.resolve())
+
+
+def _looks_local(recorded: str) -> bool:
+    """A recorded path, not a hub id ("org/name" or "name")."""
+    return recorded.startswith((".", "/", "~")) or recorded.count("/") > 1
 
 
 def load_side_models(
-    artifact: Artifact, device: str = "auto", paths: dict[str, str] | None = None
+    artifact: Artifact,
+    device: str = "auto",
+    paths: dict[str, str] | None = None,
+    adapter_paths: dict[str, str] | None = None,
 ) -> dict[str, SideModel]:
     """Each side's model, loaded plainly; a model both sides ran (adapter included) is loaded once.
 
-    `paths`: side -> a local copy of its base model."""
-    paths = paths or {}
-    configs = {side: side_config(artifact, side, device, paths.get(side)) for side in SIDE_NAMES}
+    `paths`: side -> a local copy of its base model; `adapter_paths`: side -> its adapter's folder."""
+    paths, adapter_paths = paths or {}, adapter_paths or {}
+    configs = {
+        side: side_config(artifact, side, device, paths.get(side), adapter_paths.get(side)) for side in SIDE_NAMES
+    }
     loaded: dict[tuple, SideModel] = {}
     for side, config in configs.items():
         if config.model_key() not in loaded:

@@ -6,6 +6,8 @@ from compute.tasks import arithmetic
 
 JUDGES: dict[str, Callable[[str, str], bool]] = {"arithmetic": arithmetic.is_correct}
 """Task name -> judge(response, reference): True when the response is right."""
+REFERENCE_CHECKS: dict[str, Callable[[str], str | None]] = {"arithmetic": arithmetic.reference_problem}
+"""Task name -> what is wrong with a reference its judge cannot use (None when it can)."""
 
 
 def judge(task: str, response: str, reference: str | None) -> int:

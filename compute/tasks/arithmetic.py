@@ -12,7 +12,6 @@ The judge reads the first number in a response: "The answer is 7." -> 7.
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import random
@@ -62,6 +61,14 @@ def first_number(response: str) -> float | None:
     return float(match.group()) if match else None
 
 
+def reference_problem(reference: str) -> str | None:
+    """Why the judge cannot compare answers with `reference` (None when it can): it must be a number as the
+    judge reads one from an answer, so "seven", "", "nan" and "1e999" are refused rather than judged wrong."""
+    if not _NUMBER.fullmatch(reference.strip()):
+        return "is not a number such as 7, -2 or 2.5"
+    return None
+
+
 def is_correct(response: str, reference: str) -> bool:
     """True when the first number in the response equals the reference."""
     number = first_number(response)
@@ -74,7 +81,9 @@ def write_jsonl(path: Path, records: list[dict]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    from compute.cli import OneLineParser
+
+    parser = OneLineParser(prog="python -m compute.tasks.arithmetic", description=__doc__.splitlines()[0])
     parser.add_argument("--train", type=int, default=2000, help="number of train problems")
     parser.add_argument("--test", type=int, default=200, help="number of test problems")
     parser.add_argument("--seed", type=int, default=SEED)

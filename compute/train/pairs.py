@@ -18,6 +18,7 @@ import json
 import time
 from pathlib import Path
 
+from compute.cli import OneLineParser, positive_int
 from compute.train import common, justeval
 
 BASE_TEMPLATE = "# Query:\n{instruction}\n# Answer:\n"
@@ -25,11 +26,11 @@ STOP_MARKERS = ("\n# Query", "\n# Answer", "\n#", "<end_of_turn>", "<start_of_tu
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="python -m compute.train.pairs", description=__doc__.splitlines()[0])
     parser.add_argument("--base", default=None, help=f"base model folder (default: the packaged {common.BASE_PACKAGE})")
-    parser.add_argument("--pairs", type=int, default=64)
-    parser.add_argument("--answer-tokens", type=int, default=128, help="cap on both answers' length in tokens")
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--pairs", type=positive_int, default=64)
+    parser.add_argument("--answer-tokens", type=positive_int, default=128, help="cap on both answers' length in tokens")
+    parser.add_argument("--batch-size", type=positive_int, default=8)
     parser.add_argument("--seed", type=int, default=0, help="the same seed as SFT keeps the two disjoint")
     parser.add_argument("--just-eval", type=Path, default=justeval.JUST_EVAL)
     parser.add_argument("--out", type=Path, default=Path("data/dpo-pairs.jsonl"))

@@ -15,6 +15,7 @@ import argparse
 import random
 from pathlib import Path
 
+from compute.cli import positive_int
 from compute.tasks.arithmetic import ANSWER_FORMAT
 from compute.train import common, justeval
 
@@ -22,19 +23,20 @@ ARITHMETIC_TRAIN = Path("data/arithmetic-train.jsonl")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    common.add_common_options(parser, "sft")
+    parser = common.stage_parser(__doc__, "sft")
     parser.add_argument("--examples", type=int, default=150, help="just-eval answers to train on")
     parser.add_argument("--arithmetic", type=int, default=60, help="arithmetic-train problems to train on")
-    parser.add_argument("--answer-tokens", type=int, default=320, help="answers are cut within this many tokens")
+    parser.add_argument(
+        "--answer-tokens", type=positive_int, default=320, help="answers are cut within this many tokens"
+    )
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--lr", type=float, default=2e-4)
-    parser.add_argument("--grad-accum", type=int, default=4)
+    parser.add_argument("--grad-accum", type=positive_int, default=4)
     parser.add_argument("--max-steps", type=int, default=-1, help="optimizer steps (overrides --epochs)")
     parser.add_argument("--samples", type=int, default=3, help="held-out prompts answered greedily after training")
     parser.add_argument("--just-eval", type=Path, default=justeval.JUST_EVAL)
     parser.add_argument("--arithmetic-file", type=Path, default=ARITHMETIC_TRAIN)
-    return parser.parse_args(argv)
+    return common.parse_stage_args(parser, argv)
 
 
 def training_rows(args: argparse.Namespace, tokenizer) -> list[dict]:
