@@ -81,18 +81,18 @@ def parser() -> argparse.ArgumentParser:
 def validate(config_path: str) -> str:
     from compute.core.config import load_config
     from compute.engine.model import check_device
-    from compute.engine.run import output_path, select_examples
+    from compute.engine.run import output_paths, select_examples
 
     config = load_config(config_path)
     for side in ("aligned", "base"):
         check_device(side, config.side(side))
     examples = select_examples(config, None)
     given = sum(e.response is not None for e in examples)
-    out = output_path(config)
-    note = " (exists: run needs --overwrite)" if out.exists() else ""
+    outs = list(output_paths(config).values())
+    note = " (exists: run needs --overwrite)" if any(out.exists() for out in outs) else ""
     return (
         f"{config.path}: ok: {len(examples)} examples ({given} with answers, {len(examples) - given} to generate); "
-        f"writes {out}{note}"
+        f"writes {', '.join(map(str, outs))}{note}"
     )
 
 
