@@ -20,6 +20,7 @@ import numpy as np
 
 from compute.core import tables
 from compute.core.artifact import ALIGNED_TOP_CHOICE, ANSWER_TOKEN, Artifact, categories, open_artifact
+from compute.core.control import format_controls
 from compute.core.token_types import DISCOURSE, POLITENESS, PUNCTUATION, WHITESPACE, classify
 
 SHIFTED = 2
@@ -121,4 +122,5 @@ def format_report(paths: list[Path]) -> str:
             patterns = shift_patterns(artifacts, definition)
             for pattern, n in sorted(patterns.items(), key=lambda item: -item[1]):
                 lines.append(f"| {' + '.join(pattern) or 'none'} | {n:,} | {_pct(n / total)} |")
-    return "\n".join(lines)
+    controls = format_controls(artifacts)
+    return "\n".join(lines) + (f"\n\n{controls}" if controls else "")
