@@ -22,6 +22,7 @@ PAGES = [
     st.Page("app_pages/stages.py", title="Stages", icon=":material/stacked_line_chart:"),
     st.Page("app_pages/branching.py", title="Branching factor", icon=":material/account_tree:"),
     st.Page("app_pages/experiments.py", title="Experiments", icon=":material/science:"),
+    st.Page("app_pages/control.py", title="Template control", icon=":material/grid_view:"),
 ]
 MAX_DEFAULT_RUNS = 8
 GROUP_KEY, SEARCH_KEY = "run-group", "run-search"  # session-state keys of the picker's group and search

@@ -217,3 +217,35 @@ def test_control_config_errors_are_one_line(tmp_path, capsys, extra, base_templa
     assert main(["validate", str(path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and str(path) in err
+
+
+# ---------------------------------------------------------------- dashboard
+
+
+def test_the_control_page_draws_the_decomposition(tmp_path, monkeypatch):
+    from dashboard_helpers import APP
+    from streamlit.testing.v1 import AppTest
+
+    write_control(tmp_path)
+    monkeypatch.setenv("TDS_ARTIFACTS_DIR", str(tmp_path))
+    at = AppTest.from_file(str(APP), default_timeout=60).run()
+    at.switch_page("app_pages/control.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    table = at.dataframe[0].value
+    row = table[table["measure"] == LOGPROB].iloc[0]
+    assert row["total"] == "2.3333 [2.0000, 3.0000]"
+    assert row["interaction"] == "0.0000 [0.0000, 0.0000]"
+    assert len(at.get("plotly_chart")) == 3
+
+
+def test_the_control_page_says_when_there_is_no_control(tmp_path, monkeypatch):
+    from dashboard_helpers import APP, small_runs
+    from streamlit.testing.v1 import AppTest
+
+    small_runs(tmp_path)
+    monkeypatch.setenv("TDS_ARTIFACTS_DIR", str(tmp_path))
+    at = AppTest.from_file(str(APP), default_timeout=60).run()
+    at.switch_page("app_pages/control.py").run()
+    assert not at.exception
+    assert "No complete template control" in at.info[0].value
