@@ -5,7 +5,7 @@
     python -m compute info RUN.h5
     python -m compute check RUN.h5 [--samples N] [--model SIDE=PATH]
     python -m compute aggregate RUN.h5 [RUN.h5 ...]
-    python -m compute report RUN.h5 [RUN.h5 ...]
+    python -m compute report [--json] [--resamples B] [--seed S] RUN.h5 [RUN.h5 ...]
 
 Exit statuses:
     0    ok
@@ -75,6 +75,11 @@ def parser() -> argparse.ArgumentParser:
         "report", help="what runs show against the papers' claims (a markdown table; stage patterns for a chain)"
     )
     report.add_argument("artifacts", nargs="+", metavar="artifact")
+    report.add_argument("--json", action="store_true", help="one JSON document instead (docs/report-json.md)")
+    report.add_argument(
+        "--resamples", type=_positive_int, default=1000, help="bootstrap resamples of the examples (default 1000)"
+    )
+    report.add_argument("--seed", type=int, default=0, help="the bootstrap's seed (default 0)")
     return p
 
 
@@ -154,15 +159,26 @@ def _command(args: argparse.Namespace) -> int:
     elif args.command == "aggregate":
         _aggregate(args.artifacts)
     elif args.command == "report":
-        from compute.core.report import format_report
-
-        print(format_report(args.artifacts))
+        _report(args)
     else:
         from compute.core.config import load_config
         from compute.engine.run import run
 
         run(load_config(args.config), limit=args.limit, overwrite=args.overwrite)
     return EXIT_OK
+
+
+def _report(args: argparse.Namespace) -> None:
+    if args.json:
+        import json
+
+        from compute.core.findings import document
+
+        print(json.dumps(document(args.artifacts, args.resamples, args.seed), indent=1, ensure_ascii=False))
+    else:
+        from compute.core.report import format_report
+
+        print(format_report(args.artifacts, args.resamples, args.seed))
 
 
 def _aggregate(paths: list[str]) -> None:

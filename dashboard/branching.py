@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import polars as pl
 
-from compute.core.branching import ExampleSamples, branching_curve, branching_factor
+from compute.core import intervals
+from compute.core.branching import ExampleSamples, branching_curve, branching_estimates, branching_factor
 from compute.core.statistics import SIDE_NAMES
 
 
@@ -32,3 +33,13 @@ def curve(run: str, samples: dict[str, list[ExampleSamples]]) -> pl.DataFrame:
             )
         )
     return pl.concat(parts)
+
+
+def with_intervals(row: dict[str, object], samples: dict[str, list[ExampleSamples]]) -> dict[str, object]:
+    """The summary row with `<bf column>_low` / `_high`: a 95 % interval over resampled examples (both sides
+    on the same resamples)."""
+    n = len(samples["aligned"])
+    found = branching_estimates(samples["aligned"], samples["base"], intervals.resample_weights(n))
+    for name, e in found.items():
+        row[f"{name}_low"], row[f"{name}_high"] = e.low, e.high
+    return row

@@ -101,3 +101,23 @@ def test_aep_uses_only_the_samples_that_reach_the_last_used_position():
     samples = ExampleSamples.from_lists([[0.1] * n for n in lengths], [[0] * n for n in lengths], logprob)
     assert usable_length(lengths) == 60
     assert branching_factor(samples) == pytest.approx(math.e)
+
+
+def test_branching_estimates_resample_examples_for_both_sides_together():
+    from compute.core import intervals
+    from compute.core.branching import branching_estimates
+
+    aligned = [uniform(m, [6] * 8) for m in (2, 3, 4, 2, 5)]
+    base = [uniform(m, [6] * 8) for m in (8, 9, 30, 10, 12)]
+    base[3] = uniform(10, [6] * 3)  # no usable position: left out of the base side's mean
+    weights = intervals.resample_weights(5, resamples=300, seed=3)
+    got = branching_estimates(aligned, base, weights)
+    assert got["bf_aligned"].value == pytest.approx(run_branching_factor(aligned))
+    assert got["bf_base"].value == pytest.approx(run_branching_factor(base))
+    assert got["bf_ratio"].value == pytest.approx(run_branching_factor(base) / run_branching_factor(aligned))
+    slow = []
+    for row in weights:
+        drawn = np.repeat(np.arange(5), row.astype(int))
+        slow.append(run_branching_factor([base[i] for i in drawn]) / run_branching_factor([aligned[i] for i in drawn]))
+    low, high = np.nanpercentile(np.array(slow), [2.5, 97.5])
+    assert (got["bf_ratio"].low, got["bf_ratio"].high) == pytest.approx((low, high))

@@ -19,7 +19,7 @@ import h5py
 import numpy as np
 import polars as pl
 
-from compute.core import tables
+from compute.core import estimates, example_sums, tables
 from compute.core.artifact import CATEGORY_DEFINITIONS, ArtifactError, categories, open_artifact
 from compute.core.token_types import token_types
 
@@ -36,6 +36,9 @@ BY_DEFINITION = (
     "examples",
     "token_counts",
     "base_uncertainty",
+    "example_sums",  # per example: the sums every headline number needs (compute/core/example_sums.py)
+    "estimates",  # every headline number with its interval (compute/core/estimates.py)
+    "position_intervals",  # per bin of t: shares and means with intervals (compute/core/estimates.py)
 )
 TABLES = (*BY_DEFINITION, "answers")
 # The thresholds γ of the nudging paper's observation (base_uncertainty): 0.05, 0.10, ..., 0.95.
@@ -123,7 +126,14 @@ def base_uncertainty(source: Source, category_columns: dict[str, np.ndarray] | N
 
 # Tables added after version 1's first set, and how each is computed alone: stored tables may lack them, and a
 # reader then computes them from the run's positions.
-LATER_TABLES = {"base_uncertainty": base_uncertainty}
+LATER_TABLES = {
+    "base_uncertainty": base_uncertainty,
+    "example_sums": example_sums.compute,
+    "estimates": lambda source: estimates.table(source, example_sums.compute(source)),
+    "position_intervals": lambda source: estimates.position_table(
+        source, {d: category_column(source, d) for d in CATEGORY_DEFINITIONS}
+    ),
+}
 
 
 def _positions(source: Source) -> pl.DataFrame:
@@ -170,6 +180,9 @@ def compute(source: Source) -> dict[str, pl.DataFrame]:
             per_definition.setdefault(name, []).append(table.select(pl.lit(definition).alias("definition"), pl.all()))
     result = {name: pl.concat(parts, how="diagonal_relaxed") for name, parts in per_definition.items()}
     result["base_uncertainty"] = base_uncertainty(source, category_columns)
+    result["example_sums"] = example_sums.compute(source, category_columns, types)
+    result["estimates"] = estimates.table(source, result["example_sums"])
+    result["position_intervals"] = estimates.position_table(source, category_columns)
     result["answers"] = pl.DataFrame(
         {
             "example": np.arange(len(ids), dtype=np.int32),

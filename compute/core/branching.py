@@ -17,6 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from compute.core import intervals
+from compute.core.intervals import Estimate
+
 LENGTH_QUANTILE = 0.95  # positions beyond the 95th-percentile sample length are not used
 MIN_SAMPLES = 4  # a position reached by 3 or fewer samples ends the estimate
 AEP_MIN_LENGTH = 51  # more than 50 positions: use the AEP (log-likelihood) estimator
@@ -104,3 +107,19 @@ def branching_curve(examples: list[ExampleSamples]) -> np.ndarray:
         [np.mean([c[t] for c in per_example if len(c) > t]) for t in range(length)],
         dtype=np.float64,
     )
+
+
+def branching_estimates(
+    aligned: list[ExampleSamples], base: list[ExampleSamples], weights: np.ndarray
+) -> dict[str, Estimate]:
+    """The run's BF per side and base / aligned, each with its interval over the resamples of examples in
+    `weights` (the same resamples for both sides: the ratio's interval is paired)."""
+    sums = []
+    for side in (aligned, base):
+        values = np.array([branching_factor(e) for e in side])
+        finite = np.isfinite(values)
+        sums += [np.where(finite, values, 0.0), finite.astype(np.float64)]
+    bf_aligned = intervals.statistic(intervals.divide, sums[:2], weights)
+    bf_base = intervals.statistic(intervals.divide, sums[2:], weights)
+    ratio = intervals.statistic(lambda a, na, b, nb: intervals.divide(b * na, nb * a), sums, weights)
+    return {"bf_aligned": bf_aligned, "bf_base": bf_base, "bf_ratio": ratio}

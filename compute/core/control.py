@@ -150,8 +150,10 @@ def decompose(roles: dict[str, Artifact], resamples: int = intervals.RESAMPLES, 
     )
 
 
-def decompositions(artifacts: list[Artifact]) -> list[Decomposition]:
-    return [decompose(roles) for roles in control_groups(artifacts).values()]
+def decompositions(
+    artifacts: list[Artifact], resamples: int = intervals.RESAMPLES, seed: int = 0
+) -> list[Decomposition]:
+    return [decompose(roles, resamples, seed) for roles in control_groups(artifacts).values()]
 
 
 def _number(value: float, percent: bool) -> str:
@@ -201,9 +203,14 @@ def format_decomposition(d: Decomposition) -> str:
     return "\n".join(lines)
 
 
-def format_controls(artifacts: list[Artifact]) -> str:
+def format_controls(artifacts: list[Artifact], resamples: int = intervals.RESAMPLES, seed: int = 0) -> str:
     """Every complete control among the runs, formatted; empty when there is none."""
-    return "\n\n".join(format_decomposition(d) for d in decompositions(artifacts))
+    return "\n\n".join(format_decomposition(d) for d in decompositions(artifacts, resamples, seed))
+
+
+def _json(e: Estimate) -> dict:
+    """{value, low, high, n}, nan (an undefined number, such as a share of a zero total) as null."""
+    return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in e.as_dict().items()}
 
 
 def decomposition_json(d: Decomposition) -> dict:
@@ -221,5 +228,6 @@ def decomposition_json(d: Decomposition) -> dict:
     }
 
 
-def controls_json(artifacts: list[Artifact]) -> list[dict]:
-    return [decomposition_json(d) for d in decompositions(artifacts)]
+def controls_json(artifacts: list[Artifact], resamples: int = intervals.RESAMPLES, seed: int = 0) -> list[dict]:
+    """Every complete control among the runs, as `report --json` gives them under `controls`."""
+    return [decomposition_json(d) for d in decompositions(artifacts, resamples, seed)]

@@ -34,11 +34,15 @@ class Estimate:
 def resample_weights(n_examples: int, resamples: int = RESAMPLES, seed: int = 0) -> np.ndarray:
     """(resamples, n_examples) multinomial counts: each row one bootstrap resample of the examples.
 
-    float64 (the counts are whole numbers) so that `weights @ sums` is one BLAS product."""
+    Each row draws n_examples examples uniformly with replacement and counts them (a multinomial draw, made as
+    one bincount for all rows). float64 (the counts are whole numbers) so that `weights @ sums` is one BLAS
+    product."""
     if n_examples == 0:
         return np.zeros((resamples, 0))
     rng = np.random.default_rng(seed)
-    counts = rng.multinomial(n_examples, np.full(n_examples, 1.0 / n_examples), size=resamples)
+    drawn = rng.integers(0, n_examples, size=(resamples, n_examples), dtype=np.int64)
+    drawn += np.arange(resamples, dtype=np.int64)[:, None] * n_examples
+    counts = np.bincount(drawn.ravel(), minlength=resamples * n_examples).reshape(resamples, n_examples)
     return counts.astype(np.float64)
 
 
@@ -70,7 +74,7 @@ def statistic(
 
 def ratio(numerator: np.ndarray, denominator: np.ndarray, weights: np.ndarray, level: float = LEVEL) -> Estimate:
     """sum(numerator) / sum(denominator) over examples (per-example sums), with its cluster-bootstrap interval."""
-    return statistic(_divide, (numerator, denominator), weights, level)
+    return statistic(divide, (numerator, denominator), weights, level)
 
 
 def paired_difference(
@@ -83,7 +87,7 @@ def paired_difference(
 ) -> Estimate:
     """ratio(a) - ratio(b), both computed on the SAME resamples (rows of weights): a paired interval."""
     return statistic(
-        lambda na, da, nb, db: _divide(na, da) - _divide(nb, db), (num_a, den_a, num_b, den_b), weights, level
+        lambda na, da, nb, db: divide(na, da) - divide(nb, db), (num_a, den_a, num_b, den_b), weights, level
     )
 
 
@@ -99,20 +103,27 @@ def paired(
     return statistic(lambda *t: fn(*t[:k]) - fn(*t[k:]), (*sums_a, *sums_b), weights, level)
 
 
-def _values(fn: Callable[..., np.ndarray | float], sums: Sequence[np.ndarray], weights: np.ndarray):
-    columns = np.column_stack([np.asarray(s, dtype=np.float64) for s in sums]) if len(sums) else None
-    if columns is None or columns.shape[0] == 0:
-        nan = np.full(weights.shape[0], np.nan)
-        return float("nan"), nan
-    totals = columns.sum(axis=0)
-    resampled = weights @ columns  # (resamples, columns): every resample's totals in one product
+def totals(sums: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Column totals of a per-example matrix (examples x columns) over all examples, and over every resample
+    (resamples x columns): one matrix product for all of a run's numbers."""
+    sums = np.asarray(sums, dtype=np.float64)
+    return sums.sum(axis=0), weights @ sums
+
+
+def apply(fn: Callable[..., np.ndarray | float], full: Sequence[float], resampled: Sequence[np.ndarray]):
+    """fn on the totals over all examples and on every resample's totals: (value, one value per resample)."""
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        value = float(fn(*totals))
-        values = np.asarray(fn(*resampled.T), dtype=np.float64)
-    return value, values
+        return float(fn(*full)), np.asarray(fn(*resampled), dtype=np.float64)
 
 
-def _divide(numerator, denominator) -> np.ndarray:
+def _values(fn: Callable[..., np.ndarray | float], sums: Sequence[np.ndarray], weights: np.ndarray):
+    if len(sums) == 0 or weights.shape[1] == 0:
+        return float("nan"), np.full(weights.shape[0], np.nan)
+    full, resampled = totals(np.column_stack(sums), weights)
+    return apply(fn, full, resampled.T)
+
+
+def divide(numerator, denominator) -> np.ndarray:
     """numerator / denominator, nan where the denominator is 0 (a number with no positions under it)."""
     numerator, denominator = np.broadcast_arrays(np.asarray(numerator, float), np.asarray(denominator, float))
     out = np.full(numerator.shape, np.nan)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 import streamlit as st
 
-from dashboard import branching, charts, load, ui
+from dashboard import branching, charts, interval_charts, interval_views, load, ui
 
 st.header("Branching factor")
 st.caption(
@@ -25,16 +25,17 @@ for run in runs:
         st.caption(ui.md_escape(f"{run.label}: no branching data (the run had no [branching] table)."))
         continue
     settings, samples = stored
-    rows.append(branching.summary_row(run.label, settings, samples))
+    rows.append(branching.with_intervals(branching.summary_row(run.label, settings, samples), samples))
     curves.append(branching.curve(run.label, samples))
 
 if rows:
     table = pl.DataFrame(rows)
     st.dataframe(table, hide_index=True)
     ui.downloads(table, "branching")
-    by_side = table.unpivot(["bf_aligned", "bf_base"], index="run", variable_name="side", value_name="bf")
-    by_side = by_side.with_columns(pl.col("side").str.strip_prefix("bf_"))
-    ui.chart(charts.bars(by_side, "run", "bf", "side", "Branching factor per side", "BF"), table, "branching-bars")
+    st.caption(interval_views.CAPTION)
+    sides = {"bf_aligned": "aligned", "bf_base": "base"}
+    fig = interval_charts.whisker_bars(table, "run", sides, "Branching factor per side")
+    ui.chart(fig, table, "branching-bars")
     curve = pl.concat(curves).with_columns((pl.col("run") + " · " + pl.col("side")).alias("run · side"))
     plotted = curve.with_columns((pl.col("t") + 1).alias("t + 1"))
     fig = charts.lines(plotted, "t + 1", "bf", "run · side", "Branching factor vs position", "BF", log_x=True)

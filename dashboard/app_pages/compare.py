@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 import streamlit as st
 
-from dashboard import charts, load, stats, ui
+from dashboard import charts, interval_views, load, stats, ui
 from dashboard.cache import cached
 
 
@@ -108,6 +108,7 @@ if n_same < matched.height:
     )
 
 ui.chart(charts.shares_bars(shares.head(2)), shares, "compare-shares")
+interval_views.paired([(b, a)], definition)  # B − A, as the shares table's change row
 if compared == 0 and comparable:  # (with none comparable, the page has said so above)
     st.info("These two runs have no answer in common, so there is no position-by-position agreement to show.")
 elif compared > 0:

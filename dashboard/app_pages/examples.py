@@ -6,7 +6,7 @@ import numpy as np
 import polars as pl
 import streamlit as st
 
-from dashboard import charts, load, render, stats, tokens, ui
+from dashboard import charts, interval_views, load, render, stats, tokens, ui
 from dashboard.cache import cached
 
 SORTS = {"shifted share": ("share_shifted", True), "mean KL": ("mean_kl", True), "dataset order": ("example", False)}
@@ -71,6 +71,7 @@ runs = ui.chosen_runs()
 
 run = ui.pick_run("Run", runs, key="ex-run")
 definition = ui.definition()
+ui.one_run(run, lambda run: interval_views.ranked_examples(run, definition))
 left, right = st.columns([3, 1])
 query = left.text_input("Search by id or text", key="ex-search")
 sort = right.selectbox("Sort by", list(SORTS), key="ex-sort")

@@ -7,7 +7,7 @@ import polars as pl
 import streamlit as st
 
 from compute.core import token_types
-from dashboard import charts, experiments, load, ui
+from dashboard import charts, experiments, interval_views, load, ui
 
 
 def facts(run: load.Run) -> experiments.RunFacts:
@@ -76,7 +76,10 @@ else:
     points, references = experiments.accuracy_points(members), experiments.references(members)
     if points.height or references.height:
         shown = pl.concat([points, references], how="diagonal_relaxed")
-        ui.chart(charts.accuracy_curves(points, references), shown, "experiment-accuracy")
+        fig = interval_views.accuracy_whiskers(
+            charts.accuracy_curves(points, references), points, runs, ui.definition()
+        )
+        ui.chart(fig, shown, "experiment-accuracy")
 
     labels = {f.run for f in members if f.share_inserted is not None}
     mixed = [run for run in runs if run.label in labels]

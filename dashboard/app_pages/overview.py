@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 import streamlit as st
 
-from dashboard import charts, load, stats, ui
+from dashboard import charts, interval_views, load, stats, ui
 
 
 def summarize(run: load.Run, definition: str) -> dict[str, object]:
@@ -56,7 +56,9 @@ with left:
     divergences = {f"mean_{c}": stats.title(c) for c, (stat, side) in stats.AVERAGED.items() if side is None}
     shown = table.select("run", *divergences)
     missing = [stats.title(c.removeprefix("mean_")) for c in divergences if shown[c].is_null().any()]
-    ui.chart(charts.grouped_bars(shown, "run", divergences, "Mean divergence per position (nats)"), shown, "mean-kl")
+    fig = charts.grouped_bars(shown, "run", divergences, "Mean divergence per position (nats)")
+    fig = interval_views.whiskered(fig, runs, definition, {title: c for c, title in divergences.items()})
+    ui.chart(fig, shown, "mean-kl")
     if missing:
         st.caption(f"Runs without a bar for {', '.join(missing)} do not store it (an optional statistic).")
 with right:
@@ -67,4 +69,7 @@ with right:
         {"exp_entropy_aligned": "aligned", "exp_entropy_base": "base"},
         "exp(mean teacher-forced entropy)",
     )
+    fig = interval_views.whiskered(fig, runs, definition, {side: f"exp_entropy_{side}" for side in ("aligned", "base")})
     ui.chart(fig, teacher_forced, "teacher-forced-entropy")
+
+interval_views.overview(runs, definition)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 import streamlit as st
 
-from dashboard import charts, load, stats, ui
+from dashboard import charts, interval_views, load, stats, ui
 
 MANY_RUNS = 4  # with more runs picked: one chart at a time, lines without markers
 
@@ -24,6 +24,7 @@ st.caption(
     "answers_reaching counts the answers at least t_start + 1 tokens long."
 )
 table = pl.concat(ui.each_run(runs, lambda run: binned(run, ui.definition())), how="diagonal_relaxed")
+interval_views.positions_caption()
 plots = [
     ("share_shifted", "Share shifted (base rank ≥ 3)", "share", True),
     ("share_marginal", "Share marginal (base rank 1-2)", "share", True),
@@ -39,6 +40,10 @@ if len(runs) > MANY_RUNS:
 for column, title, unit, percent in plots:
     if column not in table.columns:
         continue  # no picked run has any position
+    banded = interval_views.band_chart(runs, ui.definition(), column, title, unit, percent)
+    if banded is not None:
+        ui.chart(banded[0], banded[1], f"position-{column}")
+        continue
     part = table.select(*dict.fromkeys(("run", "t_start", "t_end", "positions", "answers_reaching", column)))
     plotted = part.with_columns((pl.col("t_start") + 1).alias("t_start + 1"))
     fig = charts.lines(

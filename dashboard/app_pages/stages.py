@@ -7,7 +7,7 @@ import hashlib
 import polars as pl
 import streamlit as st
 
-from dashboard import charts, load, stages, stats, tokens, ui
+from dashboard import charts, interval_views, load, stages, stats, tokens, ui
 from dashboard.cache import cached
 
 CHAIN, NAME = "the chain of their sides", "run name"
@@ -122,6 +122,7 @@ st.dataframe(pairs_table, hide_index=True)
 if total == 0:
     st.info("These runs share no answer position.")
     st.stop()
+interval_views.paired(interval_views.all_pairs(chosen_runs), definition)
 
 st.subheader("Which pairs shift each position")
 table = stages.patterns(counts, short)

@@ -1,0 +1,111 @@
+"""Figures with intervals: bars with whiskers, curves with bands. Pure functions, no Streamlit."""
+
+from __future__ import annotations
+
+import html
+
+import plotly.graph_objects as go
+import polars as pl
+
+from dashboard.charts import _layout, _text
+
+FAINT = 0.3  # opacity of a curve's points where fewer than a handful of answers reach
+
+
+def _errors(frame: pl.DataFrame, column: str) -> dict:
+    value = frame[column]
+    return {
+        "type": "data",
+        "symmetric": False,
+        "array": (frame[f"{column}_high"] - value).to_list(),
+        "arrayminus": (value - frame[f"{column}_low"]).to_list(),
+        "thickness": 1.2,
+    }
+
+
+def whisker_bars(frame: pl.DataFrame, x: str, ys: dict[str, str], title: str, percent: bool = False) -> go.Figure:
+    """Grouped bars with 95 % whiskers: one bar per column in `ys` (column -> legend name) for each value of `x`;
+    the frame has `<column>_low` and `<column>_high` beside each column."""
+    fig = go.Figure()
+    for column, name in ys.items():
+        fig.add_bar(
+            x=_text(frame[x].to_list()),
+            y=frame[column].to_list(),
+            name=html.escape(name, quote=False),
+            error_y=_errors(frame, column),
+        )
+    return _layout(fig, title + " (95 % intervals)", barmode="group", yaxis_tickformat=".1%" if percent else None)
+
+
+def whiskers_on(fig: go.Figure, trace_errors: dict[str, tuple[list, list]], axis: str = "y") -> go.Figure:
+    """Add whiskers to an existing figure's traces, by trace name: (low, high) per point of the trace."""
+    for trace in fig.data:
+        errors = trace_errors.get(trace.name)
+        if errors is None:
+            continue
+        low, high = errors
+        values = getattr(trace, axis)
+        spec = {
+            "type": "data",
+            "symmetric": False,
+            "array": [h - v if None not in (h, v) else None for h, v in zip(high, values, strict=True)],
+            "arrayminus": [v - lo if None not in (lo, v) else None for lo, v in zip(low, values, strict=True)],
+        }
+        trace.update({f"error_{axis}": spec})
+    return fig
+
+
+def band_lines(
+    frame: pl.DataFrame, x: str, title: str, y_title: str, percent: bool = False, log_x: bool = False
+) -> go.Figure:
+    """One curve per `run` with its 95 % band; `frame` has run, x, value, low, high and `few` (fewer than a
+    handful of answers reach the point): there the band is cut and the points drawn faint."""
+    fig = go.Figure()
+    for i, ((run,), part) in enumerate(frame.group_by("run", maintain_order=True)):
+        color = _palette(i)
+        xs = _text(part[x].to_list())
+        keep = (~part["few"]).to_list()
+        low = [v if k else None for v, k in zip(part["low"].to_list(), keep, strict=True)]
+        high = [v if k else None for v, k in zip(part["high"].to_list(), keep, strict=True)]
+        name = html.escape(str(run), quote=False)
+        fig.add_scatter(x=xs, y=high, mode="lines", line_width=0, showlegend=False, hoverinfo="skip", legendgroup=name)
+        fig.add_scatter(
+            x=xs,
+            y=low,
+            mode="lines",
+            line_width=0,
+            fill="tonexty",
+            fillcolor=_fade(color),
+            showlegend=False,
+            hoverinfo="skip",
+            legendgroup=name,
+        )
+        fig.add_scatter(
+            x=xs,
+            y=part["value"].to_list(),
+            mode="lines+markers",
+            name=name,
+            legendgroup=name,
+            line_color=color,
+            marker_opacity=[1.0 if k else FAINT for k in keep],
+        )
+    return _layout(
+        fig,
+        title,
+        xaxis_title=x + (" (log scale)" if log_x else ""),
+        xaxis_type="log" if log_x else "linear",
+        yaxis_title=y_title,
+        yaxis_tickformat=".1%" if percent else None,
+    )
+
+
+_COLORS = ("#3b6fb6", "#d0473e", "#4c9f70", "#9a6fb0", "#e0b040", "#5aa7c7", "#8c6d31", "#6b6b6b")
+
+
+def _palette(i: int) -> str:
+    return _COLORS[i % len(_COLORS)]
+
+
+def _fade(color: str, alpha: float = 0.2) -> str:
+    r, g, b = (int(color[k : k + 2], 16) for k in (1, 3, 5))
+    return f"rgba({r}, {g}, {b}, {alpha})"

@@ -1,0 +1,159 @@
+"""The pages' interval sections: a few lines in each page call these (Overview, Positions, Examples, Compare,
+Stages, Branching factor, Experiments). Streamlit here; the tables come from dashboard/intervals.py."""
+
+from __future__ import annotations
+
+import html
+
+import polars as pl
+import streamlit as st
+
+from compute.core import concentration
+from dashboard import interval_charts, intervals, load, ui
+from dashboard.cache import cached
+
+CAPTION = (
+    "Intervals: 95 % percentile cluster bootstrap over examples (answers), 1000 resamples: positions inside one "
+    "answer are correlated, so whole answers are resampled; accuracy resamples problems."
+)
+RANKINGS = {
+    "max KL": "max_kl",
+    "mean KL": "mean_kl",
+    "max JS": "max_js",
+    "mean JS": "mean_js",
+    "shifted count": "shifted",
+}
+RANKED_ROWS = 50
+
+
+@cached
+def run_numbers(key: load.RunKey, definition: str) -> dict:
+    return intervals.found(load.table(key, "estimates", definition))
+
+
+def overview(runs: list[load.Run], definition: str) -> None:
+    """The Overview's intervals: every number as "value [low, high]", and the main ones with whiskers."""
+    st.subheader("With intervals")
+    numbers = ui.each_run(runs, lambda run: (run.label, run_numbers(run.key, definition)))
+    table = pl.DataFrame([intervals.text_row(label, found) for label, found in numbers], infer_schema_length=None)
+    st.caption(CAPTION + " KL/JS quantiles over positions; top-k agreement: one side's top-1 in the other's top-k.")
+    st.dataframe(table, hide_index=True)
+    ui.downloads(table, "overview-intervals")
+    ys = {"share_shifted": "shifted", "share_marginal": "marginal"}
+    frame = pl.DataFrame([intervals.bounds_row(label, found, list(ys)) for label, found in numbers])
+    ui.chart(interval_charts.whisker_bars(frame, "run", ys, "Shift shares", percent=True), frame, "overview-whiskers")
+
+
+def whiskered(fig, runs: list[load.Run], definition: str, traces: dict[str, str]):
+    """`fig` (grouped bars, one bar per run, x its label) with whiskers: trace name -> the number it draws."""
+    by_label = {html.escape(run.label, quote=False): run for run in runs}
+    errors = {}
+    for trace in fig.data:
+        if trace.name in traces:
+            found = [run_numbers(by_label[x].key, definition).get(traces[trace.name]) for x in trace.x]
+            errors[trace.name] = ([e and e.low for e in found], [e and e.high for e in found])
+    return interval_charts.whiskers_on(fig, errors)
+
+
+@cached
+def position_bands(key: load.RunKey, definition: str) -> pl.DataFrame:
+    return load.table(key, "position_intervals", definition)
+
+
+def band_chart(runs: list[load.Run], definition: str, column: str, title: str, unit: str, percent: bool):
+    """The Positions page's curve of `column` with bands, or None where no run stores it."""
+    parts = [
+        intervals.band_frame(position_bands(run.key, definition), column, run.label)
+        for run in runs
+        if position_bands(run.key, definition)["number"].is_in([column]).any()
+    ]
+    if not parts:
+        return None
+    frame = pl.concat(parts).with_columns((pl.col("t_start") + 1).alias("t_start + 1"))
+    return interval_charts.band_lines(frame, "t_start + 1", title, unit, percent, log_x=True), frame
+
+
+def positions_caption() -> None:
+    st.caption(
+        CAPTION + f" Bands are cut, and points drawn faint, where fewer than {intervals.HANDFUL} answers reach the "
+        "position: there a curve rests on a handful of answers."
+    )
+
+
+def ranked_examples(run: load.Run, definition: str) -> None:
+    """Examples ranked by how much the sides diverge; each row opens that example at its largest KL."""
+    with st.expander("Examples ranked by divergence (max / mean KL and JS, shifted count)"):
+        by = st.radio("Rank by", list(RANKINGS), horizontal=True, key="ex-rank-by")
+        sums = load.table(run.key, "example_sums", definition)
+        ids = load.examples(run.key)["id"].to_list()
+        ranked = concentration.ranked_examples(sums, ids, RANKINGS[by], RANKED_ROWS)
+        st.caption(
+            f"The top {RANKED_ROWS}; t is the position of the example's largest KL (its token view opens there)."
+        )
+        st.dataframe(ranked, hide_index=True)
+        if ranked.height == 0:
+            return
+        left, right = st.columns([4, 1], vertical_alignment="bottom")
+        pick = left.selectbox(
+            "Example",
+            range(ranked.height),
+            format_func=lambda r: f"{ranked['id'][r]} · t = {ranked['t'][r]}",
+            key="ex-rank-pick",
+        )
+        row = ranked.row(pick, named=True)
+        right.button(
+            "Open",
+            key="ex-rank-open",
+            on_click=_open,
+            args=(run, int(row["example"]), str(row["id"]), max(int(row["t"]), 0)),
+        )
+
+
+def _open(run: load.Run, example: int, example_id: str, t: int) -> None:
+    """Point the Examples page's widgets at an example and position (run before the page reruns)."""
+    st.session_state.update({"ex-search": example_id, f"ex-pick-{run.file}": example, f"ex-t-{run.file}-{example}": t})
+
+
+@cached
+def paired_numbers(a: load.RunKey, b: load.RunKey, definition: str) -> tuple[dict, int]:
+    matched = intervals.shared_rows(load.table(a, "answers"), load.table(b, "answers"))
+    sums = load.table(a, "example_sums", definition), load.table(b, "example_sums", definition)
+    return (intervals.paired(*sums, matched) if matched.height else {}), matched.height
+
+
+def paired(pairs: list[tuple[load.Run, load.Run]], definition: str) -> None:
+    """Paired differences (a - b) of runs over the same answers, on the answers both hold."""
+    rows = []
+    for a, b in pairs:
+        differences, shared = paired_numbers(a.key, b.key, definition)
+        if shared:
+            table = intervals.difference_rows(differences)
+            rows.append(
+                table.select(pl.lit(f"{a.label} − {b.label}").alias("a − b"), pl.lit(shared).alias("answers"), pl.all())
+            )
+    if not rows:
+        return
+    st.subheader("Paired differences over the same answers")
+    st.caption(
+        "Each number of run a minus run b on the answers both hold (same example id and token ids), with a paired "
+        "95 % interval: the same resamples of those answers for both runs. Where the interval includes 0 the "
+        "difference is not shown."
+    )
+    table = pl.concat(rows)
+    st.dataframe(table, hide_index=True)
+    ui.downloads(table, "paired-differences")
+
+
+def all_pairs(runs: list[load.Run]) -> list[tuple[load.Run, load.Run]]:
+    return [(a, b) for i, a in enumerate(runs) for b in runs[i + 1 :]]
+
+
+def accuracy_whiskers(fig, points: pl.DataFrame, runs: list[load.Run], definition: str):
+    """Whiskers on the Experiments accuracy chart: each point's accuracy interval (bootstrap over problems)."""
+    keys = {run.label: run.key for run in runs}
+    errors = {}
+    for (curve,), part in points.group_by("curve", maintain_order=True):
+        found = [run_numbers(keys[label], definition).get("accuracy") for label in part["run"].to_list()]
+        errors[str(curve)] = ([e and e.low for e in found], [e and e.high for e in found])
+    st.caption(CAPTION)
+    return interval_charts.whiskers_on(fig, errors)
