@@ -159,6 +159,16 @@ def test_report_prints_the_decomposition_and_json_holds_it(tmp_path, capsys):
     assert "zero by construction" not in text
 
 
+def test_report_json_holds_the_decomposition(tmp_path, capsys):
+    paths = write_control(tmp_path)
+    assert main(["report", "--json", "--resamples", "200", *map(str, paths.values())]) == 0
+    (control,) = json.loads(capsys.readouterr().out)["controls"]
+    assert (control["control"], control["examples"], control["weights_equal"]) == ("ctl", 2, False)
+    total = control["measures"][LOGPROB]["total"]
+    assert np.allclose([total["value"], total["low"], total["high"], total["n"]], [7 / 3, 2, 3, 2])
+    assert np.isclose(control["template_share"][LOGPROB]["base weights"]["value"], 4 / 7)
+
+
 def test_equal_weights_are_reported_as_all_template(tmp_path):
     same = {"model": "tiny/m", "dtype": "float32"}
     paths = write_control(
