@@ -94,7 +94,7 @@ def control_groups(artifacts: list[Artifact]) -> dict[str, dict[str, Artifact]]:
     return {name: roles for name, roles in groups.items() if set(roles) == set(CONTROL_PAIRS)}
 
 
-def _weights(attrs: dict[str, object]) -> dict[str, object]:
+def weights_of(attrs: dict[str, object]) -> dict[str, object]:
     """A side's attributes that name its weights (model, adapter, dtype, ...): all but the template's."""
     return {k: v for k, v in attrs.items() if k not in TEMPLATE_KEYS}
 
@@ -143,7 +143,7 @@ def decompose(roles: dict[str, Artifact], resamples: int = intervals.RESAMPLES, 
         name=str(total.attrs["control_name"]),
         examples=len(lengths),
         positions=int(lengths.sum()),
-        weights_equal=_weights(total.side_attrs["aligned"]) == _weights(total.side_attrs["base"]),
+        weights_equal=weights_of(total.side_attrs["aligned"]) == weights_of(total.side_attrs["base"]),
         measures=measures,
         cells=cells,
         template_share=template_share,
