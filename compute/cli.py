@@ -48,7 +48,7 @@ def _side_path(text: str) -> tuple[str, str]:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tds", description="Token distribution shift analysis.")
     sub = p.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="score a pair of sides over a dataset and write one artifact")
+    run = sub.add_parser("run", help="score a pair of sides over a dataset and write its artifact (a control: five)")
     run.add_argument("config", help="the run's TOML config")
     run.add_argument("--limit", type=_positive_int, help="only the first N examples of the dataset")
     run.add_argument("--overwrite", action="store_true", help="replace an existing artifact of that name")
