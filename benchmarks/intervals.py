@@ -5,11 +5,11 @@ a run at write time against its scoring time.
 
 Times (best of --repeat) of: the per-example sums (compute/core/example_sums.py, both category definitions,
 from the per-position columns); every number with its interval from those sums (what a page does with the
-stored sums: one product per definition); the KL and JS quantiles with intervals; the whole `estimates` table
-(what the writer stores). Targets (issue 18): every number's interval < 2 s; the write-time cost (sums +
-estimates table) < 2 % of the run's scoring time, with the scoring rate given by --tokens-per-second
-(default: 288 tokens/s, this CPU's best measured rate in benchmarks/README.md, scoring.py on a small random
-Llama; a real model scores slower, which only lowers the share).
+stored sums: one product per definition); the KL and JS quantiles with intervals; the whole `estimates` and
+`position_intervals` tables (what the writer stores). Targets (issue 18): every number's interval < 2 s;
+the write-time cost (the three stored tables) < 2 % of the run's scoring time, with the scoring rate given
+by --tokens-per-second (default: 288 tokens/s, this CPU's best measured rate in benchmarks/README.md,
+scoring.py on a small random Llama; a real model scores slower, which only lowers the share).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import numpy as np
 import polars as pl
 
 from compute.core import estimates, example_sums, intervals
-from compute.core.artifact import CATEGORY_DEFINITIONS, categories
+from compute.core.categories import DEFINITIONS, categories
 
 VOCAB = 32000
 TOP_K = 10
@@ -88,12 +88,12 @@ def main() -> None:
     args = parser.parse_args()
 
     source = MemorySource(args.examples, args.positions)
-    category_columns = {d: categories(source.read, d) for d in CATEGORY_DEFINITIONS}
+    category_columns = {d: categories(source.read, d) for d in DEFINITIONS}
     sums_time, sums = best_of(args.repeat, lambda: example_sums.compute(source, category_columns))
     weights_time, weights = best_of(
         args.repeat, lambda: intervals.resample_weights(args.examples, args.resamples, estimates.SEED)
     )
-    parts = [sums.filter(pl.col("definition") == d).sort("example") for d in CATEGORY_DEFINITIONS]
+    parts = [sums.filter(pl.col("definition") == d).sort("example") for d in DEFINITIONS]
 
     def from_sums():
         return [estimates.estimates(part, weights) for part in parts]
@@ -101,9 +101,12 @@ def main() -> None:
     numbers_time, found = best_of(args.repeat, from_sums)
     quantile_time, quantiles = best_of(args.repeat, lambda: estimates.quantile_rows(source, weights))
     table_time, table = best_of(args.repeat, lambda: estimates.table(source, sums, args.resamples, estimates.SEED))
+    bands_time, bands = best_of(
+        args.repeat, lambda: estimates.position_table(source, category_columns, args.resamples, estimates.SEED)
+    )
     count = sum(len(f) for f in found) + len(quantiles)
     every_number = [w + n + q for w, n, q in zip(weights_time, numbers_time, quantile_time, strict=True)]
-    write_cost = [s + t for s, t in zip(sums_time, table_time, strict=True)]
+    write_cost = [s + t + b for s, t, b in zip(sums_time, table_time, bands_time, strict=True)]
     scoring = args.positions / args.tokens_per_second
 
     def row(what: str, times: tuple[float, float], bold: bool = False) -> str:
@@ -122,7 +125,8 @@ def main() -> None:
     print(row(f"KL and JS quantiles q50/q90/q99/max with intervals ({len(quantiles)} numbers)", quantile_time))
     print(row("intervals for every number (weights + numbers + quantiles)", tuple(every_number), bold=True))
     print(row(f"the stored `estimates` table (estimates.table, {table.height} rows)", table_time))
-    print(row("write-time cost: sums + estimates table", tuple(write_cost)))
+    print(row(f"the stored `position_intervals` table (bands per bin of t, {bands.height} rows)", bands_time))
+    print(row("write-time cost: sums + estimates + position_intervals tables", tuple(write_cost)))
     print(
         f"\nScoring {args.positions:,} positions at {args.tokens_per_second:g} tokens/s: {scoring:,.0f} s; "
         f"the write-time cost is {100 * write_cost[0] / scoring:.3f} % of it (wall; target < 2 %). "

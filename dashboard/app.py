@@ -11,18 +11,10 @@ from pathlib import Path
 
 import streamlit as st
 
-from dashboard import cache, load, picker, ui
+from dashboard import cache, load, pages, picker, ui
 
-PAGES = [
-    st.Page("app_pages/overview.py", title="Overview", icon=":material/bar_chart:", default=True),
-    st.Page("app_pages/positions.py", title="Positions", icon=":material/show_chart:"),
-    st.Page("app_pages/token_types.py", title="Token types", icon=":material/category:"),
-    st.Page("app_pages/examples.py", title="Examples", icon=":material/article:"),
-    st.Page("app_pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
-    st.Page("app_pages/stages.py", title="Stages", icon=":material/stacked_line_chart:"),
-    st.Page("app_pages/branching.py", title="Branching factor", icon=":material/account_tree:"),
-    st.Page("app_pages/experiments.py", title="Experiments", icon=":material/science:"),
-    st.Page("app_pages/control.py", title="Template control", icon=":material/grid_view:"),
+NAVIGATION = [
+    st.Page(page.script, title=page.title, icon=page.icon, default=i == 0) for i, page in enumerate(pages.PAGES)
 ]
 MAX_DEFAULT_RUNS = 8
 GROUP_KEY, SEARCH_KEY = "run-group", "run-search"  # session-state keys of the picker's group and search
@@ -88,7 +80,7 @@ def main() -> None:
     run_picker(runs, directory)
     ui.definition_control()
     try:
-        st.navigation(PAGES).run()
+        st.navigation(NAVIGATION).run()
     except Exception as err:  # noqa: BLE001  (the last boundary: a line for the viewer, the traceback in the log)
         LOG.exception("page failed")
         st.error(ui.md_escape(f"This page stopped: {load.one_line(err)}"), icon=":material/error:")

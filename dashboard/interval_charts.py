@@ -109,3 +109,14 @@ def _palette(i: int) -> str:
 def _fade(color: str, alpha: float = 0.2) -> str:
     r, g, b = (int(color[k : k + 2], 16) for k in (1, 3, 5))
     return f"rgba({r}, {g}, {b}, {alpha})"
+
+
+def decile_bars(frame: pl.DataFrame) -> go.Figure:
+    """Mean entropy change (aligned - base) per decile of the base side's entropy."""
+    fig = go.Figure(go.Bar(x=frame["decile"].to_list(), y=frame["mean_change"].to_list(), name="aligned - base"))
+    return _layout(
+        fig,
+        "Entropy change by base-entropy decile",
+        xaxis_title="decile of the base side's entropy (0: most confident)",
+        yaxis_title="mean entropy change, nats",
+    )

@@ -9,7 +9,8 @@ import polars as pl
 import streamlit as st
 
 from compute.core import concentration
-from dashboard import interval_charts, intervals, load, ui
+from compute.core.artifact import open_artifact
+from dashboard import experiments, interval_charts, intervals, load, tokens, ui
 from dashboard.cache import cached
 
 CAPTION = (
@@ -60,17 +61,22 @@ def position_bands(key: load.RunKey, definition: str) -> pl.DataFrame:
     return load.table(key, "position_intervals", definition)
 
 
-def band_chart(runs: list[load.Run], definition: str, column: str, title: str, unit: str, percent: bool):
-    """The Positions page's curve of `column` with bands, or None where no run stores it."""
+def band_chart(
+    runs: list[load.Run], definition: str, column: str, title: str, unit: str, percent: bool, shown: pl.DataFrame
+):
+    """The Positions page's curve of `column` with bands and its table (`shown`, the page's own, with each bin's
+    `low` and `high`), or None where no run stores it."""
+    drawn = set(shown["run"].to_list())  # the runs the page could read (a failing one has its notice)
+    readable = [run for run in runs if run.label in drawn]
+    bands = ui.each_run(readable, lambda run: (run.label, position_bands(run.key, definition))) if readable else []
     parts = [
-        intervals.band_frame(position_bands(run.key, definition), column, run.label)
-        for run in runs
-        if position_bands(run.key, definition)["number"].is_in([column]).any()
+        intervals.band_frame(table, column, label) for label, table in bands if table["number"].is_in([column]).any()
     ]
     if not parts:
         return None
     frame = pl.concat(parts).with_columns((pl.col("t_start") + 1).alias("t_start + 1"))
-    return interval_charts.band_lines(frame, "t_start + 1", title, unit, percent, log_x=True), frame
+    fig = interval_charts.band_lines(frame, "t_start + 1", title, unit, percent, log_x=True)
+    return fig, shown.join(frame.select("run", "t_start", "low", "high"), on=["run", "t_start"], how="left")
 
 
 def positions_caption() -> None:
@@ -150,10 +156,51 @@ def all_pairs(runs: list[load.Run]) -> list[tuple[load.Run, load.Run]]:
 
 def accuracy_whiskers(fig, points: pl.DataFrame, runs: list[load.Run], definition: str):
     """Whiskers on the Experiments accuracy chart: each point's accuracy interval (bootstrap over problems)."""
-    keys = {run.label: run.key for run in runs}
-    errors = {}
+    by_label = {run.label: run for run in runs}
+    errors: dict[str, dict] = {"y": {}, "x": {}}
     for (curve,), part in points.group_by("curve", maintain_order=True):
-        found = [run_numbers(keys[label], definition).get("accuracy") for label in part["run"].to_list()]
-        errors[str(curve)] = ([e and e.low for e in found], [e and e.high for e in found])
-    st.caption(CAPTION)
-    return interval_charts.whiskers_on(fig, errors)
+        accuracy, share = [], []
+        for label in part["run"].to_list():
+            numbers = run_numbers(by_label[label].key, definition)
+            side = experiments.inserted_side(*load.decoding(by_label[label]))
+            accuracy.append(numbers.get("accuracy"))
+            share.append(numbers.get(f"share_from_{load.SIDE_NAMES[side]}") if side is not None else None)
+        for axis, found in (("y", accuracy), ("x", share)):
+            errors[axis][str(curve)] = ([e and e.low for e in found], [e and e.high for e in found])
+    st.caption(CAPTION + " Whiskers: accuracy (vertical) and the inserted side's share of the tokens (horizontal).")
+    return interval_charts.whiskers_on(interval_charts.whiskers_on(fig, errors["y"]), errors["x"], axis="x")
+
+
+@cached
+def _concentration(key: load.RunKey) -> tuple[pl.DataFrame, dict, pl.DataFrame]:
+    """A run's base-favoured tokens, forking-token overlap and entropy change by base-entropy decile (reads four
+    per-position columns once per server)."""
+    artifact = open_artifact(key.path)
+    read = artifact.read
+    entropy = {side: read(f"sides/{side}/entropy").astype("float64") for side in load.SIDE_NAMES}
+    favoured = concentration.base_favoured(
+        read("positions/token_id"), read("sides/aligned/logprob"), read("sides/base/logprob"), artifact.token_texts()
+    )
+    forking = concentration.forking_overlap(entropy["aligned"], entropy["base"])
+    return favoured, forking, concentration.entropy_change_by_decile(entropy["aligned"], entropy["base"])
+
+
+def where_change_concentrates(run: load.Run) -> None:
+    """Token types page: the base-favoured tokens beside the most shifted ones, and forking tokens."""
+    favoured, forking, deciles = ui.one_run(run, lambda run: _concentration(run.key))
+    st.subheader("Base-favoured tokens")
+    st.caption(
+        "The answer tokens the base side prefers most over the aligned side: log P_base(o_t) - log P_aligned(o_t) "
+        "summed over each token's positions (largest first), and its mean per position."
+    )
+    shown = favoured.with_columns(pl.col("text").map_elements(tokens.visible, return_dtype=pl.String))
+    st.dataframe(shown, hide_index=True)
+    ui.downloads(shown, "base-favoured")
+    st.subheader("Forking tokens")
+    st.caption(
+        f"Of the aligned side's highest-entropy 20 % of positions, {forking['aligned_in_base']:.1%} are also among "
+        f"the base side's highest 20 %, and {forking['base_in_aligned']:.1%} the other way (Wang et al. 2025). "
+        "Below: the mean change in entropy (aligned - base) by decile of the base side's entropy (0: most confident)."
+    )
+    fig = interval_charts.decile_bars(deciles)
+    ui.chart(fig, deciles, "entropy-change-by-decile")

@@ -1,7 +1,7 @@
 """What pages compute from a run's aggregate tables: chart titles, the most shifted tokens, two runs side by side.
 
-No Streamlit here. The tables themselves are made in compute/tables.py (from positions), stored with the run
-by compute/aggregates.py, and read by dashboard/load.py.
+No Streamlit here. The tables themselves are made in compute/core/tables.py (from positions), stored with the run
+by compute/core/aggregates.py, and read by dashboard/load.py.
 """
 
 from __future__ import annotations

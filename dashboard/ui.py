@@ -56,9 +56,10 @@ def definition_control() -> None:
     """The sidebar control every page with categories follows: ours, or AlignTDS's (the paper's)."""
     st.sidebar.radio(
         "Shift category from",
-        list(load.CATEGORY_DEFINITIONS),
+        list(load.DEFINITIONS),
         key=DEFINITION_KEY,
-        help=" · ".join(f"{name}: {meaning}." for name, meaning in load.CATEGORY_DEFINITIONS.items()),
+        format_func=lambda definition: load.DEFINITIONS[definition].label,
+        help=" · ".join(f"{d.label}: {d.meaning}." for d in load.DEFINITIONS.values()),
     )
 
 
@@ -66,7 +67,8 @@ def definition_caption() -> None:
     """One line saying which definition the categories on this page use."""
     chosen = definition()
     st.caption(
-        f"Categories by the {chosen}: {load.CATEGORY_DEFINITIONS[chosen]}; unshifted 0, marginal 1-2, "
+        f"Categories by the {load.DEFINITIONS[chosen].label}: {load.DEFINITIONS[chosen].meaning}; unshifted 0, "
+        "marginal 1-2, "
         "shifted 3+. Switch in the sidebar."
     )
 

@@ -46,3 +46,11 @@ def test_base_favoured_tokens_sum_log_probability_differences_by_token():
     assert table["token_id"].to_list() == [5]  # 6 is aligned-favoured, 7 neither
     assert table.row(0, named=True)["sum"] == pytest.approx(np.log(4) + np.log(2))
     assert table.row(0, named=True)["positions"] == 2 and table["text"].to_list() == ["x"]
+
+
+def test_a_run_without_positions_has_empty_tables_with_every_column():
+    empty = np.zeros(0)
+    table = concentration.entropy_change_by_decile(empty, empty)
+    assert table.height == 0 and "mean_change" in table.columns
+    assert concentration.base_favoured(empty.astype(int), empty, empty, {}).height == 0
+    assert np.isnan(concentration.forking_overlap(empty, empty)["aligned_in_base"])

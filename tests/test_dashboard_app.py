@@ -99,14 +99,14 @@ def test_overview_shares_kl_and_branching(runs_dir):
     assert (beta["share_unshifted"], beta["share_marginal"], beta["share_shifted"]) == pytest.approx(
         (6 / 8, 1 / 8, 1 / 8)
     )
-    assert len(at.get("plotly_chart")) == 3
+    assert len(at.get("plotly_chart")) == 4  # the shares with 95 % whiskers too (tests/test_dashboard_intervals.py)
 
 
 def test_the_aligntds_definition_ranks_the_aligned_top_choice_in_the_base_top_k(runs_dir):
     """In alpha the aligned top choice is the answer token; the base top-k has it first where its base rank
     is 0 and third otherwise, so AlignTDS's rule makes every other position marginal (none shifted)."""
     at = open_page("overview")
-    at.sidebar.radio(key="category-definition").set_value("aligned top choice (AlignTDS)").run()
+    at.sidebar.radio(key="category-definition").set_value("aligned_top_choice").run()
     alpha = at.dataframe[0].value.set_index("run").loc[ALPHA_LABEL]
     assert (alpha["share_unshifted"], alpha["share_marginal"], alpha["share_shifted"]) == pytest.approx(
         (4 / 9, 5 / 9, 0)

@@ -101,3 +101,26 @@ def test_pure_helpers():
     assert fig.data[0].error_y.array == pytest.approx((0.2,)) and fig.data[0].error_y.arrayminus == pytest.approx(
         (0.1,)
     )
+
+
+def test_experiments_accuracy_and_inserted_share_get_whiskers(tmp_path, monkeypatch):
+    from dashboard_helpers import experiment_run
+
+    directory = tmp_path / "runs"
+    directory.mkdir()
+    experiment_run(directory, "pure-aligned", [1, 1])
+    # the aligned side wrote t 0 of ex-a (5 positions) and t 0-1 of ex-b (4): 1 of 5 and 2 of 4
+    experiment_run(directory, "nudged", [1, 0], "nudging", [0, 1, 1, 1, 1, 0, 0, 1, 1], threshold=0.4)
+    monkeypatch.setenv("TDS_ARTIFACTS_DIR", str(directory))
+    at = open_page("experiments")
+    nudging = next(t for t in figure(at, "Accuracy against")["data"] if t.get("name") == "nudging")
+    # two problems, one right: a resample is both (0.5), the right one twice (1) or the wrong one twice (0)
+    assert (nudging["error_y"]["array"][0], nudging["error_y"]["arrayminus"][0]) == pytest.approx((0.5, 0.5))
+    assert nudging["error_x"]["array"][0] == pytest.approx(0.5 - 1 / 3)
+    assert nudging["error_x"]["arrayminus"][0] == pytest.approx(1 / 3 - 0.2)
+
+
+def test_token_types_shows_base_favoured_and_forking_tokens(runs_dir):
+    at = open_page("token_types")
+    assert {"Base-favoured tokens", "Forking tokens"} <= {s.value for s in at.subheader}
+    assert any("highest-entropy 20 % of positions" in c.value for c in at.caption)

@@ -10,7 +10,8 @@ import pytest
 from dashboard_helpers import ALPHA, ROOT, write_run
 
 from compute.core import estimates, example_sums, intervals, token_types
-from compute.core.artifact import ALIGNED_TOP_CHOICE, ANSWER_TOKEN, categories, open_artifact
+from compute.core.artifact import open_artifact
+from compute.core.categories import ALIGNED_TOP_CHOICE, ANSWER_TOKEN, categories
 
 spec = importlib.util.spec_from_file_location("bench_dashboard", ROOT / "benchmarks" / "dashboard.py")
 bench = importlib.util.module_from_spec(spec)
@@ -127,3 +128,37 @@ def test_position_intervals_agree_with_the_position_bins_and_a_loop(synthetic):
         slow.append(is_shifted[rows].mean())
     three = shifted.filter(pl.col("t_start") == 3).row(0, named=True)
     assert (three["low"], three["high"]) == pytest.approx(tuple(np.percentile(slow, [2.5, 97.5])))
+
+
+def test_aggregate_writes_the_tables_an_older_artifact_lacks_to_its_side_file(tmp_path, monkeypatch, capsys):
+    """An artifact whose stored aggregates predate example_sums / estimates / position_intervals: `tds aggregate`
+    writes them into RUN.aggregates.h5 (the artifact untouched), and the dashboard reads them there instead of
+    computing them."""
+    import h5py
+
+    from compute.cli import main
+    from compute.core import aggregates
+    from dashboard import load
+
+    path = tmp_path / "older.h5"
+    bench.write_run(path, 12, seed=5, extra=aggregates.write_into)
+    later = ("example_sums", "estimates", "position_intervals")
+    with h5py.File(path, "a") as f:
+        for name in later:
+            del f[f"aggregates/{name}"]
+    before = path.read_bytes()
+    assert main(["aggregate", str(path)]) == 0
+    assert "wrote" in capsys.readouterr().out and path.read_bytes() == before
+    info = path.stat()
+    side = aggregates.stored(path, info.st_size, info.st_mtime_ns)
+    computed = aggregates.compute(open_artifact(path))
+    for name in later:
+        assert side[name].equals(computed[name]), name
+
+    def refuse(source):
+        raise AssertionError("computed although the side file holds it")
+
+    monkeypatch.setitem(aggregates.LATER_TABLES, "estimates", refuse)
+    monkeypatch.setenv("TDS_ARTIFACTS_DIR", str(tmp_path))
+    keys, _ = load.scan(tmp_path)
+    assert load.table(keys[0], "estimates", ANSWER_TOKEN).height > 0

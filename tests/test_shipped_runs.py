@@ -107,3 +107,36 @@ def test_a_branching_run_has_the_bf_the_readme_gives(name):
     assert stated, f"the README gives no branching factor for {name}"
     held = tuple(f"{run_branching_factor(read_branching(artifact, side)):.2f}" for side in ("aligned", "base"))
     assert stated.groups() == held
+
+
+@pytest.mark.parametrize("name", ["gemma-270m-urial-branching", "gemma-270m-grpo-vs-sft-branching"])
+def test_the_readme_gives_the_bf_ratio_with_its_interval(name):
+    """ "(base / aligned R [LOW, HIGH] over the N examples)": the examples resampled, both sides together."""
+    from compute.core import intervals
+    from compute.core.branching import branching_estimates
+
+    artifact = open_artifact(ARTIFACTS / f"{name}.h5")
+    text = (ROOT / "README.md").read_text()
+    number = r"(\d+\.\d\d)"
+    stated = re.search(rf"`{name}`[^\n]*(?:\n[^\n]+)*?base / aligned {number} \[{number}, {number}\]", text)
+    assert stated, f"the README gives no interval for {name}'s BF ratio"
+    ratio = branching_estimates(
+        read_branching(artifact, "aligned"),
+        read_branching(artifact, "base"),
+        intervals.resample_weights(artifact.n_examples),
+    )["bf_ratio"]
+    assert stated.groups() == tuple(f"{x:.2f}" for x in (ratio.value, ratio.low, ratio.high))
+
+
+def test_the_readme_quotes_the_familys_shifts_with_their_intervals():
+    """The tuned-family bullets: each stage's shifted share with the interval `compute report` gives."""
+    from compute.core.categories import ANSWER_TOKEN
+    from compute.core.findings import run_findings
+    from compute.core.report import pct
+
+    text = " ".join((ROOT / "README.md").read_text().split())
+    for stage, name in (("SFT", "gemma-270m-sft-vs-base"), ("DPO", "gemma-270m-dpo-vs-sft")):
+        shifted = run_findings(open_artifact(ARTIFACTS / f"{name}.h5")).numbers[ANSWER_TOKEN]["share_shifted"]
+        assert f"{stage} {pct(shifted)}" in text, (stage, pct(shifted))
+    grpo = run_findings(open_artifact(ARTIFACTS / "gemma-270m-grpo-vs-sft.h5")).numbers[ANSWER_TOKEN]
+    assert f"GRPO {pct(grpo['share_shifted'])} of its arithmetic answers" in text

@@ -23,6 +23,8 @@ import numpy as np
 
 from compute.core import statistics
 from compute.core.branching import ExampleSamples
+from compute.core.categories import DEFINITIONS
+from compute.core.categories import NAMES as CATEGORIES
 from compute.core.errors import UserError
 from compute.core.statistics import SIDE_NAMES
 
@@ -30,10 +32,6 @@ FORMAT = "tds-artifact"
 FORMAT_VERSION = 1
 NUL_STANDIN = "\u2400"  # HDF5 strings cannot hold NUL
 
-# Shift categories from the base side's rank of o_t (as in the URIAL paper).
-UNSHIFTED, MARGINAL, SHIFTED = "unshifted", "marginal", "shifted"
-CATEGORIES = (UNSHIFTED, MARGINAL, SHIFTED)
-MARGINAL_MAX_RANK = 2
 
 _STR = h5py.string_dtype("utf-8")
 _COMPRESSION = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
@@ -61,7 +59,7 @@ class ExampleScores:
     response: str
     token_ids: np.ndarray  # (T,) int32, the answer o
     contexts: dict[str, SideContext]
-    stats: dict[str, np.ndarray]  # dataset path (e.g. "sides/base/rank") -> (T,) or (T, k), see compute/statistics.py
+    stats: dict[str, np.ndarray]  # dataset path ("sides/base/rank") -> (T,) or (T, k): core/statistics.py
     branching: dict[str, ExampleSamples] | None = None  # side -> sampled continuations (optional /branching)
     reference: str | None = None  # the expected answer of a verifiable task (optional /examples/reference)
     correct: int = -1  # the task's verdict: 1 right, 0 wrong, -1 not judged (optional /examples/correct)
@@ -77,42 +75,6 @@ class RunMeta:
     side_attrs: dict[str, dict[str, str]]  # side -> model, template, dtype, ...
     attrs: dict[str, str] = field(default_factory=dict)  # extra root attributes
     branching: dict[str, int | float] | None = None  # /branching/<side> attrs: samples, temperature, top_p, ...
-
-
-def shift_category(rank: np.ndarray) -> np.ndarray:
-    """0 unshifted (rank 0), 1 marginal (rank 1-2), 2 shifted (rank 3+)."""
-    return np.where(rank == 0, 0, np.where(rank <= MARGINAL_MAX_RANK, 1, 2)).astype(np.int8)
-
-
-def aligned_top_choice_rank(aligned_topk_ids: np.ndarray, base_topk_ids: np.ndarray) -> np.ndarray:
-    """AlignTDS's rank: where the aligned side's top-1 id stands in the base side's stored top-k list
-    (0-based), k where it is absent. Both (N, k); returns (N,) int32."""
-    n, k = base_topk_ids.shape
-    if n == 0 or k == 0:
-        return np.full(n, k, dtype=np.int32)
-    hits = base_topk_ids == aligned_topk_ids[:, :1]
-    return np.where(hits.any(axis=1), hits.argmax(axis=1), k).astype(np.int32)
-
-
-# The two ways of putting a position in a shift category, and the datasets each needs.
-ANSWER_TOKEN = "answer token"
-ALIGNED_TOP_CHOICE = "aligned top choice (AlignTDS)"
-CATEGORY_DEFINITIONS = {
-    ANSWER_TOKEN: "the base side's rank of the answer token o_t over the full vocabulary",
-    ALIGNED_TOP_CHOICE: (
-        "the place of the aligned side's own top-1 token in the base side's stored top-k (absent: shifted), "
-        "as AlignTDS computes it; the paper's 5-8 % shifted uses this"
-    ),
-}
-
-
-def categories(read, definition: str) -> np.ndarray:
-    """Per-position shift category under a definition; `read(dataset)` returns a stored column."""
-    if definition == ANSWER_TOKEN:
-        return shift_category(read("sides/base/rank"))
-    if definition == ALIGNED_TOP_CHOICE:
-        return shift_category(aligned_top_choice_rank(read("sides/aligned/topk_ids"), read("sides/base/topk_ids")))
-    raise ValueError(f"unknown category definition {definition!r}")
 
 
 def _clean(text: str) -> str:
@@ -716,10 +678,10 @@ def summarize(artifact: Artifact) -> dict[str, float]:
     judged task, `judged` (examples with a reference) and `accuracy` (share of them correct)."""
     n = artifact.n_positions
     summary: dict[str, float] = {"examples": artifact.n_examples, "positions": n}
-    for definition, prefix in ((ANSWER_TOKEN, "share"), (ALIGNED_TOP_CHOICE, "aligntds_share")):
-        counts = np.bincount(categories(artifact.read, definition), minlength=3)
+    for definition in DEFINITIONS.values():
+        counts = np.bincount(definition.categorise(artifact.read), minlength=3)
         for i, cat in enumerate(CATEGORIES):
-            summary[f"{prefix}_{cat}"] = float(counts[i] / n) if n else float("nan")
+            summary[f"{definition.summary_prefix}_{cat}"] = float(counts[i] / n) if n else float("nan")
     summary["answer_is_aligned_top"] = float(np.mean(artifact.read("sides/aligned/rank") == 0)) if n else float("nan")
     for dataset, stat, side in artifact.statistics():
         if stat.aggregate == "mean":

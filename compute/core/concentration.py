@@ -30,7 +30,8 @@ def entropy_change_by_decile(entropy_aligned: np.ndarray, entropy_base: np.ndarr
     """Per decile of the base side's entropy: positions, the mean entropy of each side, and the mean change
     (aligned - base): does tuning change the uncertain positions or the confident ones?"""
     if entropy_base.size == 0:
-        return pl.DataFrame(schema={"decile": pl.Int64, "positions": pl.Int64})
+        columns = ("mean_entropy_base", "mean_entropy_aligned", "mean_change")
+        return pl.DataFrame(schema={"decile": pl.Int64, "positions": pl.Int64} | dict.fromkeys(columns, pl.Float64))
     edges = np.quantile(entropy_base, np.linspace(0, 1, DECILES + 1)[1:-1])
     decile = np.searchsorted(edges, entropy_base, side="right")
     return (

@@ -25,7 +25,7 @@ CHAT = "chat"
 PLACEHOLDER = "{instruction}"
 MAX_NAME_BYTES = 255 - len("..h5.12345678.tmp")  # the longest file name a run makes from its name
 DEFAULT_NUDGING_THRESHOLD = 0.4  # gamma in the nudging paper's examples
-PACKAGE_PREFIX = "pypi:"  # a model shipped in a PyPI package (see compute/packaged.py)
+PACKAGE_PREFIX = "pypi:"  # a model shipped in a PyPI package (see compute/core/packaged.py)
 
 
 class ConfigError(UserError):
@@ -121,7 +121,7 @@ NUDGING, CROSS_SAMPLING = "nudging", "cross-sampling"
 
 @dataclass(frozen=True)
 class DecodingConfig:
-    """The [decoding] table: which side emits each token of a generated answer (compute/rules.py, docs/decoding.md)."""
+    """The [decoding] table: which side emits each token of a generated answer (core/rules.py, docs/decoding.md)."""
 
     rule: str = key("aligned", choices=DECODING_RULES)
     """aligned or base: that side decodes alone; nudging: the base side decodes and the aligned side writes where

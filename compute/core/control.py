@@ -28,7 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from compute.core import intervals
-from compute.core.artifact import Artifact, shift_category
+from compute.core.artifact import Artifact
+from compute.core.categories import SHIFTED, shift_category
 from compute.core.config import (
     ALIGNED_WEIGHTS_BASE_TEMPLATE,
     BASE_WEIGHTS_ALIGNED_TEMPLATE,
@@ -37,7 +38,6 @@ from compute.core.config import (
 )
 from compute.core.intervals import Estimate
 
-SHIFTED = 2
 INTERACTION = "interaction"
 PARTS = (*CONTROL_PAIRS, INTERACTION)
 PART_LABELS = {

@@ -34,10 +34,6 @@ def _exp_ratio(aligned, base, positions):
     return np.exp(intervals.divide(base - aligned, positions))
 
 
-def _accuracy(right, judged):
-    return intervals.divide(right, judged)
-
-
 def _part_of(whole, *parts):
     return intervals.divide(sum(parts), whole)
 
@@ -61,7 +57,7 @@ def numbers(columns: list[str]) -> dict[str, Number]:
             made[f"{side}_top1_in_top{k}"] = (div, (f"{side}_top1_in_top{k}", "positions"))
     made["share_from_base"] = (div, ("from_base", "positions"))
     made["share_from_aligned"] = (lambda b, p: div(p - b, p), ("from_base", "positions"))
-    made["accuracy"] = (_accuracy, ("right", "judged"))
+    made["accuracy"] = (div, ("right", "judged"))
     # stylistic tokens (discourse, politeness, punctuation, whitespace): their share of the shifted and of all
     made["stylistic_of_shifted"] = (_part_of, ("shifted", *(f"shifted_type_{s}" for s in STYLISTIC_SLUGS)))
     made["stylistic_of_all"] = (_part_of, ("positions", *(f"positions_type_{s}" for s in STYLISTIC_SLUGS)))

@@ -15,7 +15,7 @@ import numpy as np
 import polars as pl
 
 from compute.core import tables
-from compute.core.artifact import CATEGORY_DEFINITIONS, categories
+from compute.core.categories import DEFINITIONS, categories
 from compute.core.token_types import TYPES, token_types
 
 CATEGORY_NAMES = ("unshifted", "marginal", "shifted")
@@ -63,8 +63,9 @@ def _agreement(top: np.ndarray, other: np.ndarray, k: int) -> np.ndarray | None:
 def compute(source, category_columns: dict[str, np.ndarray] | None = None, types: pl.DataFrame | None = None):
     """The `example_sums` table of a run (a compute.core.aggregates Source: an Artifact or the writer's file).
 
-    `category_columns` (definition -> every position's category) and `types` (the classified token table),
-    where the caller has them, spare deriving them again."""
+    `category_columns` (definition id -> every position's category), where the caller has them, spare deriving
+    them again and name the definitions whose rows are made (default: every registered one); `types` (the
+    classified token table) likewise."""
     offsets = source.read("examples/offsets")
     n = len(offsets) - 1
     example = source.read("positions/example").astype(np.int64)
@@ -99,10 +100,10 @@ def compute(source, category_columns: dict[str, np.ndarray] | None = None, types
     bucket = np.searchsorted(BUCKET_STARTS[1:], t, side="right")
     kinds = len(TYPE_SLUGS)
     parts = []
-    for definition in CATEGORY_DEFINITIONS:
-        category = (
-            category_columns[definition] if category_columns is not None else categories(source.read, definition)
-        ).astype(np.int64)
+    if category_columns is None:
+        category_columns = {definition: categories(source.read, definition) for definition in DEFINITIONS}
+    for definition, column in category_columns.items():
+        category = column.astype(np.int64)
         # one count per example, bucket (or type) and category: a single bincount each
         by_bucket = np.bincount((example * len(BUCKETS) + bucket) * 3 + category, minlength=n * len(BUCKETS) * 3)
         by_bucket = by_bucket.reshape(n, len(BUCKETS), 3)

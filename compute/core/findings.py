@@ -17,13 +17,13 @@ import polars as pl
 
 from compute.core import branching, comparisons, concentration, control, estimates, example_sums, intervals, tables
 from compute.core.artifact import (
-    CATEGORY_DEFINITIONS,
     Artifact,
     decoding,
     has_branching,
     open_artifact,
     read_branching,
 )
+from compute.core.categories import ANSWER_TOKEN, DEFINITIONS
 from compute.core.intervals import Estimate
 
 FORMAT = "tds-report/1"
@@ -50,7 +50,7 @@ def run_findings(artifact: Artifact, resamples: int = estimates.RESAMPLES, seed:
     weights = intervals.resample_weights(artifact.n_examples, resamples, seed)
     quantiles = estimates.quantile_rows(artifact, weights)
     numbers = {}
-    for definition in CATEGORY_DEFINITIONS:
+    for definition in DEFINITIONS:
         part = sums.filter(pl.col("definition") == definition).sort("example")
         numbers[definition] = {**estimates.estimates(part, weights), **quantiles}
     bf = None
@@ -91,7 +91,7 @@ def run_document(f: RunFindings) -> dict:
     entropy = {side: read(f"sides/{side}/entropy").astype(np.float64) for side in ("aligned", "base")}
     rule, params = decoding(artifact)
     ids = read("examples/id").tolist()
-    top = concentration.ranked_examples(f.sums_of(next(iter(CATEGORY_DEFINITIONS))), ids, "max_kl", TOP_EXAMPLES)
+    top = concentration.ranked_examples(f.sums_of(ANSWER_TOKEN), ids, "max_kl", TOP_EXAMPLES)
     favoured = concentration.base_favoured(
         read("positions/token_id"), read("sides/aligned/logprob"), read("sides/base/logprob"), artifact.token_texts()
     )
@@ -116,7 +116,7 @@ def paired_document(a: RunFindings, b: RunFindings, resamples: int, seed: int) -
     weights = intervals.resample_weights(a.artifact.n_examples, resamples, seed)
     differences = {
         d: {k: as_json(v) for k, v in estimates.paired_differences(a.sums_of(d), b.sums_of(d), weights).items()}
-        for d in CATEGORY_DEFINITIONS
+        for d in DEFINITIONS
     }
     return {"a": a.name, "b": b.name, "examples": a.artifact.n_examples, "differences": differences}
 

@@ -91,18 +91,6 @@ def paired_difference(
     )
 
 
-def paired(
-    fn: Callable[..., np.ndarray | float],
-    sums_a: Sequence[np.ndarray],
-    sums_b: Sequence[np.ndarray],
-    weights: np.ndarray,
-    level: float = LEVEL,
-) -> Estimate:
-    """fn(*totals_a) - fn(*totals_b) on the same resamples of the (shared) examples."""
-    k = len(sums_a)
-    return statistic(lambda *t: fn(*t[:k]) - fn(*t[k:]), (*sums_a, *sums_b), weights, level)
-
-
 def totals(sums: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Column totals of a per-example matrix (examples x columns) over all examples, and over every resample
     (resamples x columns): one matrix product for all of a run's numbers."""

@@ -22,13 +22,13 @@ from pathlib import Path
 import numpy as np
 
 from compute.core import findings
-from compute.core.artifact import ALIGNED_TOP_CHOICE, ANSWER_TOKEN, Artifact, categories
+from compute.core.artifact import Artifact, decoding, open_artifact
+from compute.core.categories import ALIGNED_TOP_CHOICE, ANSWER_TOKEN, SHIFTED, categories, label
 from compute.core.control import format_controls
 from compute.core.estimates import RESAMPLES, SEED
 from compute.core.findings import RunFindings, share_answers  # noqa: F401 (share_answers: the report's own word)
 from compute.core.intervals import Estimate
 
-SHIFTED = 2
 RANGE_SUFFIXES = ("t0_9", "t10_49", "t50_")
 
 
@@ -128,7 +128,7 @@ def _other_rows(found: list[RunFindings]) -> list[str]:
         parts = []
         if "accuracy" in a:
             parts.append(f"accuracy {pct(a['accuracy'])} (bootstrap over problems)")
-        side = findings.inserted_side(*findings.decoding(f.artifact))
+        side = findings.inserted_side(*decoding(f.artifact))
         if side is not None and f"share_from_{side}" in a:
             parts.append(f"tokens from the inserted {side} side {pct(a[f'share_from_{side}'])}")
         if f.branching:
@@ -191,7 +191,7 @@ def _pattern_rows(artifacts: list[Artifact]) -> list[str]:
     lines = []
     total = artifacts[0].n_positions
     for definition in (ANSWER_TOKEN, ALIGNED_TOP_CHOICE):
-        lines += ["", f"Runs over the same answers: positions shifted ({definition}) by exactly these runs", ""]
+        lines += ["", f"Runs over the same answers: positions shifted ({label(definition)}) by exactly these runs", ""]
         lines += ["| shifted by | positions | share |", "| --- | --: | --: |"]
         patterns = shift_patterns(artifacts, definition)
         for pattern, n in sorted(patterns.items(), key=lambda item: -item[1]):
@@ -200,7 +200,7 @@ def _pattern_rows(artifacts: list[Artifact]) -> list[str]:
 
 
 def format_report(paths: list[Path | str], resamples: int = RESAMPLES, seed: int = SEED) -> str:
-    found = [findings.run_findings(findings.open_artifact(p), resamples, seed) for p in paths]
+    found = [findings.run_findings(open_artifact(p), resamples, seed) for p in paths]
     paired, judged = findings.comparisons_of(found, resamples, seed)
     lines = _run_rows(found) + _divergence_rows(found) + _other_rows(found)
     lines += _paired_rows(paired) + _judged_rows(judged)

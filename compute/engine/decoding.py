@@ -1,8 +1,8 @@
-"""Greedy decoding with both sides stepping together; a rule (compute/rules.py) picks whose token is emitted.
+"""Greedy decoding with both sides stepping together; a rule (compute/core/rules.py) picks whose token is emitted.
 
 Each side keeps its own KV cache over its own context and the answer so far. Rows are left-padded; with a
 shared prefix (an in-context prompt every example starts with) each row is prefix + padding + the rest of
-its context on a copy of the prefix's cache, as compute/generate.py lays it out, and position ids follow
+its context on a copy of the prefix's cache, as compute/engine/generate.py lays it out, and position ids follow
 the attention mask. At each step both sides run one forward pass of the token just emitted, the rule picks
 a side per row, and that side's top-1 token is appended for both sides: a mixed answer costs about one
 greedy decode per side. An answer ends before an EOS or a stop string, whichever side emitted it.

@@ -119,7 +119,7 @@ def position_stats(
     vocab: int,
     pairs: tuple[Pair, ...] = ONE_PAIR,
 ) -> dict[Pair, dict[str, torch.Tensor]]:
-    """Every registered statistic (compute/statistics.py) per row, by pair and dataset path, a chunk of rows at
+    """Every registered statistic (compute/core/statistics.py) per row, by pair and dataset path, a chunk of rows at
     a time.
 
     `heads[cell]` turns hidden states into logits over `vocab` entries. Each rows x vocab pass costs as much

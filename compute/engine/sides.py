@@ -1,7 +1,7 @@
 """Sides: load each side's tokenizer and model, check they tokenize alike, render contexts.
 
 A side is a (model, template) pair, where the model may carry a PEFT adapter.
-Sides on the same base weights share one loaded copy (compute/model.py).
+Sides on the same base weights share one loaded copy (compute/engine/model.py).
 """
 
 from __future__ import annotations

@@ -40,11 +40,11 @@ if len(runs) > MANY_RUNS:
 for column, title, unit, percent in plots:
     if column not in table.columns:
         continue  # no picked run has any position
-    banded = interval_views.band_chart(runs, ui.definition(), column, title, unit, percent)
-    if banded is not None:
-        ui.chart(banded[0], banded[1], f"position-{column}")
-        continue
     part = table.select(*dict.fromkeys(("run", "t_start", "t_end", "positions", "answers_reaching", column)))
+    banded = interval_views.band_chart(runs, ui.definition(), column, title, unit, percent, part)
+    if banded is not None:
+        ui.chart(*banded, f"position-{column}")
+        continue
     plotted = part.with_columns((pl.col("t_start") + 1).alias("t_start + 1"))
     fig = charts.lines(
         plotted, "t_start + 1", column, "run", title, unit, percent, log_x=True, markers=len(runs) <= MANY_RUNS

@@ -6,7 +6,7 @@ import polars as pl
 import streamlit as st
 
 from compute.core import token_types
-from dashboard import charts, load, stats, tokens, ui
+from dashboard import charts, interval_views, load, stats, tokens, ui
 
 CONTEXT_WIDTH = 4  # tokens shown either side of a shifted token
 
@@ -73,7 +73,10 @@ by = right.radio("Rank by", ["shifted", "rate"], horizontal=True, key="types-by"
 top = ui.one_run(run, lambda run: most_shifted(run, min_count, by, definition))
 if top.height == 0:
     st.info(f"No token of {ui.md_escape(run.label)} occurs at least {min_count} times and is ever shifted.")
+    interval_views.where_change_concentrates(run)
     st.stop()
 st.caption("in_context: the token's first shifted use, a few tokens either side, the token in ⟦ ⟧; ↵ newline, → tab.")
 labelled = top.with_columns(label=pl.col("text") + " #" + pl.col("token_id").cast(pl.String))
 ui.chart(charts.grouped_bars(labelled, "label", {by: by}, f"Most shifted tokens by {by}"), top, "most-shifted", True)
+
+interval_views.where_change_concentrates(run)
