@@ -46,7 +46,7 @@ def main() -> None:
     for reuse in (False, True):
         started = time.perf_counter()  # building the prefix cache counts
         runner = Runner(dataclasses.replace(config, reuse_prefix=reuse), sides, list(planned.values()))
-        outputs[reuse] = [e for batch in batches for e in runner.process([planned[i] for i in batch])]
+        outputs[reuse] = [e for batch in batches for e in runner.process([planned[i] for i in batch])[config.name]]
         seconds = time.perf_counter() - started
         shared = {name: len(prefix.ids) for name, prefix in runner.prefixes.items()}
         rows.append((reuse, shared, seconds))

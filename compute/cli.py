@@ -60,7 +60,7 @@ def _side_path(text: str) -> tuple[str, str]:
 def parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="tds", description="Token distribution shift analysis.")
     sub = p.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="score a pair of sides over a dataset and write one artifact")
+    run = sub.add_parser("run", help="score a pair of sides over a dataset and write its artifact (a control: five)")
     run.add_argument("config", help="the run's TOML config")
     run.add_argument("--limit", type=positive_int, help="only the first N examples of the dataset")
     run.add_argument("--overwrite", action="store_true", help="replace an existing artifact of that name")
@@ -107,7 +107,7 @@ def parser() -> argparse.ArgumentParser:
 def validate(config_path: str) -> str:
     from compute.core.config import load_config
     from compute.engine.model import check_device
-    from compute.engine.run import output_path, select_examples
+    from compute.engine.run import output_paths, select_examples
 
     config = load_config(config_path)
     _warn(config)
@@ -115,11 +115,11 @@ def validate(config_path: str) -> str:
         check_device(side, config.side(side))
     examples = select_examples(config, None)
     given = sum(e.response is not None for e in examples)
-    out = output_path(config)
-    note = " (exists: run needs --overwrite)" if out.exists() else ""
+    outs = list(output_paths(config).values())
+    note = " (exists: run needs --overwrite)" if any(out.exists() for out in outs) else ""
     return (
         f"{config.path}: ok: {len(examples)} examples ({given} with answers, {len(examples) - given} to generate); "
-        f"writes {out}{note}"
+        f"writes {', '.join(map(str, outs))}{note}"
     )
 
 

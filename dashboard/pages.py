@@ -26,4 +26,5 @@ PAGES = (
     Page("stages", "Stages", ":material/stacked_line_chart:"),
     Page("branching", "Branching factor", ":material/account_tree:"),
     Page("experiments", "Experiments", ":material/science:"),
+    Page("control", "Template control", ":material/grid_view:"),
 )

@@ -151,6 +151,40 @@ class DecodingConfig:
     """cross-sampling: the share of positions at which the inserted side's token is aimed to be taken."""
 
 
+CONTROLS = ("template",)
+TEMPLATE_KEYS = ("template", "template_file", "template_text", "system")
+"""What a cell takes from the side whose template it uses; every other key (the weights) from the other side."""
+
+# The template control's 2x2: {aligned weights, base weights} x {aligned template, base template}. Cells by name:
+# "aligned" and "base" are the config's own sides; the two others cross them.
+ALIGNED_WEIGHTS_BASE_TEMPLATE = "aligned-weights+base-template"
+BASE_WEIGHTS_ALIGNED_TEMPLATE = "base-weights+aligned-template"
+CONTROL_PAIRS: dict[str, tuple[str, str]] = {
+    # role (the suffix of its artifact's name) -> (cell in the aligned role, cell in the base role)
+    "total": ("aligned", "base"),
+    "weights-aligned-template": ("aligned", BASE_WEIGHTS_ALIGNED_TEMPLATE),
+    "weights-base-template": (ALIGNED_WEIGHTS_BASE_TEMPLATE, "base"),
+    "template-aligned-weights": ("aligned", ALIGNED_WEIGHTS_BASE_TEMPLATE),
+    "template-base-weights": (BASE_WEIGHTS_ALIGNED_TEMPLATE, "base"),
+}
+LONGEST_ROLE = max(len(role) for role in CONTROL_PAIRS) + 1  # with its "-"
+
+
+@dataclass(frozen=True)
+class PairPlan:
+    """One artifact a run writes: its name, the cells in the aligned and base roles, and its control role."""
+
+    name: str
+    aligned: str
+    base: str
+    role: str | None = None
+
+
+def crossed(weights: SideConfig, template: SideConfig) -> SideConfig:
+    """The cell with `weights`' model (and adapter, dtype, device) under `template`'s template and system."""
+    return replace(weights, **{name: getattr(template, name) for name in TEMPLATE_KEYS})
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """One run: a pair of sides scored over one dataset. Relative paths are relative to the config file."""
@@ -189,11 +223,30 @@ class RunConfig:
     the start most runs shown share."""
     task: str | None = key(None, choices=tuple(tasks.JUDGES))
     """Judge each response against the dataset's `reference` with this task's judge (compute/tasks/)."""
+    control: str | None = key(None, choices=CONTROLS)
+    """"template": the template control, a 2x2 over one answer set (docs/control.md): the aligned and base weights
+    each under the aligned and the base template, four cells forwarded once per batch, five pair artifacts
+    NAME-total, NAME-weights-aligned-template, NAME-weights-base-template, NAME-template-aligned-weights and
+    NAME-template-base-weights."""
     text: str = filled_in("")
     """The config file's text, kept in the artifact."""
 
     def side(self, name: str) -> SideConfig:
         return {"aligned": self.aligned, "base": self.base}[name]
+
+    def cells(self) -> dict[str, SideConfig]:
+        """Every side the run forwards, by name: the two sides, and with a control the two crossed cells."""
+        cells = {"aligned": self.aligned, "base": self.base}
+        if self.control:
+            cells[ALIGNED_WEIGHTS_BASE_TEMPLATE] = crossed(self.aligned, self.base)
+            cells[BASE_WEIGHTS_ALIGNED_TEMPLATE] = crossed(self.base, self.aligned)
+        return cells
+
+    def pairs(self) -> list[PairPlan]:
+        """The artifacts the run writes: NAME.h5 for the aligned vs base pair, or the control's five."""
+        if not self.control:
+            return [PairPlan(self.name, "aligned", "base")]
+        return [PairPlan(f"{self.name}-{role}", *cells, role) for role, cells in CONTROL_PAIRS.items()]
 
     def fingerprint(self, dataset_bytes: bytes) -> str:
         """Hash of the config text, templates, local adapters' files and the dataset: partial work is reused only
@@ -263,7 +316,25 @@ class _Loader:
         short = values["short_name"]
         if short is not None and (not short.strip() or any(unicodedata.category(c).startswith("C") for c in short)):
             raise self.fail(f"short_name {short!r} must be non-empty text without control characters")
+        if values["control"] is not None:
+            self.control(values)
         return RunConfig(path=self.path, text=text, **values)
+
+    def control(self, values: dict[str, Any]) -> None:
+        """A control scores one answer set under four cells: no mixed decoding, no sampling, two templates."""
+        for table in ("decoding", "branching"):
+            if values[table] is not None:
+                raise self.fail(f"control = {values['control']!r} does not combine with [{table}]; run it separately")
+        aligned, base = values["aligned"], values["base"]
+        if all(getattr(aligned, name) == getattr(base, name) for name in TEMPLATE_KEYS):
+            raise self.fail(
+                "control = 'template' needs the [aligned] and [base] templates (or system prompts) to differ"
+            )
+        if len(values["name"].encode()) + LONGEST_ROLE > MAX_NAME_BYTES:
+            raise self.fail(
+                f"name is {len(values['name'].encode())} bytes long, at most {MAX_NAME_BYTES - LONGEST_ROLE} with a "
+                f"control (its artifacts are NAME-{max(CONTROL_PAIRS, key=len)}.h5 and the like)"
+            )
 
     def decoding(self, decoding: DecodingConfig) -> DecodingConfig:
         """Each rule's own keys: threshold for nudging (default 0.4), insert and budget for cross-sampling."""

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from compute.core import branching, comparisons, concentration, estimates, example_sums, intervals, tables
+from compute.core import branching, comparisons, concentration, control, estimates, example_sums, intervals, tables
 from compute.core.artifact import (
     Artifact,
     decoding,
@@ -176,4 +176,5 @@ def document(
         "runs": [run_document(f) for f in found],
         "paired_differences": paired,
         "judged_pairs": judged,
+        "controls": control.controls_json([f.artifact for f in found], resamples, seed),
     }

@@ -24,6 +24,7 @@ import numpy as np
 from compute.core import findings
 from compute.core.artifact import Artifact, decoding, open_artifact
 from compute.core.categories import ALIGNED_TOP_CHOICE, ANSWER_TOKEN, SHIFTED, categories, label
+from compute.core.control import format_controls
 from compute.core.estimates import RESAMPLES, SEED
 from compute.core.findings import RunFindings, share_answers  # noqa: F401 (share_answers: the report's own word)
 from compute.core.intervals import Estimate
@@ -206,5 +207,8 @@ def format_report(paths: list[Path | str], resamples: int = RESAMPLES, seed: int
     artifacts = [f.artifact for f in found]
     if len(artifacts) > 1 and share_answers(artifacts):
         lines += _pattern_rows(artifacts)
+    controls = format_controls(artifacts, resamples, seed)
+    if controls:
+        lines += ["", controls]
     lines += ["", f"Intervals: 95 % percentile cluster bootstrap over examples ({resamples} resamples, seed {seed})."]
     return "\n".join(lines)

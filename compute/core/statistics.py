@@ -28,13 +28,29 @@ Tensor = Any  # a torch.Tensor; torch itself is not imported here
 class Chunk:
     """A block of answer rows: each side's float32 log-probabilities over the vocabulary (rows x V), the
     answer token of each row, and k. What several statistics need (probabilities, top-k, the answer
-    token's log-probability, entropies) is computed once and kept for the chunk's lifetime."""
+    token's log-probability, entropies) is computed once and kept for the chunk's lifetime.
 
-    def __init__(self, logp: dict[str, Tensor], targets: Tensor, k: int):
-        self.logp = logp
+    A run scoring several pairs over one answer set (a multi-side run) gives `logp` by cell name and
+    `roles`, which cell plays the aligned and which the base side; `for_pair` makes the chunk of another
+    pair of the same cells, sharing what was kept, so each cell's side statistics are computed once."""
+
+    def __init__(
+        self,
+        logp: dict[str, Tensor],
+        targets: Tensor,
+        k: int,
+        roles: dict[str, str] | None = None,
+        kept: dict[tuple, Tensor] | None = None,
+    ):
+        self.cells = logp
+        self.roles = roles or {side: side for side in SIDE_NAMES}
+        self.logp = {side: logp[cell] for side, cell in self.roles.items()}
         self.targets = targets
         self.k = k
-        self._kept: dict[tuple, Tensor] = {}
+        self._kept: dict[tuple, Tensor] = {} if kept is None else kept
+
+    def for_pair(self, aligned: str, base: str) -> Chunk:
+        return Chunk(self.cells, self.targets, self.k, {"aligned": aligned, "base": base}, self._kept)
 
     def _keep(self, key: tuple, make: Callable[[], Tensor]) -> Tensor:
         if key not in self._kept:
@@ -42,18 +58,18 @@ class Chunk:
         return self._kept[key]
 
     def p(self, side: str) -> Tensor:
-        return self._keep(("p", side), lambda: self.logp[side].exp())
+        return self._keep(("p", self.roles[side]), lambda: self.logp[side].exp())
 
     def topk(self, side: str):
-        return self._keep(("topk", side), lambda: self.logp[side].topk(self.k, dim=-1))
+        return self._keep(("topk", self.roles[side]), lambda: self.logp[side].topk(self.k, dim=-1))
 
     def chosen(self, side: str) -> Tensor:
         """log P(o_t) per row, shape (rows, 1)."""
-        return self._keep(("chosen", side), lambda: self.logp[side].gather(-1, self.targets[:, None]))
+        return self._keep(("chosen", self.roles[side]), lambda: self.logp[side].gather(-1, self.targets[:, None]))
 
     def entropy(self, side: str) -> Tensor:
         # nansum: nan only where p = 0 and log p = -inf, a 0 term
-        return self._keep(("entropy", side), lambda: -_nansum(self.p(side) * self.logp[side]))
+        return self._keep(("entropy", self.roles[side]), lambda: -_nansum(self.p(side) * self.logp[side]))
 
     def other(self, side: str) -> Tensor:
         """log-probabilities of the other side, on this side's device."""
@@ -269,5 +285,11 @@ def columns() -> list[tuple[str, str, Statistic, str | None]]:
 
 
 def compute_chunk(chunk: Chunk) -> dict[str, Tensor]:
-    """Every statistic of a chunk of rows, by dataset path."""
-    return {stat.dataset(side): stat.compute(chunk, side) for stat in STATISTICS for side in stat.sides()}
+    """Every statistic of a chunk of rows, by dataset path. Each is kept in the chunk under the cells it
+    depends on, so pairs sharing a cell (or both cells) compute it once."""
+
+    def kept(stat: Statistic, side: str | None) -> Tensor:
+        cells = (chunk.roles[side],) if side else (chunk.roles["aligned"], chunk.roles["base"])
+        return chunk._keep((stat.name, *cells), lambda: stat.compute(chunk, side))
+
+    return {stat.dataset(side): kept(stat, side) for stat in STATISTICS for side in stat.sides()}

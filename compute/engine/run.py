@@ -1,10 +1,15 @@
-"""One run: config in, one checked artifact out.
+"""One run: config in, checked artifacts out (one per pair of sides it compares).
 
 Everything that can be checked without a model (config, dataset, output
 place) is checked first. Then the sides load, the examples are split over the
 ranks (one rank without torchrun), batched longest first, answered (greedy, or
 from the file), scored, and saved batch by batch as partial work; the main
 rank merges the batches in dataset order into out_dir/NAME.h5.
+
+A run may forward more than two sides (cells) over one answer set and write
+several pairs of them (the template control, config `control`): each cell runs
+once per batch, sides with identical configs once between them, and each pair
+gets its own partial work and its own artifact, in today's pair format.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ from compute.core.artifact import (
     write_artifact,
 )
 from compute.core.branching import MIN_SAMPLES, ExampleSamples, run_branching_factor
-from compute.core.config import CROSS_SAMPLING, ConfigError, RunConfig
+from compute.core.config import CROSS_SAMPLING, ConfigError, PairPlan, RunConfig
 from compute.core.datasets import DatasetError, Example, load_examples
 from compute.core.errors import UserError
 from compute.core.lock import RunLock
@@ -74,24 +79,26 @@ class Planned:
     cost: int  # the longest side's sequence length, generation budget included
 
 
-def output_path(config: RunConfig) -> Path:
-    return config.out_dir / f"{config.name}.h5"
+def output_paths(config: RunConfig) -> dict[str, Path]:
+    """Each artifact the run writes, by name: out_dir/NAME.h5 (a control's pairs: NAME-ROLE.h5)."""
+    return {plan.name: config.out_dir / f"{plan.name}.h5" for plan in config.pairs()}
 
 
-def check_output(config: RunConfig, overwrite: bool) -> Path:
-    """The artifact's final path; refuse an existing one and an out_dir that cannot be written."""
-    path = output_path(config)
-    if path.is_dir():
-        raise RunError(f"{path}: is a folder, not an artifact; move it away to write the run")
-    if path.exists() and not overwrite:
-        raise RunError(f"{path}: an artifact of that name exists (use --overwrite to replace it)")
+def check_output(config: RunConfig, overwrite: bool) -> dict[str, Path]:
+    """The artifacts' final paths; refuse existing ones and an out_dir that cannot be written."""
+    paths = output_paths(config)
+    for path in paths.values():
+        if path.is_dir():
+            raise RunError(f"{path}: is a folder, not an artifact; move it away to write the run")
+        if path.exists() and not overwrite:
+            raise RunError(f"{path}: an artifact of that name exists (use --overwrite to replace it)")
     try:
         config.out_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=config.out_dir):
             pass
     except OSError as err:
         raise RunError(f"out_dir {config.out_dir} is not writable: {err.strerror or err}") from None
-    return path
+    return paths
 
 
 def select_examples(config: RunConfig, limit: int | None) -> list[Example]:
@@ -118,12 +125,12 @@ def select_examples(config: RunConfig, limit: int | None) -> list[Example]:
 
 
 def plan(sides: dict[str, Side], examples: list[Example], max_new_tokens: int) -> dict[int, Planned]:
-    """Render contexts and tokenise file answers once (alone, no special tokens) for both sides."""
+    """Render contexts and tokenise file answers once (alone, no special tokens) for every side."""
     tokenizer = sides["aligned"].tokenizer
     planned = {}
     for example in examples:
-        texts = {name: sides[name].render(example.instruction) for name in SIDES}
-        contexts = {name: sides[name].context_ids(texts[name]) for name in SIDES}
+        texts = {name: side.render(example.instruction) for name, side in sides.items()}
+        contexts = {name: side.context_ids(texts[name]) for name, side in sides.items()}
         answer = None
         if example.answer_ids is not None:
             answer = list(example.answer_ids)
@@ -155,20 +162,32 @@ def _is_out_of_memory(err: BaseException) -> bool:
     return isinstance(err, torch.OutOfMemoryError) or "out of memory" in str(err).lower()
 
 
+def forwarded_as(sides: dict[str, Side]) -> dict[str, str]:
+    """Each side's name -> the side that is forwarded for it: the first side with an identical config (the same
+    weights, adapter and template give the same distributions, e.g. a control's cells when both sides share weights)."""
+    first: dict[object, str] = {}
+    return {name: first.setdefault(side.config, name) for name, side in sides.items()}
+
+
 class Runner:
-    """Holds the loaded sides and turns batches of planned examples into ExampleScores."""
+    """Holds the loaded sides and turns batches of planned examples into ExampleScores, per pair."""
 
     def __init__(self, config: RunConfig, sides: dict[str, Side], planned: list[Planned], rule: Rule | None = None):
         self.config = config
         self.rule = rule
         self.sides = sides
-        self.models = {name: side.model for name, side in sides.items()}
-        self.prefixes = shared_prefixes(config, sides, planned)
+        self.pairs = config.pairs()
+        self.same = forwarded_as(sides)
+        forwarded = {name: sides[name] for name in dict.fromkeys(self.same.values())}
+        self.models = {name: side.model for name, side in forwarded.items()}
+        self.cell_pairs = tuple(dict.fromkeys((self.same[p.aligned], self.same[p.base]) for p in self.pairs))
+        self.prefixes = shared_prefixes(config, forwarded, planned)
         self.generated_tokens = 0
         self.scored_tokens = 0
 
-    def process(self, batch: list[Planned]) -> list[ExampleScores]:
-        """Answer and score a batch; a batch that runs out of GPU memory is split in two and retried."""
+    def process(self, batch: list[Planned]) -> dict[str, list[ExampleScores]]:
+        """Answer and score a batch, each pair's ExampleScores by pair name; a batch that runs out of GPU memory
+        is split in two and retried."""
         try:
             return self._process(batch)
         except (torch.OutOfMemoryError, RuntimeError) as err:
@@ -177,9 +196,10 @@ class Runner:
             torch.cuda.empty_cache()
             half = len(batch) // 2
             log(f"out of memory on a batch of {len(batch)}; retrying as {half} + {len(batch) - half}")
-            return self.process(batch[:half]) + self.process(batch[half:])
+            first, second = self.process(batch[:half]), self.process(batch[half:])
+            return {name: first[name] + second[name] for name in first}
 
-    def _process(self, batch: list[Planned]) -> list[ExampleScores]:
+    def _process(self, batch: list[Planned]) -> dict[str, list[ExampleScores]]:
         aligned = self.sides["aligned"]
         answers = {p.example.index: p.answer for p in batch}
         sources: dict[int, list[int]] = {}
@@ -191,32 +211,36 @@ class Runner:
                 sources[p.example.index] = source
                 self.generated_tokens += len(ids)
         items = [ScoreItem(p.contexts, answers[p.example.index]) for p in batch]
-        stats = score_batch(self.models, items, self.config.top_k, self.prefixes)
-        results = []
+        stats = score_batch(self.models, items, self.config.top_k, self.prefixes, self.cell_pairs)
+        results: dict[str, list[ExampleScores]] = {pair.name: [] for pair in self.pairs}
         for p, item, s in zip(batch, items, stats, strict=True):
             self.scored_tokens += len(item.answer)
             example = p.example
             response = example.response
             if response is None:
                 response = aligned.tokenizer.decode(item.answer)
-            results.append(
-                ExampleScores(
-                    index=example.index,
-                    id=example.id,
-                    prompt=example.instruction,
-                    response=response,
-                    token_ids=np.asarray(item.answer, dtype=np.int32),
-                    contexts={
-                        name: SideContext(np.asarray(p.contexts[name], dtype=np.int32), p.context_texts[name])
-                        for name in SIDES
-                    },
-                    stats=s,
-                    branching=self.sample(p),
-                    reference=example.reference,
-                    correct=judge(self.config.task, response, example.reference) if self.config.task else -1,
-                    source=np.asarray(sources[example.index], dtype=np.int8) if self.rule else None,
+            branching = self.sample(p)
+            correct = judge(self.config.task, response, example.reference) if self.config.task else -1
+            for pair in self.pairs:
+                cells = {"aligned": pair.aligned, "base": pair.base}
+                results[pair.name].append(
+                    ExampleScores(
+                        index=example.index,
+                        id=example.id,
+                        prompt=example.instruction,
+                        response=response,
+                        token_ids=np.asarray(item.answer, dtype=np.int32),
+                        contexts={
+                            side: SideContext(np.asarray(p.contexts[cell], dtype=np.int32), p.context_texts[cell])
+                            for side, cell in cells.items()
+                        },
+                        stats=s[(self.same[pair.aligned], self.same[pair.base])],
+                        branching=branching,
+                        reference=example.reference,
+                        correct=correct,
+                        source=np.asarray(sources[example.index], dtype=np.int8) if self.rule else None,
+                    )
                 )
-            )
         return results
 
     def generate(self, batch: list[Planned]) -> tuple[list[list[int]], list[list[int]]]:
@@ -241,9 +265,14 @@ class Runner:
             return None
         return {
             name: sample_example(
-                side, planned.contexts[name], settings, self.config.stop, planned.example.index, self.prefixes.get(name)
+                self.sides[name],
+                planned.contexts[name],
+                settings,
+                self.config.stop,
+                planned.example.index,
+                self.prefixes.get(name),
             )
-            for name, side in self.sides.items()
+            for name in SIDES
         }
 
 
@@ -309,11 +338,18 @@ def decoding_share(rule: Rule, examples: list[ExampleScores]) -> float:
     return float(np.mean(sources == rule.counted_side)) if len(sources) else float("nan")
 
 
-def run_meta(config: RunConfig, sides: dict[str, Side], fingerprint: str) -> RunMeta:
+def control_attrs(config: RunConfig, pair: PairPlan) -> dict[str, str]:
+    """What ties a control's pair artifacts together: the control, the run's name, and the pair's role."""
+    return {"control": config.control or "", "control_name": config.name, "control_role": pair.role or ""}
+
+
+def run_meta(config: RunConfig, sides: dict[str, Side], fingerprint: str, pair: PairPlan) -> RunMeta:
+    """A pair artifact's attributes; a control's pairs also record the control's name and the pair's role."""
+    cells = {"aligned": pair.aligned, "base": pair.base}
     return RunMeta(
-        name=config.name,
+        name=pair.name,
         top_k=config.top_k,
-        side_attrs={name: side.artifact_attrs(config.out_dir) for name, side in sides.items()},
+        side_attrs={side: sides[cell].artifact_attrs(config.out_dir) for side, cell in cells.items()},
         attrs={
             "tool_version": __version__,
             "dataset": config.dataset.name,
@@ -322,16 +358,23 @@ def run_meta(config: RunConfig, sides: dict[str, Side], fingerprint: str) -> Run
             **({"tags": ",".join(config.tags)} if config.tags else {}),
             **({"short_name": config.short_name} if config.short_name else {}),
             **({"task": config.task} if config.task else {}),
+            **(control_attrs(config, pair) if pair.role else {}),
         },
         branching=dataclasses.asdict(config.branching) if config.branching else None,
     )
 
 
 def run(config: RunConfig, limit: int | None = None, overwrite: bool = False) -> Path | None:
-    """Run the whole job; returns the artifact's path on the main rank (None on the others)."""
+    """Run the whole job; returns the (first) artifact's path on the main rank (None on the others)."""
+    paths = run_pairs(config, limit, overwrite)
+    return next(iter(paths.values())) if paths else None
+
+
+def run_pairs(config: RunConfig, limit: int | None = None, overwrite: bool = False) -> dict[str, Path]:
+    """Run the whole job; every artifact's path by pair name on the main rank (empty on the others)."""
     started = time.perf_counter()
     examples = select_examples(config, limit)
-    final_path = check_output(config, overwrite)
+    final_paths = check_output(config, overwrite)
     fingerprint = config.fingerprint(config.dataset.read_bytes())
     ranks = distributed.setup()
     if not ranks.is_main:
@@ -347,15 +390,18 @@ def run(config: RunConfig, limit: int | None = None, overwrite: bool = False) ->
         every = plan(sides, examples, config.max_new_tokens)
         check_context_windows(config, sides, every)
         check_answer_ids(config, sides, every)
-        meta = run_meta(config, sides, fingerprint)
-        work = PartialWork(config.out_dir / f".{config.name}.partial", fingerprint)
+        pairs = config.pairs()
+        metas = {pair.name: run_meta(config, sides, fingerprint, pair) for pair in pairs}
+        works = {pair.name: PartialWork(config.out_dir / f".{pair.name}.partial", fingerprint) for pair in pairs}
         if ranks.is_main:
-            work.open(log)
+            for work in works.values():
+                work.open(log)
         distributed.barrier(ranks)
-        done = work.done()
-        rule = decoding_rule(config, sides, [every[e.index] for e in examples], work)
+        done = set.intersection(*(work.done() for work in works.values()))
+        rule = decoding_rule(config, sides, [every[e.index] for e in examples], works[pairs[0].name])
         if rule is not None:
-            meta.attrs.update(rule.attrs())
+            for meta in metas.values():
+                meta.attrs.update(rule.attrs())
         distributed.barrier(ranks)  # every rank has read the same finished work before any rank adds to it
         wanted = {e.index for e in examples}
         if done & wanted and ranks.is_main:
@@ -364,21 +410,26 @@ def run(config: RunConfig, limit: int | None = None, overwrite: bool = False) ->
         mine = distributed.balanced_share({i: p.cost for i, p in planned.items()}, ranks)
         runner = Runner(config, sides, [planned[i] for i in mine], rule)
         batches = [[planned[i] for i in batch] for batch in make_batches(mine, planned, config)]
-        _score_share(runner, batches, work, meta, sides, ranks)
+        _score_share(runner, batches, works, metas, sides, ranks)
         distributed.barrier(ranks)
         if not ranks.is_main:
-            return None
-        scored, token_text = work.collect()
-        missing = wanted - set(scored)
-        if missing:
-            raise RunError(f"{len(missing)} examples have no scores in {work.folder}; run again to finish them")
-        ordered = [scored[e.index] for e in examples]
-        if rule is not None and rule.counted_side is not None:
-            meta.attrs["decoding_share"] = decoding_share(rule, ordered)
-        write_artifact(final_path, meta, ordered, token_text, overwrite, extra=aggregates.write_into)
-        work.remove()
-        _print_summary(final_path, time.perf_counter() - started)
-        return final_path
+            return {}
+        collected = {}
+        for name, work in works.items():
+            scored, token_text = work.collect()
+            missing = wanted - set(scored)
+            if missing:
+                raise RunError(f"{len(missing)} examples have no scores in {work.folder}; run again to finish them")
+            collected[name] = ([scored[e.index] for e in examples], token_text)
+        for name, (ordered, token_text) in collected.items():
+            if rule is not None and rule.counted_side is not None:
+                metas[name].attrs["decoding_share"] = decoding_share(rule, ordered)
+            write_artifact(final_paths[name], metas[name], ordered, token_text, overwrite, extra=aggregates.write_into)
+        for work in works.values():
+            work.remove()
+        for path in final_paths.values():
+            _print_summary(path, time.perf_counter() - started)
+        return final_paths
     finally:
         lock.release()
         distributed.teardown(ranks)
@@ -386,8 +437,14 @@ def run(config: RunConfig, limit: int | None = None, overwrite: bool = False) ->
 
 def remove_stale_temp_files(config: RunConfig) -> None:
     """Temp files a killed write of this run left behind (its lock is held, so none is being written)."""
-    partial = config.out_dir / f".{config.name}.partial"
-    stale = [*left_temp_files(config.out_dir, output_path(config).name), *left_temp_files(partial)]
+    stale = [
+        path
+        for pair in config.pairs()
+        for path in (
+            *left_temp_files(config.out_dir, f"{pair.name}.h5"),
+            *left_temp_files(config.out_dir / f".{pair.name}.partial"),
+        )
+    ]
     for path in stale:
         path.unlink(missing_ok=True)
     if stale:
@@ -425,8 +482,8 @@ def check_answer_ids(config: RunConfig, sides: dict[str, Side], planned: dict[in
 def _score_share(
     runner: Runner,
     batches: list[list[Planned]],
-    work: PartialWork,
-    meta: RunMeta,
+    works: dict[str, PartialWork],
+    metas: dict[str, RunMeta],
     sides: dict[str, Side],
     ranks: distributed.Ranks,
 ) -> None:
@@ -438,8 +495,8 @@ def _score_share(
     started = time.perf_counter()
     with gen_bar, bar:  # closed on the way out of an interrupt too, so the next line starts fresh
         for batch in batches:
-            results = runner.process(batch)
-            work.save(meta, results, token_table(sides, results))
+            for name, results in runner.process(batch).items():
+                works[name].save(metas[name], results, token_table(sides, results))
             elapsed = max(time.perf_counter() - started, 1e-9)
             gen_bar.update(sum(1 for p in batch if p.answer is None))
             gen_bar.set_postfix(tok_s=f"{runner.generated_tokens / elapsed:.1f}")

@@ -19,6 +19,7 @@ import torch
 
 from compute.core import statistics
 from compute.core.errors import UserError
+from compute.core.statistics import SIDE_NAMES
 from compute.engine.model import SideModel
 
 # Logits per chunk, rows x vocab: 32 MiB of float32. glibc serves blocks up to that size from its heap
@@ -32,7 +33,7 @@ class ScoringError(UserError):
 
 @dataclass
 class ScoreItem:
-    """One example to score: each side's context and the one answer o shared by both."""
+    """One example to score: each side's (cell's) context and the one answer o shared by all."""
 
     contexts: dict[str, list[int]]
     answer: list[int]
@@ -105,6 +106,10 @@ def answer_hidden_states(
     return torch.cat(rows)
 
 
+Pair = tuple[str, str]  # (the cell in the aligned role, the cell in the base role)
+ONE_PAIR: tuple[Pair, ...] = (("aligned", "base"),)
+
+
 @torch.inference_mode()
 def position_stats(
     heads: dict[str, Callable[[torch.Tensor], torch.Tensor]],
@@ -112,24 +117,31 @@ def position_stats(
     targets: torch.Tensor,
     k: int,
     vocab: int,
-) -> dict[str, torch.Tensor]:
-    """Every registered statistic (compute/core/statistics.py) per row, by dataset path, a chunk of rows at a time.
+    pairs: tuple[Pair, ...] = ONE_PAIR,
+) -> dict[Pair, dict[str, torch.Tensor]]:
+    """Every registered statistic (compute/core/statistics.py) per row, by pair and dataset path, a chunk of rows at
+    a time.
 
-    `heads[side]` turns hidden states into logits over `vocab` entries. Each rows x vocab pass costs as much
-    as the LM head on a CPU, so each is made once per chunk: one log-softmax per side, and what several
-    statistics share (probabilities, top-k, entropies) is kept in the chunk.
+    `heads[cell]` turns hidden states into logits over `vocab` entries. Each rows x vocab pass costs as much
+    as the LM head on a CPU, so each is made once per chunk: one log-softmax per cell, whatever the number of
+    pairs it is in, and what several statistics share (probabilities, top-k, entropies) is kept in the chunk.
     """
     rows_per_chunk = max(1, CHUNK_ELEMENTS // vocab)
-    parts: list[dict[str, torch.Tensor]] = []
+    parts: dict[Pair, list[dict[str, torch.Tensor]]] = {pair: [] for pair in pairs}
     for start in range(0, len(targets), rows_per_chunk):
         rows = slice(start, start + rows_per_chunk)
         logp = {
-            side: torch.log_softmax(head(hidden[side][rows]), dim=-1, dtype=torch.float32)
-            for side, head in heads.items()
+            cell: torch.log_softmax(head(hidden[cell][rows]), dim=-1, dtype=torch.float32)
+            for cell, head in heads.items()
         }
-        chunk = statistics.Chunk(logp, targets[rows].to(logp["aligned"].device), k)
-        parts.append(statistics.compute_chunk(chunk))
-    return {name: torch.cat([part[name].cpu() for part in parts]) for name in parts[0]}
+        device = next(iter(logp.values())).device
+        chunk = statistics.Chunk(logp, targets[rows].to(device), k, roles=dict(zip(SIDE_NAMES, pairs[0], strict=True)))
+        for pair in pairs:
+            parts[pair].append(statistics.compute_chunk(chunk.for_pair(*pair)))
+    return {
+        pair: {name: torch.cat([part[name].cpu() for part in chunks]) for name in chunks[0]}
+        for pair, chunks in parts.items()
+    }
 
 
 def score_batch(
@@ -137,28 +149,31 @@ def score_batch(
     items: list[ScoreItem],
     k: int,
     prefixes: dict[str, SharedPrefix | None] | None = None,
-) -> list[dict[str, np.ndarray]]:
-    """Score a batch; for each item {dataset path: (T,) or (T, k) numpy array} for every registered statistic."""
+    pairs: tuple[Pair, ...] = ONE_PAIR,
+) -> list[dict[Pair, dict[str, np.ndarray]]]:
+    """Score a batch: each model (a cell: a side's weights under its template) runs once, whatever the number of
+    pairs it is in. For each item and pair, {dataset path: (T,) or (T, k) numpy array} for every registered
+    statistic, the pair's cells in the aligned and base roles."""
     prefixes = prefixes or {}
     scored = [item for item in items if item.answer]
     if scored:
-        hidden = {side: answer_hidden_states(models[side], scored, side, prefixes.get(side)) for side in models}
+        hidden = {cell: answer_hidden_states(models[cell], scored, cell, prefixes.get(cell)) for cell in models}
         targets = torch.tensor([t for item in scored for t in item.answer])
-        heads = {side: model.logits for side, model in models.items()}
-        vocab = models["aligned"].vocab_size
+        heads = {cell: model.logits for cell, model in models.items()}
+        vocab = next(iter(models.values())).vocab_size
         dtypes = {dataset: stat.dtype for _, dataset, stat, _ in statistics.columns()}
         stats = {
-            name: values.numpy().astype(dtypes[name], copy=False)
-            for name, values in position_stats(heads, hidden, targets, k, vocab).items()
+            pair: {name: values.numpy().astype(dtypes[name], copy=False) for name, values in columns.items()}
+            for pair, columns in position_stats(heads, hidden, targets, k, vocab, pairs).items()
         }
     else:
-        stats = _empty_columns(k)
+        stats = {pair: _empty_columns(k) for pair in pairs}
     results = []
     row = 0
     for item in items:
         rows = slice(row, row + len(item.answer))
         row += len(item.answer)
-        results.append({name: values[rows] for name, values in stats.items()})
+        results.append({pair: {name: v[rows] for name, v in columns.items()} for pair, columns in stats.items()})
     return results
 
 

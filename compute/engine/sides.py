@@ -110,11 +110,12 @@ def check_same_tokenizer(aligned: PreTrainedTokenizerBase, base: PreTrainedToken
 
 
 def load_sides(config: RunConfig) -> dict[str, Side]:
-    """Devices and tokenizers first (fast, and their checks come before any model loads), then models."""
-    names = ("aligned", "base")
-    for name in names:
-        check_device(name, config.side(name))
-    tokenizers = {name: load_tokenizer(name, config.side(name)) for name in names}
+    """Every side (cell) of the run, by name. Devices and tokenizers first (fast, and their checks come before
+    any model loads), then models; cells on the same weights share one loaded copy."""
+    cells = config.cells()
+    for name, cfg in cells.items():
+        check_device(name, cfg)
+    tokenizers = {name: load_tokenizer(name, cfg) for name, cfg in cells.items()}
     check_same_tokenizer(tokenizers["aligned"], tokenizers["base"])
     vocabulary = len(tokenizers["aligned"])
     if config.top_k > vocabulary:
@@ -122,10 +123,9 @@ def load_sides(config: RunConfig) -> dict[str, Side]:
             f"{config.path}: top_k {config.top_k} is larger than the vocabulary of {config.aligned.model} "
             f"({vocabulary} tokens)"
         )
-    models = load_side_models({name: config.side(name) for name in names})
+    models = load_side_models(cells)
     sides = {
-        name: Side(name, config.side(name), tokenizers[name], models[name], bos_prefix(tokenizers[name]))
-        for name in names
+        name: Side(name, cells[name], tokenizers[name], models[name], bos_prefix(tokenizers[name])) for name in cells
     }
     vocab = {name: side.model.vocab_size for name, side in sides.items()}
     if vocab["aligned"] != vocab["base"]:
