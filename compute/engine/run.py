@@ -23,7 +23,7 @@ from tqdm import tqdm
 from transformers.utils.logging import disable_progress_bar
 
 from compute import __version__
-from compute.core import aggregates
+from compute.core import aggregates, shards
 from compute.core.artifact import (
     ExampleScores,
     RunMeta,
@@ -42,6 +42,7 @@ from compute.core.errors import UserError
 from compute.core.lock import RunLock
 from compute.core.partial import PartialWork
 from compute.core.rules import SIDE_OF, SOURCE_OF, Rule
+from compute.core.shards import Shard
 from compute.engine import distributed
 from compute.engine.decoding import decode_together, js_threshold
 from compute.engine.generate import generate_answers
@@ -316,20 +317,29 @@ def run_meta(config: RunConfig, sides: dict[str, Side], fingerprint: str) -> Run
     )
 
 
-def run(config: RunConfig, limit: int | None = None, overwrite: bool = False) -> Path | None:
-    """Run the whole job; returns the artifact's path on the main rank (None on the others)."""
+def run(
+    config: RunConfig, limit: int | None = None, overwrite: bool = False, shard: Shard | None = None
+) -> Path | None:
+    """Run the whole job; returns the artifact's path on the main rank (None on the others and for a shard)."""
     started = time.perf_counter()
     examples = select_examples(config, limit)
     final_path = check_output(config, overwrite)
     fingerprint = config.fingerprint(config.dataset.read_bytes())
     ranks = distributed.setup()
+    if shard and ranks.world_size > 1:
+        raise RunError(f"--shard {shard}: a shard is one process; start it without torchrun")
     if not ranks.is_main:
         disable_progress_bar()  # the model-loading bars, once (from the main rank)
-    lock = RunLock(config.out_dir / f".{config.name}.lock", config.name)
+    main_lock = RunLock(config.out_dir / f".{config.name}.lock", config.name)
+    lock = RunLock(shard.lock_path(config.out_dir, config.name), f"{config.name} shard {shard}") if shard else main_lock
     try:
         if ranks.is_main:
             lock.acquire()
-            remove_stale_temp_files(config)
+            if shard:
+                shards.check_idle(main_lock.path, config.name)
+            else:
+                shards.check_no_live_shards(config.out_dir, config.name)
+                remove_stale_temp_files(config)
         sides = load_sides(config)
         for name, side in sides.items():
             check_logits_path(side.model, name)
@@ -340,6 +350,8 @@ def run(config: RunConfig, limit: int | None = None, overwrite: bool = False) ->
         work = PartialWork(config.out_dir / f".{config.name}.partial", fingerprint)
         if ranks.is_main:
             work.open(log)
+            if shard:
+                shards.record(work.folder, shard.count, len(examples))
         distributed.barrier(ranks)
         done = work.done()
         rule = decoding_rule(config, sides, [every[e.index] for e in examples], work)
@@ -350,8 +362,17 @@ def run(config: RunConfig, limit: int | None = None, overwrite: bool = False) ->
         if done & wanted and ranks.is_main:
             log(f"resuming: {len(done & wanted)} of {len(examples)} examples already scored")
         planned = {i: p for i, p in every.items() if i not in done}
+        runner = Runner(config, sides, list(every.values()), rule)
+        if shard:
+            batches = [[planned[i] for i in batch] for batch in shard_batches(config, every, done, shard)]
+            _score_share(runner, batches, work, meta, sides, ranks)
+            log(
+                f"shard {shard}: scored {sum(map(len, batches))} examples; once all {shard.count} shards are done, "
+                f"the same command without --shard writes {final_path}"
+            )
+            return None
+        check_shards_finished(config, work, every, wanted - done)
         mine = distributed.balanced_share({i: p.cost for i, p in planned.items()}, ranks)
-        runner = Runner(config, sides, [planned[i] for i in mine], rule)
         batches = [[planned[i] for i in batch] for batch in make_batches(mine, planned, config)]
         _score_share(runner, batches, work, meta, sides, ranks)
         distributed.barrier(ranks)
@@ -371,6 +392,37 @@ def run(config: RunConfig, limit: int | None = None, overwrite: bool = False) ->
     finally:
         lock.release()
         distributed.teardown(ranks)
+
+
+def shard_batches(config: RunConfig, every: dict[int, Planned], done: set[int], shard: Shard) -> list[list[int]]:
+    """The shard's share of the run's batches (made over every example, as one process makes them), less the
+    examples already scored."""
+    batches = make_batches(list(every), every, config)
+    share = shards.deal([every[b[0]].cost * len(b) for b in batches], shard.count)[shard.index - 1]
+    return [todo for todo in ([i for i in batches[b] if i not in done] for b in share) if todo]
+
+
+def check_shards_finished(config: RunConfig, work: PartialWork, every: dict[int, Planned], missing: set[int]) -> None:
+    """When shards wrote the partial work, the run without --shard only merges: name the shards not finished."""
+    record = shards.recorded(work.folder)
+    if record is None or not missing:
+        return
+    count, n_examples = record
+    if n_examples != len(every):
+        raise RunError(
+            f"{work.folder}: its shards ran over {n_examples} examples, this run has {len(every)}: "
+            "use the shards' --limit"
+        )
+    lacking = {}
+    for index in range(1, count + 1):
+        todo = sum(map(len, shard_batches(config, every, set(every) - missing, Shard(index, count))))
+        if todo:
+            lacking[index] = todo
+    named = ", ".join(f"{i}/{count} ({n} examples)" for i, n in lacking.items())
+    raise RunError(
+        f"{config.name}: shard{'s' if len(lacking) > 1 else ''} {named} not finished: run "
+        f"`tds run {config.path} --shard I/{count}` for each, then this command again"
+    )
 
 
 def remove_stale_temp_files(config: RunConfig) -> None:
