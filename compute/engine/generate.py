@@ -13,8 +13,10 @@ the hole against its window, so such models get the plain layout.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
-from transformers import GenerationConfig
+from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaList
 
 from compute.engine.score import SharedPrefix
 from compute.engine.sides import Side
@@ -28,6 +30,24 @@ def eos_ids(side: Side) -> list[int]:
     return sorted(set(ids))
 
 
+class StepCounter(StoppingCriteria):
+    """Never stops anything: after each decoding step, tells `on_tokens` how many rows decoded a token (rows
+    past their EOS are not counted), so progress moves during a long batch."""
+
+    def __init__(self, on_tokens: Callable[[int], None], ends: list[int]):
+        self.on_tokens = on_tokens
+        self.ends = torch.tensor(ends, dtype=torch.long)
+        self.finished: torch.Tensor | None = None
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs) -> torch.BoolTensor:
+        last = input_ids[:, -1]
+        if self.finished is None:
+            self.finished = torch.zeros_like(last, dtype=torch.bool)
+        self.on_tokens(int((~self.finished).sum()))
+        self.finished |= torch.isin(last, self.ends.to(last.device))
+        return torch.zeros_like(self.finished)
+
+
 @torch.inference_mode()
 def generate_answers(
     side: Side,
@@ -35,6 +55,7 @@ def generate_answers(
     max_new_tokens: int,
     stop: tuple[str, ...],
     prefix: SharedPrefix | None = None,
+    on_tokens: Callable[[int], None] | None = None,
 ) -> list[list[int]]:
     """Greedy answers for a batch of contexts (left-padded), as id lists cut at EOS and stop strings."""
     if prefix is not None and side.model.has_sliding_window:
@@ -64,12 +85,15 @@ def generate_answers(
         config,
         tokenizer=side.tokenizer if stop else None,
         past_key_values=prefix.for_batch(len(contexts)) if prefix else None,
+        stopping_criteria=StoppingCriteriaList([StepCounter(on_tokens, ends)]) if on_tokens else None,
     )
-    answers = []
-    for row in output[:, width:].tolist():
-        cut = next((i for i, t in enumerate(row) if t in ends), len(row))
-        answers.append(cut_at_stop(side, row[:cut], stop))
-    return answers
+    return [finish_answer(side, row, ends, stop) for row in output[:, width:].tolist()]
+
+
+def finish_answer(side: Side, row: list[int], ends: list[int], stop: tuple[str, ...]) -> list[int]:
+    """Decoded ids cut before the first EOS, then before the first stop string."""
+    cut = next((i for i, t in enumerate(row) if t in ends), len(row))
+    return cut_at_stop(side, row[:cut], stop)
 
 
 def cut_at_stop(side: Side, ids: list[int], stop: tuple[str, ...]) -> list[int]:

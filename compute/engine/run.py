@@ -13,6 +13,7 @@ import dataclasses
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,7 @@ from compute.engine.generate import generate_answers
 from compute.engine.sampling import sample_example
 from compute.engine.score import ScoreItem, SharedPrefix, check_logits_path, common_prefix_length, score_batch
 from compute.engine.sides import Side, load_sides
+from compute.engine.vllm_engine import VllmEngine, check_engine
 from compute.tasks import judge
 
 SIDES = ("aligned", "base")
@@ -157,6 +159,13 @@ class Runner:
         self.prefixes = shared_prefixes(config, sides, planned)
         self.generated_tokens = 0
         self.scored_tokens = 0
+        self.on_tokens: Callable[[int], None] | None = None  # told each decoding step's new tokens (progress)
+        longest = max((len(c) for p in planned for c in p.contexts.values()), default=0)
+        self.vllm = VllmEngine(config, longest + config.max_new_tokens) if config.engine == "vllm" else None
+
+    def close(self) -> None:
+        if self.vllm is not None:
+            self.vllm.close()
 
     def process(self, batch: list[Planned]) -> list[ExampleScores]:
         """Answer and score a batch; a batch that runs out of GPU memory is split in two and retried."""
@@ -217,13 +226,28 @@ class Runner:
         if rule is None or rule.counted_side is None:
             name = rule.name if rule else "aligned"
             contexts = [p.contexts[name] for p in batch]
-            answers = generate_answers(
-                self.sides[name], contexts, config.max_new_tokens, config.stop, self.prefixes.get(name)
-            )
+            if self.vllm is not None:
+                answers = self.vllm.generate(self.sides[name], contexts, config.max_new_tokens, config.stop)
+                self._count(answers)
+            else:
+                answers = generate_answers(
+                    self.sides[name],
+                    contexts,
+                    config.max_new_tokens,
+                    config.stop,
+                    self.prefixes.get(name),
+                    self.on_tokens,
+                )
             return answers, [[SOURCE_OF[name]] * len(ids) for ids in answers]
         contexts = {name: [p.contexts[name] for p in batch] for name in SIDES}
         decoded = decode_together(self.sides, contexts, rule, config.max_new_tokens, config.stop, self.prefixes)
+        self._count([d.ids for d in decoded])
         return [d.ids for d in decoded], [d.source for d in decoded]
+
+    def _count(self, answers: list[list[int]]) -> None:
+        """Progress for decoding without a per-step hook: the batch's tokens at once."""
+        if self.on_tokens is not None:
+            self.on_tokens(sum(map(len, answers)))
 
     def sample(self, planned: Planned) -> dict[str, ExampleSamples] | None:
         """Each side's sampled continuations of its own context, when the config asks for the branching factor."""
@@ -332,6 +356,7 @@ def run(
         disable_progress_bar()  # the model-loading bars, once (from the main rank)
     main_lock = RunLock(config.out_dir / f".{config.name}.lock", config.name)
     lock = RunLock(shard.lock_path(config.out_dir, config.name), f"{config.name} shard {shard}") if shard else main_lock
+    runner: Runner | None = None
     try:
         if ranks.is_main:
             lock.acquire()
@@ -340,6 +365,7 @@ def run(
             else:
                 shards.check_no_live_shards(config.out_dir, config.name)
                 remove_stale_temp_files(config)
+        check_engine(config, log)
         sides = load_sides(config)
         for name, side in sides.items():
             check_logits_path(side.model, name)
@@ -347,6 +373,8 @@ def run(
         check_context_windows(config, sides, every)
         check_answer_ids(config, sides, every)
         meta = run_meta(config, sides, fingerprint)
+        if any(p.answer is None for p in every.values()):
+            meta.attrs["engine"] = config.engine
         work = PartialWork(config.out_dir / f".{config.name}.partial", fingerprint)
         if ranks.is_main:
             work.open(log)
@@ -390,6 +418,8 @@ def run(
         _print_summary(final_path, time.perf_counter() - started)
         return final_path
     finally:
+        if runner is not None:
+            runner.close()
         lock.release()
         distributed.teardown(ranks)
 
@@ -473,7 +503,9 @@ def _score_share(
     n_examples = sum(len(b) for b in batches)
     quiet = not ranks.is_main
     to_generate = sum(1 for b in batches for p in b if p.answer is None)
-    gen_bar = tqdm(total=to_generate, desc="generate", unit="ex", disable=quiet or not to_generate, position=1)
+    gen_bar = tqdm(desc="generate", unit="tok", disable=quiet or not to_generate, position=1)  # moves every step
+    runner.on_tokens = gen_bar.update
+    generated = 0
     bar = tqdm(total=n_examples, desc="score", unit="ex", disable=quiet, position=0)
     started = time.perf_counter()
     with gen_bar, bar:  # closed on the way out of an interrupt too, so the next line starts fresh
@@ -481,8 +513,8 @@ def _score_share(
             results = runner.process(batch)
             work.save(meta, results, token_table(sides, results))
             elapsed = max(time.perf_counter() - started, 1e-9)
-            gen_bar.update(sum(1 for p in batch if p.answer is None))
-            gen_bar.set_postfix(tok_s=f"{runner.generated_tokens / elapsed:.1f}")
+            generated += sum(1 for p in batch if p.answer is None)
+            gen_bar.set_postfix(examples=f"{generated}/{to_generate}")
             bar.update(len(batch))
             bar.set_postfix(tok_s=f"{runner.scored_tokens / elapsed:.1f}")
     if ranks.world_size > 1:
