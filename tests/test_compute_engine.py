@@ -15,6 +15,7 @@ from conftest import ROOT, config_text, write_config, write_jsonl
 from test_compute_reference import EXAMPLES
 
 from compute.core.config import ConfigError, load_config
+from compute.engine import generate as generate_module
 from compute.engine.generate import generate_answers
 from compute.engine.run import run
 from compute.engine.sides import load_sides
@@ -28,15 +29,38 @@ def make_config(model_pairs, tmp_path: Path, records=GENERATED, **extra) -> Path
     return write_config(tmp_path, config_text(model_pairs["llama"], dataset, tmp_path / "out", **extra))
 
 
-def test_progress_moves_every_decoding_step(model_pairs, tmp_path):
+def test_progress_moves_every_decoding_step(model_pairs, tmp_path, monkeypatch):
     side = load_sides(load_config(make_config(model_pairs, tmp_path)))["aligned"]
     contexts = [side.context_ids(side.render(e["instruction"])) for e in GENERATED]
+    free = generate_answers(side, contexts, 12, ())
+    # make a token of the first answer its EOS (absent from another answer), so rows finish at different steps
+    end = next(t for t in free[0][2:] if any(t not in other for other in free[1:]))
+    monkeypatch.setattr(generate_module, "eos_ids", lambda side: [end])
     steps: list[int] = []
     answers = generate_answers(side, contexts, 12, (), on_tokens=steps.append)
     assert answers == generate_answers(side, contexts, 12, ())  # the hook changes nothing
-    assert len(steps) == max(map(len, answers)) + any(len(a) < 12 for a in answers)  # one call per step
-    assert steps[0] == len(contexts) and steps == sorted(steps, reverse=True)  # finished rows drop out
-    assert sum(steps) == sum(min(len(a) + 1, 12) for a in answers)  # every token decoded, EOS included
+    assert any(len(a) < 11 for a in answers) and any(len(a) == 12 for a in answers)
+    assert len(steps) == 12  # one call per decoding step
+    assert steps[0] == len(contexts) and steps == sorted(steps, reverse=True) and steps[-1] < len(contexts)
+    assert sum(steps) == sum(min(len(a) + 1, 12) for a in answers)  # every token decoded, EOS included, once
+
+
+def test_stop_strings_end_decoding_early_and_their_criterion_is_built_once(model_pairs, tmp_path, monkeypatch):
+    side = load_sides(load_config(make_config(model_pairs, tmp_path)))["aligned"]
+    contexts = [side.context_ids(side.render(e["instruction"])) for e in GENERATED]
+    free = max(generate_answers(side, contexts, 16, ()), key=len)
+    context = contexts[generate_answers(side, contexts, 16, ()).index(free)]
+    assert len(free) >= 8
+    stop = side.tokenizer.decode(free[2:4])
+    built = []
+    build = generate_module.StopStringCriteria
+    monkeypatch.setattr(generate_module, "StopStringCriteria", lambda *a: built.append(a) or build(*a))
+    for _ in range(3):
+        steps: list[int] = []
+        (cut,) = generate_answers(side, [context], 16, (stop,), on_tokens=steps.append)
+        assert cut == free[: len(cut)] and stop not in side.tokenizer.decode(cut)
+        assert len(steps) <= 4  # decoding stopped with the stop string, not at 16 tokens
+    assert len(built) == 1  # one scan of the vocabulary, not one per call
 
 
 def test_a_generating_run_records_its_engine_and_a_run_over_given_answers_does_not(model_pairs, tmp_path):

@@ -121,6 +121,7 @@ class VllmEngine:
         python = python_of(self.config.vllm)
         env = dict(os.environ)
         env.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"0-{max((os.cpu_count() or 1) - 1, 0)}")  # else one thread
+        env.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
         self.process = subprocess.Popen(
             [python, str(WORKER)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
         )
