@@ -580,6 +580,8 @@ def describe(path: Path) -> str:
     lines.append("  means (nats): " + "; ".join(means))
     if "decoding" in artifact.attrs:
         lines.append("  " + describe_decoding(artifact.attrs))
+    if "engine" in artifact.attrs:
+        lines.append(f"  answers decoded by {artifact.attrs['engine']}")
     if "accuracy" in s:
         lines.append(
             f"  task {artifact.attrs.get('task', '?')}: accuracy {s['accuracy']:.1%} "
