@@ -1,6 +1,6 @@
 """Shards (`run --shard I/N`) one after another, merged, against one process: the same artifact, and the cost.
 
-    python benchmarks/shards.py RUN.toml [--limit 16] [--shards 4] [--threads 1]
+    python benchmarks/shards.py RUN.toml [--limit 16] [--shards 4] [--threads 1] [--batch-size N]
 
 Runs the config once as one process and once as N shards followed by the merge (the same command without
 --shard), in this process, into two temporary out_dirs. Prints wall and CPU seconds of each and whether the two
@@ -30,6 +30,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--limit", type=int, default=16)
     p.add_argument("--shards", type=int, default=4)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--batch-size", type=int, help="override the config's batch_size (shards deal whole batches)")
     return p.parse_args(argv)
 
 
@@ -61,6 +62,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     config = load_config(args.config)
+    if args.batch_size:
+        config = replace(config, batch_size=args.batch_size)
     with tempfile.TemporaryDirectory() as folder:
         one = replace(config, out_dir=Path(folder) / "one")
         sharded = replace(config, out_dir=Path(folder) / "sharded")
@@ -71,7 +74,10 @@ def main(argv: list[str] | None = None) -> None:
         rows["merge (no --shard)"] = timed(lambda: run(sharded, args.limit))
         name = f"{config.name}.h5"
         diff = differences(sharded.out_dir / name, one.out_dir / name)
-    print(f"\n{config.aligned.model} vs {config.base.model}, {args.limit} examples, {args.threads} threads\n")
+    print(
+        f"\n{config.aligned.model} vs {config.base.model}, {args.limit} examples in batches of "
+        f"{config.batch_size}, {args.threads} threads\n"
+    )
     print("| what | wall s | CPU s |")
     print("| --- | --: | --: |")
     for label, (wall, cpu) in rows.items():

@@ -124,10 +124,10 @@ def test_vllm_answers_equal_transformers_greedy_answers_token_for_token(tmp_path
     )
     torch.set_num_threads(2)
     paths = {
-        engine: run(load_config(write_config(tmp_path, f'name = "{engine}"\n' + body + extra, f"{engine}.toml")), 6)
+        engine: run(load_config(write_config(tmp_path, f'name = "{engine}"\nengine = "{engine}"\n' + body + extra)), 6)
         for engine, extra in (
+            ("vllm", f'[vllm]\npython = "{VLLM_PYTHON}"\nmemory = 0.15\n'),
             ("transformers", ""),
-            ("vllm", f'engine = "vllm"\n[vllm]\npython = "{VLLM_PYTHON}"\nmemory = 0.15\n'),
         )
     }
     with h5py.File(paths["transformers"]) as hf, h5py.File(paths["vllm"]) as vl:
