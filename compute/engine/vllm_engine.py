@@ -123,7 +123,12 @@ class VllmEngine:
         env.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"0-{max((os.cpu_count() or 1) - 1, 0)}")  # else one thread
         env.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
         self.process = subprocess.Popen(
-            [python, str(WORKER)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
+            [python, str(WORKER)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+            start_new_session=True,  # its group (vLLM's processes too) ends together: see vllm_worker.py
         )
         self.version = self._ask(setup)["ready"]
 
@@ -150,8 +155,8 @@ class VllmEngine:
             return
         self.process.stdin.close()  # type: ignore[union-attr]
         try:
-            self.process.wait(timeout=60)
+            self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            self.process.kill()
+            self.process.terminate()  # the worker ends its process group
             self.process.wait()
         self.process = None

@@ -8,12 +8,29 @@ reply is one line on stdout. Everything else either process prints (vLLM logs,
 its engine process) goes to stderr.
 """
 
+import ctypes
 import json
 import os
+import signal
 import sys
+
+PR_SET_PDEATHSIG = 1
+
+
+def end_with_the_run() -> None:
+    """Started in a process group of its own: on SIGTERM, or when the run that started it dies however it dies
+    (Linux's parent-death signal), end the whole group, vLLM's engine processes included, even mid-load."""
+    signal.signal(signal.SIGTERM, lambda *_: os.killpg(0, signal.SIGKILL))
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass  # not Linux: the run ends it through its input closing
+    if os.getppid() == 1:  # the run died before the signal was armed
+        os.killpg(0, signal.SIGKILL)
 
 
 def main() -> None:
+    end_with_the_run()
     replies = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)  # fd 1 now reaches stderr, for this process and the ones vLLM spawns
     setup = json.loads(sys.stdin.readline())
