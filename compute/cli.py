@@ -21,6 +21,7 @@ becomes its one line.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import signal
 import sys
@@ -148,7 +149,23 @@ def main(argv: list[str] | None = None) -> int:
     return status
 
 
+# What the engine (`run`, `check`) imports beyond the torch-free core, and how to install it.
+ENGINE_PACKAGES = ("torch", "transformers", "peft", "accelerate")
+ENGINE_INSTALL = "pip install -r requirements.txt (or pip install 'tds[compute]')"
+
+
+def require_engine(command: str) -> None:
+    """Refuse, in one line, a command that needs torch where the install has only the torch-free core."""
+    missing = [name for name in ENGINE_PACKAGES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise UserError(
+            f"`tds {command}` needs the compute engine ({', '.join(missing)} not installed here): {ENGINE_INSTALL}"
+        )
+
+
 def _command(args: argparse.Namespace) -> int:
+    if args.command in ("run", "check"):
+        require_engine(args.command)
     if args.command == "validate":
         print(validate(args.config))
     elif args.command == "info":

@@ -11,19 +11,12 @@ from pathlib import Path
 
 import streamlit as st
 
-from dashboard import cache, load, picker, ui
+from compute.core.errors import one_line
+from dashboard import cache, featured, load, pages, picker, ui
 
-PAGES = [
-    st.Page("app_pages/overview.py", title="Overview", icon=":material/bar_chart:", default=True),
-    st.Page("app_pages/positions.py", title="Positions", icon=":material/show_chart:"),
-    st.Page("app_pages/token_types.py", title="Token types", icon=":material/category:"),
-    st.Page("app_pages/examples.py", title="Examples", icon=":material/article:"),
-    st.Page("app_pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
-    st.Page("app_pages/stages.py", title="Stages", icon=":material/stacked_line_chart:"),
-    st.Page("app_pages/branching.py", title="Branching factor", icon=":material/account_tree:"),
-    st.Page("app_pages/experiments.py", title="Experiments", icon=":material/science:"),
+NAVIGATION = [
+    st.Page(page.script, title=page.title, icon=page.icon, default=i == 0) for i, page in enumerate(pages.PAGES)
 ]
-MAX_DEFAULT_RUNS = 8
 GROUP_KEY, SEARCH_KEY = "run-group", "run-search"  # session-state keys of the picker's group and search
 LOG = logging.getLogger(__name__)
 
@@ -42,9 +35,14 @@ def run_picker(runs: list[load.Run], directory: Path) -> None:
     """The sidebar's run picker: a group and a search narrow the list; it says how many runs are shown."""
     labels = [run.label for run in runs]
     if ui.RUNS_KEY not in st.session_state:
-        # Teacher-forced runs first (the paper's protocol); mixed-decoding runs show whole on Experiments anyway.
-        first = sorted(runs, key=lambda run: "decoding" in run.artifact.attrs)
-        st.session_state[ui.RUNS_KEY] = [run.label for run in first][:MAX_DEFAULT_RUNS]
+        listed = [
+            featured.Listed(
+                run.label, run.artifact.name, picker.tags(run.artifact.attrs), "decoding" in run.artifact.attrs
+            )
+            for run in runs
+        ]
+        default, why = featured.default_pick(listed, featured.declared(directory))
+        st.session_state[ui.RUNS_KEY], st.session_state[ui.DEFAULT_WHY_KEY] = default, (default, why)
     else:
         st.session_state[ui.RUNS_KEY] = [label for label in st.session_state[ui.RUNS_KEY] if label in labels]
     picked = st.session_state[ui.RUNS_KEY]
@@ -59,6 +57,9 @@ def run_picker(runs: list[load.Run], directory: Path) -> None:
     options = candidates + [label for label in picked if label not in candidates]  # a picked run stays picked
     st.sidebar.multiselect("Runs", options, key=ui.RUNS_KEY, help=ui.md_escape(f"Artifacts in {directory}"))
     st.sidebar.caption(f"{len(st.session_state[ui.RUNS_KEY])} of {len(labels)} runs shown")
+    default, why = st.session_state.get(ui.DEFAULT_WHY_KEY, ([], ""))
+    if st.session_state[ui.RUNS_KEY] == default:
+        st.sidebar.caption(f"Opened on {why}.")
     if candidates and candidates != st.session_state[ui.RUNS_KEY]:
         st.sidebar.button(
             f"Show the {len(candidates)} listed",
@@ -78,8 +79,8 @@ def main() -> None:
         st.warning(ui.md_escape(bad_setting), icon=":material/warning:")
     if not runs:
         st.info(
-            ui.md_escape(f"{directory} {state(directory)}.")
-            + " Make a run with `python -m compute run compute/recipes/<recipe>.toml`; its artifact lands in the"
+            ui.md_escape(f"{directory}{load.where_from()} {state(directory)}.")
+            + " Make a run with `tds run compute/recipes/<recipe>.toml`; its artifact lands in the"
             + f" recipe's `out_dir`. Point the dashboard at another directory with `{load.ENV_VAR}`.",
             icon=":material/info:",
         )
@@ -87,10 +88,10 @@ def main() -> None:
     run_picker(runs, directory)
     ui.definition_control()
     try:
-        st.navigation(PAGES).run()
+        st.navigation(NAVIGATION).run()
     except Exception as err:  # noqa: BLE001  (the last boundary: a line for the viewer, the traceback in the log)
         LOG.exception("page failed")
-        st.error(ui.md_escape(f"This page stopped: {load.one_line(err)}"), icon=":material/error:")
+        st.error(ui.md_escape(f"This page stopped: {one_line(err)}"), icon=":material/error:")
 
 
 main()

@@ -45,14 +45,35 @@ def adapter_name(attrs: dict[str, object]) -> str:
     return f"+{printable(PurePath(adapter).name or adapter)}" if adapter else "no adapter"
 
 
+def system_name(attrs: dict[str, object]) -> str:
+    """The side's system prompt: its start in quotes after "system", or "no system prompt"."""
+    system = attrs.get("system")
+    if system is None:
+        return "no system prompt"
+    shown = printable(str(system))
+    return f"system ‘{shown[:TEMPLATE_WIDTH]}{'…' if len(shown) > TEMPLATE_WIDTH else ''}’"
+
+
+def differences(attrs: dict[str, object], other: dict[str, object]) -> list[str]:
+    """How this side reads where it differs from the other: its adapter, template and system prompt, each only
+    where the two sides differ in it."""
+    found = []
+    if attrs.get("adapter") != other.get("adapter"):
+        found.append(adapter_name(attrs))
+    if template_name(attrs) != template_name(other) or attrs.get("template_text") != other.get("template_text"):
+        found.append(template_name(attrs))
+    if attrs.get("system") != other.get("system"):
+        found.append(system_name(attrs))
+    return found
+
+
 def variant(attrs: dict[str, object], other: dict[str, object]) -> str:
-    """What sets a side apart from the other on one model: its adapter where the adapters differ (and its
-    template too where those differ as well), else its template."""
-    if attrs.get("adapter") == other.get("adapter"):
+    """What sets a side apart from the other on one model: the first of its adapter, template and system prompt
+    that differ, the others in parentheses; its template where none differs."""
+    found = differences(attrs, other)
+    if not found:
         return template_name(attrs)
-    if template_name(attrs) == template_name(other):
-        return adapter_name(attrs)
-    return f"{adapter_name(attrs)} ({template_name(attrs)})"
+    return found[0] + (f" ({', '.join(found[1:])})" if found[1:] else "")
 
 
 def pair(side_attrs: dict[str, dict[str, object]]) -> str:

@@ -24,16 +24,12 @@ import streamlit as st
 from compute.core import aggregates as stored_aggregates
 from compute.core import statistics
 from compute.core.artifact import (
-    ALIGNED_TOP_CHOICE,
-    ANSWER_TOKEN,
     CATEGORIES,
-    CATEGORY_DEFINITIONS,
     SIDE_NAMES,
     Artifact,
     ArtifactError,
     Judged,
     branching_attrs,
-    categories,
     has_branching,
     judged,
     open_artifact,
@@ -41,10 +37,12 @@ from compute.core.artifact import (
 )
 from compute.core.artifact import decoding as read_decoding
 from compute.core.branching import ExampleSamples
+from compute.core.categories import ALIGNED_TOP_CHOICE, ANSWER_TOKEN, DEFINITIONS, categories
+from compute.core.errors import one_line
 from dashboard.cache import cached
 from dashboard.labels import run_labels
 
-__all__ = ["ALIGNED_TOP_CHOICE", "ANSWER_TOKEN", "CATEGORIES", "CATEGORY_DEFINITIONS", "SIDE_NAMES", "Run", "RunKey"]
+__all__ = ["ALIGNED_TOP_CHOICE", "ANSWER_TOKEN", "CATEGORIES", "DEFINITIONS", "SIDE_NAMES", "Run", "RunKey"]
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -83,6 +81,12 @@ class Run(NamedTuple):
     def file(self) -> str:
         return Path(self.key.path).name
 
+    @property
+    def short_name(self) -> str | None:
+        """The run's `short_name` attribute (its display name in charts), None where it has none."""
+        value = self.artifact.attrs.get("short_name")
+        return str(value) if isinstance(value, str) and value.strip() else None
+
 
 def artifacts_dir() -> Path:
     """$TDS_ARTIFACTS_DIR, or artifacts/ at the repository root (never the cwd)."""
@@ -90,8 +94,9 @@ def artifacts_dir() -> Path:
     return Path(configured).expanduser() if configured else ROOT / "artifacts"
 
 
-def one_line(err: BaseException) -> str:
-    return " ".join(str(err).split()) or type(err).__name__
+def where_from() -> str:
+    """ " (from TDS_ARTIFACTS_DIR)" when the artifacts directory was set there, else "" (the default folder)."""
+    return f" (from {ENV_VAR})" if os.environ.get(ENV_VAR) else ""
 
 
 def scan(directory: Path) -> tuple[list[RunKey], list[str]]:
@@ -241,12 +246,28 @@ def _computed_alone(key: RunKey, name: str) -> pl.DataFrame:
     return stored_aggregates.LATER_TABLES[name](artifact)
 
 
+@cached
+def _completion(key: RunKey) -> stored_aggregates.Completion:
+    """What the run's stored tables lack of the statistics and category definitions registered now, computed
+    here from its positions (nothing is read where nothing is missing)."""
+    located = _located(key)
+    assert located is not None
+    contents = stored_aggregates.held_at(located[0])
+    if contents.missing() == ((), ()):
+        return stored_aggregates.Completion({}, {})
+    artifact = _open(key)
+    assert not isinstance(artifact, str), artifact
+    return stored_aggregates.completion(artifact, contents)
+
+
 def _table(key: RunKey, name: str) -> pl.DataFrame:
     located = _located(key)
     if located is None:
         return _computed(key)[name]
     stored = stored_aggregates.load_table(located[0], name)
-    return _computed_alone(key, name) if stored is None else stored
+    if stored is None:
+        return _computed_alone(key, name)
+    return stored_aggregates.complete_table(name, stored, _completion(key))
 
 
 def aggregates_source(run: Run) -> str:

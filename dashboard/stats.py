@@ -1,7 +1,7 @@
 """What pages compute from a run's aggregate tables: chart titles, the most shifted tokens, two runs side by side.
 
-No Streamlit here. The tables themselves are made in compute/tables.py (from positions), stored with the run
-by compute/aggregates.py, and read by dashboard/load.py.
+No Streamlit here. The tables themselves are made in compute/core/tables.py (from positions), stored with the run
+by compute/core/aggregates.py, and read by dashboard/load.py.
 """
 
 from __future__ import annotations
@@ -82,6 +82,18 @@ def shared_answers(fingerprints: list[frozenset[str]]) -> list[tuple[int, int, i
         for j in range(i + 1, len(fingerprints))
     ]
     return sorted((pair for pair in pairs if pair[2] > 0), key=lambda pair: -pair[2])
+
+
+def default_pair(sides: list[object], comparable: list[tuple[int, int, int]]) -> tuple[int, int]:
+    """The two runs Compare opens on, given each run's sides and `comparable` (shared_answers): the pair with
+    the most answers in common whose sides differ (two runs of one pair over the same answers agree by
+    construction), else the first two runs that are not such a pair, else the first two."""
+    for i, j, _ in comparable:
+        if sides[i] != sides[j]:
+            return i, j
+    trivial = {(i, j) for i, j, _ in comparable}
+    n = len(sides)
+    return next(((i, j) for i in range(n) for j in range(i + 1, n) if (i, j) not in trivial), (0, 1))
 
 
 def answer_groups(answer_sets: list[frozenset[str]]) -> list[tuple[tuple[int, ...], int]]:

@@ -12,11 +12,14 @@ import plotly.graph_objects as go
 import polars as pl
 import streamlit as st
 
-from dashboard import load
+from compute.core.errors import one_line
+from dashboard import load, names
 
 T = TypeVar("T")
 LOG = logging.getLogger(__name__)
+SHORT = "short_name"  # the column charts name runs by (a table's `run` column holds the full label)
 RUNS_KEY = "runs"  # session-state key of the sidebar multiselect (run labels)
+DEFAULT_WHY_KEY = "runs-default-why"  # session-state key: why the picker opened on its runs, in a few words
 DEFINITION_KEY = "category-definition"  # session-state key of the sidebar's shift-category definition
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!$:<>|~])")
 
@@ -34,17 +37,30 @@ def all_runs() -> tuple[list[load.Run], list[str]]:
 
 
 def chosen_runs(least: int = 1) -> list[load.Run]:
-    """The runs picked in the sidebar (all runs if the picker is not there); the page stops with a
+    """The runs picked in the sidebar, in the order picked (all runs if the picker is not there); the page stops with a
     hint when fewer than `least` are picked."""
     runs, _ = all_runs()
     picked = st.session_state.get(RUNS_KEY)
-    chosen = runs if picked is None else [run for run in runs if run.label in picked]
+    by_label = {run.label: run for run in runs}
+    chosen = runs if picked is None else [by_label[label] for label in picked if label in by_label]  # picked order
     if len(chosen) < least:
         st.info(
             "Pick at least one run in the sidebar." if least == 1 else f"Pick at least {least} runs in the sidebar."
         )
         st.stop()
     return chosen
+
+
+def short_names(runs: list[load.Run]) -> dict[str, str]:
+    """Run label -> its short display name among `runs` (dashboard/names.py), for charts."""
+    found = names.short_names([(run.artifact.name, run.short_name) for run in runs])
+    return dict(zip((run.label for run in runs), found, strict=True))
+
+
+def with_short(frame: pl.DataFrame, runs: list[load.Run], column: str = "run") -> pl.DataFrame:
+    """`frame` with a SHORT column: the short display name of the run labelled in `column` (charts plot it and
+    show the label on hover)."""
+    return frame.with_columns(pl.col(column).replace_strict(short_names(runs), default=None).alias(SHORT))
 
 
 def definition() -> str:
@@ -56,9 +72,10 @@ def definition_control() -> None:
     """The sidebar control every page with categories follows: ours, or AlignTDS's (the paper's)."""
     st.sidebar.radio(
         "Shift category from",
-        list(load.CATEGORY_DEFINITIONS),
+        list(load.DEFINITIONS),
         key=DEFINITION_KEY,
-        help=" · ".join(f"{name}: {meaning}." for name, meaning in load.CATEGORY_DEFINITIONS.items()),
+        format_func=lambda definition: load.DEFINITIONS[definition].label,
+        help=" · ".join(f"{d.label}: {d.meaning}." for d in load.DEFINITIONS.values()),
     )
 
 
@@ -66,7 +83,8 @@ def definition_caption() -> None:
     """One line saying which definition the categories on this page use."""
     chosen = definition()
     st.caption(
-        f"Categories by the {chosen}: {load.CATEGORY_DEFINITIONS[chosen]}; unshifted 0, marginal 1-2, "
+        f"Categories by the {load.DEFINITIONS[chosen].label}: {load.DEFINITIONS[chosen].meaning}; unshifted 0, "
+        "marginal 1-2, "
         "shifted 3+. Switch in the sidebar."
     )
 
@@ -74,7 +92,7 @@ def definition_caption() -> None:
 def failed(run: load.Run, err: Exception) -> None:
     """One line naming the run's file (the traceback goes to the server log only)."""
     LOG.warning("%s failed", run.key.path, exc_info=err)
-    message = load.one_line(err)
+    message = one_line(err)
     st.warning(md_escape(message if run.key.path in message else f"{run.key.path}: {message}"), icon=":material/error:")
 
 

@@ -48,9 +48,22 @@ def test_toml_syntax_error_names_the_line(capsys, tmp_path):
 def test_unknown_key_and_unknown_side_key(capsys, setup):
     folder, dataset, pair = setup
     text = config_text(pair, dataset, folder / "out")
-    fails(capsys, ["validate", str(write_config(folder, "topk = 3\n" + text))], "unknown key 'topk'")
+    fails(
+        capsys,
+        ["validate", str(write_config(folder, "topk = 3\n" + text))],
+        "unknown key 'topk' (did you mean 'top_k'?",
+    )
+    err = fails(capsys, ["validate", str(write_config(folder, "colour = 3\n" + text))], "unknown key 'colour' (known:")
+    assert "did you mean" not in err
     text = text.replace("[base]\n", "[base]\ntemperature = 1\n")
     fails(capsys, ["run", str(write_config(folder, text))], "unknown key 'temperature' in [base]")
+
+
+def test_short_name_is_checked(capsys, setup):
+    folder, dataset, pair = setup
+    text = config_text(pair, dataset, folder / "out")
+    fails(capsys, ["validate", str(write_config(folder, 'short_name = " "\n' + text))], "short_name ' '")
+    assert load_config(write_config(folder, 'short_name = "sft"\n' + text)).short_name == "sft"
 
 
 def test_missing_key(capsys, setup):

@@ -21,7 +21,7 @@ import pytest
 from conftest import ROOT, config_text, write_config, write_jsonl
 
 from compute.cli import main
-from compute.core import artifact, config, datasets, packaged
+from compute.core import artifact, config, datasets, files, packaged
 from compute.core.config import ConfigError, _Loader, key, toml_keys
 from compute.core.errors import UserError
 from compute.core.partial import PartialWork
@@ -379,7 +379,7 @@ def test_out_dir_turning_read_only_during_a_run_is_one_line(capsys, folder, conf
         calls["n"] += 1
         if calls["n"] == 2:
             monkeypatch.setattr(
-                artifact.tempfile,
+                files.tempfile,
                 "mkstemp",
                 lambda **k: (_ for _ in ()).throw(PermissionError(13, "Permission denied")),
             )

@@ -106,7 +106,7 @@ def test_the_aligntds_definition_ranks_the_aligned_top_choice_in_the_base_top_k(
     """In alpha the aligned top choice is the answer token; the base top-k has it first where its base rank
     is 0 and third otherwise, so AlignTDS's rule makes every other position marginal (none shifted)."""
     at = open_page("overview")
-    at.sidebar.radio(key="category-definition").set_value("aligned top choice (AlignTDS)").run()
+    at.sidebar.radio(key="category-definition").set_value("aligned_top_choice").run()
     alpha = at.dataframe[0].value.set_index("run").loc[ALPHA_LABEL]
     assert (alpha["share_unshifted"], alpha["share_marginal"], alpha["share_shifted"]) == pytest.approx(
         (4 / 9, 5 / 9, 0)
@@ -261,9 +261,10 @@ def test_empty_directory_says_how_to_make_a_run(tmp_path, monkeypatch, exists):
     at = AppTest.from_file(str(APP), default_timeout=60).run()
     assert not at.exception
     message = at.info[0].value
-    assert "python -m compute run compute/recipes/<recipe>.toml" in message
+    assert "tds run compute/recipes/<recipe>.toml" in message
     assert "out_dir" in message
-    assert ("holds no complete artifacts" if exists else "does not exist") in message.replace("\\", "")
+    state = "holds no complete artifacts" if exists else "does not exist"
+    assert f"{directory} (from TDS_ARTIFACTS_DIR) {state}" in message.replace("\\", "")
 
 
 def test_default_directory_is_artifacts_at_the_repo_root(monkeypatch, tmp_path):

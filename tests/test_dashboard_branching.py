@@ -78,5 +78,7 @@ def test_the_page_shows_bf_per_side_the_ratio_and_the_curve(runs_dir):
     assert rows["bf_aligned"][0] == pytest.approx(3)
     assert rows["bf_base"][0] == pytest.approx(9)
     assert rows["bf_ratio"][0] == pytest.approx(3)
-    assert any(c.value.startswith("beta") and "no branching data" in c.value for c in at.caption)
+    assert [c.value for c in at.caption if "branching data" in c.value] == [
+        r"No branching data \(no \[branching\] table\) in 1 picked runs\: beta\."
+    ]
     assert len(at.get("plotly_chart")) == 2

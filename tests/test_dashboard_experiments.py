@@ -12,14 +12,13 @@ from streamlit.testing.v1 import AppTest
 
 from compute.core import aggregates
 from compute.core.artifact import (
-    ALIGNED_TOP_CHOICE,
-    ANSWER_TOKEN,
     ArtifactError,
     Judged,
     decoding,
     judged,
     open_artifact,
 )
+from compute.core.categories import ALIGNED_TOP_CHOICE, ANSWER_TOKEN
 from compute.core.token_types import token_types
 from dashboard import experiments, render
 

@@ -18,6 +18,7 @@ from dashboard_helpers import (
     BETA,
     BETA_LABEL,
     OTHER,
+    PLAIN_SIDES,
     REFUSED,
     ROOT,
     label,
@@ -267,15 +268,17 @@ def test_compare_opens_on_two_runs_that_share_answers(tmp_path, monkeypatch):
     directory.mkdir()
     write_run(directory / "a_first.h5", ALPHA)
     write_run(directory / "b_other.h5", OTHER)
-    write_run(directory / "c_same.h5", BETA)
+    other_sides = {**PLAIN_SIDES, "aligned": {**PLAIN_SIDES["aligned"], "system": "Be brief."}}
+    write_run(directory / "c_same.h5", BETA, sides=other_sides)
     monkeypatch.setenv("TDS_ARTIFACTS_DIR", str(directory))
     at = page_with_all_runs("compare")
-    assert (at.selectbox(key="cmp-a").value, at.selectbox(key="cmp-b").value) == (label("a_first"), label("c_same"))
+    c_same = next(o for o in at.selectbox(key="cmp-b").options if o.startswith("c_same"))
+    assert (at.selectbox(key="cmp-a").value, at.selectbox(key="cmp-b").value) == (label("a_first"), c_same)
     groups = at.dataframe[0].value
     assert groups[["runs", "answers all hold"]].values.tolist() == [[2, 1]]  # ex-a, the same 5 tokens
-    assert list(groups["members"][0]) == [label("a_first"), label("c_same")]
+    assert list(groups["members"][0]) == [label("a_first"), c_same]
     pairs = next(e for e in at.expander if e.label.startswith("Pairs of runs")).dataframe[0].value
-    assert pairs.values.tolist() == [[label("a_first"), label("c_same"), 1, 2, 3]]  # of a_first's 2 and c_same's 3
+    assert pairs.values.tolist() == [[label("a_first"), c_same, 1, 2, 3]]  # of a_first's 2 and c_same's 3
     assert {m.label: m.value for m in at.metric}["positions compared"] == "5"
 
 
@@ -328,3 +331,14 @@ def test_compare_says_so_when_the_pair_picked_shares_no_answer(tmp_path, monkeyp
         "These two runs have no answer in common, so there is no position-by-position agreement to show."
     ]
     assert [e.label for e in at.expander if e.label.startswith("Table: ")] == ["Table: compare-shares"]
+
+
+def test_compare_does_not_open_on_two_runs_of_one_pair_over_the_same_answers(tmp_path, monkeypatch):
+    directory = tmp_path / "runs"
+    directory.mkdir()
+    write_run(directory / "a_first.h5", ALPHA)
+    write_run(directory / "b_other.h5", OTHER)
+    write_run(directory / "c_same.h5", BETA)  # a_first's sides and one of its answers: they agree by construction
+    monkeypatch.setenv("TDS_ARTIFACTS_DIR", str(directory))
+    at = page_with_all_runs("compare")
+    assert (at.selectbox(key="cmp-a").value, at.selectbox(key="cmp-b").value) == (label("a_first"), label("b_other"))

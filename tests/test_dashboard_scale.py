@@ -17,7 +17,8 @@ from streamlit.testing.v1 import AppTest
 
 from compute.cli import main as cli
 from compute.core import aggregates, token_types
-from compute.core.artifact import ALIGNED_TOP_CHOICE, ANSWER_TOKEN, categories, open_artifact, write_artifact
+from compute.core.artifact import open_artifact, write_artifact
+from compute.core.categories import ALIGNED_TOP_CHOICE, ANSWER_TOKEN, categories
 from dashboard import cache, load, picker, stages
 
 
@@ -99,11 +100,18 @@ def test_stored_aggregates_equal_sums_over_the_positions(synthetic, definition):
             if len(shifted)
             else np.isnan(counts.loc[token, "example_row"])
         )
-    assert counts["count"].sum() == artifact.n_positions
+    ids, occurrences = np.unique(token_id, return_counts=True)
+    assert counts.index.tolist() == ids.tolist() and counts["count"].tolist() == occurrences.tolist()
 
-    types = by_definition(tables, "token_types", definition)
-    assert types["positions"].sum() == artifact.n_positions
-    assert types["share_of_positions"].sum() == pytest.approx(1.0)
+    types = by_definition(tables, "token_types", definition).to_pandas().set_index("type")
+    texts = artifact.token_texts()
+    type_of = np.array([token_types.classify(texts[int(i)]) for i in token_id])
+    assert sorted(types.index) == sorted(set(type_of.tolist()))
+    for name in types.index:
+        here = type_of == name
+        assert types.loc[name, "positions"] == here.sum()
+        assert types.loc[name, "share_of_positions"] == pytest.approx(here.mean())
+        assert types.loc[name, "share_shifted"] == pytest.approx(np.mean(category[here] == 2))
 
 
 def test_the_tables_in_the_artifact_are_the_tables_the_dashboard_would_compute(synthetic, tmp_path):

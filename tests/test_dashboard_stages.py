@@ -184,7 +184,7 @@ def test_the_aligntds_definition_changes_every_pattern(chain_dir):
     """The aligned side's top choice is the answer token, third in the base top-k where the base rank is not 0:
     marginal under AlignTDS's rule, so no pair shifts any position."""
     at = stages_page()
-    at.sidebar.radio(key="category-definition").set_value("aligned top choice (AlignTDS)").run()
+    at.sidebar.radio(key="category-definition").set_value("aligned_top_choice").run()
     drew(at)
     assert pattern_counts(at) == {name: 10 if name == "none" else 0 for name in SHIFTED}
 

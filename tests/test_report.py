@@ -8,7 +8,8 @@ import pytest
 from dashboard_helpers import ALPHA, BETA, example, write_run
 
 from compute.cli import main
-from compute.core.artifact import ALIGNED_TOP_CHOICE, ANSWER_TOKEN, open_artifact
+from compute.core.artifact import open_artifact
+from compute.core.categories import ALIGNED_TOP_CHOICE, ANSWER_TOKEN
 from compute.core.report import run_claims, share_answers, shift_patterns
 
 # ALPHA over the same answers, shifted elsewhere: ex-a t 1 and t 4, ex-b none.
@@ -38,7 +39,7 @@ def test_shift_patterns_of_runs_over_the_same_answers(tmp_path):
     patterns = shift_patterns([first, later])
     # first shifts ex-a t0, t4 and ex-b t3; later shifts ex-a t1, t4.
     assert patterns == {(): 5, ("first",): 2, ("later",): 1, ("first", "later"): 1}
-    assert sum(patterns.values()) == first.n_positions
+    assert shift_patterns([later, first]) == {(): 5, ("first",): 2, ("later",): 1, ("later", "first"): 1}
     assert shift_patterns([first, later], ALIGNED_TOP_CHOICE) == {(): 9}  # the base top-k holds every answer token
 
 

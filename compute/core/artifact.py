@@ -12,7 +12,6 @@ import errno
 import io
 import math
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,17 +22,16 @@ import numpy as np
 
 from compute.core import statistics
 from compute.core.branching import ExampleSamples
-from compute.core.errors import UserError
+from compute.core.categories import DEFINITIONS
+from compute.core.categories import NAMES as CATEGORIES
+from compute.core.errors import UserError, one_line
+from compute.core.files import write_atomically
 from compute.core.statistics import SIDE_NAMES
 
 FORMAT = "tds-artifact"
 FORMAT_VERSION = 1
 NUL_STANDIN = "\u2400"  # HDF5 strings cannot hold NUL
 
-# Shift categories from the base side's rank of o_t (as in the URIAL paper).
-UNSHIFTED, MARGINAL, SHIFTED = "unshifted", "marginal", "shifted"
-CATEGORIES = (UNSHIFTED, MARGINAL, SHIFTED)
-MARGINAL_MAX_RANK = 2
 
 _STR = h5py.string_dtype("utf-8")
 _COMPRESSION = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
@@ -61,7 +59,7 @@ class ExampleScores:
     response: str
     token_ids: np.ndarray  # (T,) int32, the answer o
     contexts: dict[str, SideContext]
-    stats: dict[str, np.ndarray]  # dataset path (e.g. "sides/base/rank") -> (T,) or (T, k), see compute/statistics.py
+    stats: dict[str, np.ndarray]  # dataset path ("sides/base/rank") -> (T,) or (T, k): core/statistics.py
     branching: dict[str, ExampleSamples] | None = None  # side -> sampled continuations (optional /branching)
     reference: str | None = None  # the expected answer of a verifiable task (optional /examples/reference)
     correct: int = -1  # the task's verdict: 1 right, 0 wrong, -1 not judged (optional /examples/correct)
@@ -77,42 +75,6 @@ class RunMeta:
     side_attrs: dict[str, dict[str, str]]  # side -> model, template, dtype, ...
     attrs: dict[str, str] = field(default_factory=dict)  # extra root attributes
     branching: dict[str, int | float] | None = None  # /branching/<side> attrs: samples, temperature, top_p, ...
-
-
-def shift_category(rank: np.ndarray) -> np.ndarray:
-    """0 unshifted (rank 0), 1 marginal (rank 1-2), 2 shifted (rank 3+)."""
-    return np.where(rank == 0, 0, np.where(rank <= MARGINAL_MAX_RANK, 1, 2)).astype(np.int8)
-
-
-def aligned_top_choice_rank(aligned_topk_ids: np.ndarray, base_topk_ids: np.ndarray) -> np.ndarray:
-    """AlignTDS's rank: where the aligned side's top-1 id stands in the base side's stored top-k list
-    (0-based), k where it is absent. Both (N, k); returns (N,) int32."""
-    n, k = base_topk_ids.shape
-    if n == 0 or k == 0:
-        return np.full(n, k, dtype=np.int32)
-    hits = base_topk_ids == aligned_topk_ids[:, :1]
-    return np.where(hits.any(axis=1), hits.argmax(axis=1), k).astype(np.int32)
-
-
-# The two ways of putting a position in a shift category, and the datasets each needs.
-ANSWER_TOKEN = "answer token"
-ALIGNED_TOP_CHOICE = "aligned top choice (AlignTDS)"
-CATEGORY_DEFINITIONS = {
-    ANSWER_TOKEN: "the base side's rank of the answer token o_t over the full vocabulary",
-    ALIGNED_TOP_CHOICE: (
-        "the place of the aligned side's own top-1 token in the base side's stored top-k (absent: shifted), "
-        "as AlignTDS computes it; the paper's 5-8 % shifted uses this"
-    ),
-}
-
-
-def categories(read, definition: str) -> np.ndarray:
-    """Per-position shift category under a definition; `read(dataset)` returns a stored column."""
-    if definition == ANSWER_TOKEN:
-        return shift_category(read("sides/base/rank"))
-    if definition == ALIGNED_TOP_CHOICE:
-        return shift_category(aligned_top_choice_rank(read("sides/aligned/topk_ids"), read("sides/base/topk_ids")))
-    raise ValueError(f"unknown category definition {definition!r}")
 
 
 def _clean(text: str) -> str:
@@ -162,31 +124,12 @@ def write_artifact(
         raise ArtifactError(f"{path}: an artifact of that name exists (use --overwrite to replace it)")
     if path.is_dir():
         raise ArtifactError(f"{path}: is a folder, not an artifact; move it away to write the run")
-    tmp: Path | None = None
     try:
-        image = _file_image(meta, examples, token_text, extra)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        tmp = Path(tmp_name)
-        with open(fd, "wb") as out:
-            out.write(image)
-            out.flush()
-            os.fsync(out.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o644 & ~umask)
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            try:
-                os.link(tmp, path)  # fails if path exists: never clobber
-            except FileExistsError as err:
-                raise ArtifactError(f"{path}: an artifact of that name exists (use --overwrite to replace it)") from err
-            tmp.unlink()
+        write_atomically(path, _file_image(meta, examples, token_text, extra), replace=overwrite)
+    except FileExistsError as err:
+        raise ArtifactError(f"{path}: an artifact of that name exists (use --overwrite to replace it)") from err
     except OSError as err:
         raise _write_error(path, err) from None
-    finally:
-        if tmp is not None:
-            tmp.unlink(missing_ok=True)
 
 
 def _file_image(
@@ -211,7 +154,7 @@ _NO_SPACE = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
 
 def _write_error(path: Path, err: OSError) -> ArtifactError:
     """One line for a failed write; h5py reports the system error only inside its message."""
-    text = _one_line(err)
+    text = one_line(err)
     if err.errno in _NO_SPACE or any(os.strerror(code) in text for code in _NO_SPACE):
         return ArtifactError(f"{path.parent}: no space left to write {path.name} (disk full or file-size limit)")
     reason = err.strerror or text
@@ -328,7 +271,7 @@ class Artifact:
                     ds = ds.asstr()
                 return ds[()] if rows is None else ds[rows]
         except (OSError, KeyError, ValueError) as err:
-            raise ArtifactError(f"{self.path}: cannot read {dataset}: {_one_line(err)}") from None
+            raise ArtifactError(f"{self.path}: cannot read {dataset}: {one_line(err)}") from None
 
     def example_rows(self, e: int) -> slice:
         offsets = self.read("examples/offsets", slice(e, e + 2))
@@ -364,10 +307,6 @@ class Artifact:
         return dict(zip(self.read("tokens/id").tolist(), self.read("tokens/text").tolist(), strict=True))
 
 
-def _one_line(err: BaseException) -> str:
-    return " ".join(str(err).split()) or type(err).__name__
-
-
 def _text(value: object) -> object:
     return value.decode() if isinstance(value, bytes) else value
 
@@ -383,7 +322,7 @@ def open_artifact(path: Path | str) -> Artifact:
     except ArtifactError:
         raise
     except (OSError, KeyError, ValueError, TypeError) as err:
-        raise ArtifactError(f"{path}: not a readable HDF5 artifact (truncated or corrupt?): {_one_line(err)}") from None
+        raise ArtifactError(f"{path}: not a readable HDF5 artifact (truncated or corrupt?): {one_line(err)}") from None
 
 
 def _check(path: Path, f: h5py.File) -> Artifact:
@@ -658,7 +597,7 @@ def branching_attrs(artifact: Artifact, side: str) -> dict[str, object]:
         with h5py.File(artifact.path, "r") as f:
             return {key: _text(value) for key, value in f[f"branching/{side}"].attrs.items()}
     except (OSError, KeyError) as err:
-        raise ArtifactError(f"{artifact.path}: cannot read /branching/{side}: {_one_line(err)}") from None
+        raise ArtifactError(f"{artifact.path}: cannot read /branching/{side}: {one_line(err)}") from None
 
 
 def read_branching(artifact: Artifact, side: str) -> list[ExampleSamples]:
@@ -716,10 +655,10 @@ def summarize(artifact: Artifact) -> dict[str, float]:
     judged task, `judged` (examples with a reference) and `accuracy` (share of them correct)."""
     n = artifact.n_positions
     summary: dict[str, float] = {"examples": artifact.n_examples, "positions": n}
-    for definition, prefix in ((ANSWER_TOKEN, "share"), (ALIGNED_TOP_CHOICE, "aligntds_share")):
-        counts = np.bincount(categories(artifact.read, definition), minlength=3)
+    for definition in DEFINITIONS.values():
+        counts = np.bincount(definition.categorise(artifact.read), minlength=3)
         for i, cat in enumerate(CATEGORIES):
-            summary[f"{prefix}_{cat}"] = float(counts[i] / n) if n else float("nan")
+            summary[f"{definition.summary_prefix}_{cat}"] = float(counts[i] / n) if n else float("nan")
     summary["answer_is_aligned_top"] = float(np.mean(artifact.read("sides/aligned/rank") == 0)) if n else float("nan")
     for dataset, stat, side in artifact.statistics():
         if stat.aggregate == "mean":

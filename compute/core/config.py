@@ -7,6 +7,7 @@ from any working directory.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import os
 import tomllib
@@ -25,7 +26,7 @@ CHAT = "chat"
 PLACEHOLDER = "{instruction}"
 MAX_NAME_BYTES = 255 - len("..h5.12345678.tmp")  # the longest file name a run makes from its name
 DEFAULT_NUDGING_THRESHOLD = 0.4  # gamma in the nudging paper's examples
-PACKAGE_PREFIX = "pypi:"  # a model shipped in a PyPI package (see compute/packaged.py)
+PACKAGE_PREFIX = "pypi:"  # a model shipped in a PyPI package (see compute/core/packaged.py)
 
 
 class ConfigError(UserError):
@@ -121,7 +122,7 @@ NUDGING, CROSS_SAMPLING = "nudging", "cross-sampling"
 
 @dataclass(frozen=True)
 class DecodingConfig:
-    """The [decoding] table: which side emits each token of a generated answer (compute/rules.py, docs/decoding.md)."""
+    """The [decoding] table: which side emits each token of a generated answer (core/rules.py, docs/decoding.md)."""
 
     rule: str = key("aligned", choices=DECODING_RULES)
     """aligned or base: that side decodes alone; nudging: the base side decodes and the aligned side writes where
@@ -183,7 +184,11 @@ class RunConfig:
     vllm: VllmConfig | None = None
     """Where vLLM is and how much memory it takes (engine = "vllm"; absent: the defaults)."""
     tags: tuple[str, ...] = ()
-    """Labels stored as the artifact's `tags` attribute; the dashboard's run picker groups runs by them."""
+    """Labels stored as the artifact's `tags` attribute; the dashboard's run picker groups runs by them, and opens
+    on the runs tagged "featured" (docs/dashboard.md)."""
+    short_name: str | None = None
+    """The run's name in the dashboard's charts (stored as the `short_name` attribute); absent: the run name without
+    the start most runs shown share."""
     task: str | None = key(None, choices=tuple(tasks.JUDGES))
     """Judge each response against the dataset's `reference` with this task's judge (compute/tasks/)."""
     text: str = filled_in("")
@@ -258,6 +263,9 @@ class _Loader:
             raise self.fail('[vllm] applies to engine = "vllm" only')
         if any(not tag.strip() or "," in tag for tag in values["tags"]):
             raise self.fail("tags must be non-empty strings without commas")
+        short = values["short_name"]
+        if short is not None and (not short.strip() or any(unicodedata.category(c).startswith("C") for c in short)):
+            raise self.fail(f"short_name {short!r} must be non-empty text without control characters")
         return RunConfig(path=self.path, text=text, **values)
 
     def decoding(self, decoding: DecodingConfig) -> DecodingConfig:
@@ -282,7 +290,9 @@ class _Loader:
         known = toml_keys(cls)
         unknown = sorted(set(raw) - set(known))
         if unknown:
-            raise self.fail(f"unknown key {unknown[0]!r}{where} (known: {', '.join(sorted(known))})")
+            close = difflib.get_close_matches(unknown[0], known, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise self.fail(f"unknown key {unknown[0]!r}{where} ({hint}known: {', '.join(sorted(known))})")
         hints = get_type_hints(cls)
         values = {}
         tables_last = sorted(known.items(), key=lambda item: _table_type(hints[item[0]]) is not None)

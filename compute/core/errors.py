@@ -15,6 +15,13 @@ EXIT_BUG = 3  # an unexpected error: the traceback is printed
 EXIT_INTERRUPTED = 130  # Ctrl-C or SIGTERM
 
 
+def one_line(err: BaseException) -> str:
+    """An exception's message as one line: its first non-blank line, spaces collapsed (its type's name where
+    it has no message). Libraries' multi-line messages put the reason first and advice after."""
+    lines = [" ".join(line.split()) for line in str(err).splitlines()]
+    return next((line for line in lines if line), type(err).__name__)
+
+
 class UserError(Exception):
     """A fault the user can fix; str(err) is one line saying what and where."""
 

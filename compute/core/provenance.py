@@ -3,7 +3,7 @@
 At every position of an artifact with /positions/source, the rule named by the root attribute `decoding` is
 checked against what the artifact stores: each side's top-1 (`topk_ids[:, 0]`), the base side's top-1
 probability (`exp topk_logprobs[:, 0]`), the JS (`/positions/js`) and the source of the position before.
-The rules are stated here again, condition by condition, apart from the decoder's code (compute/rules.py), so
+The rules are stated here again, condition by condition, apart from the decoder's code (compute/core/rules.py), so
 that a fault in that code shows. A position passes when its source follows the rule and o_t is the top-1 of
 the side that emitted it. The stored numbers come from teacher-forced scoring and the
 decisions from the decoder's own forward passes, so a comparison within `atol` of its boundary (a near tie of
@@ -64,7 +64,7 @@ def _agree_readings(aligned_top: set[int], base_top: set[int]) -> set[bool]:
 
 
 def nudging_fault(t: int, previous: int, stored: int, confident: set[bool], agree: set[bool]) -> str | None:
-    """What breaks the nudging rule at this position (None: it follows it), stated apart from compute/rules.py.
+    """What breaks the nudging rule at this position (None: it follows it), stated apart from compute/core/rules.py.
 
     confident: the readings of "base top-1 probability >= gamma"; agree: of "the two sides' top-1 are one token".
     """

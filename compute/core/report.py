@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 
 from compute.core import tables
-from compute.core.artifact import ALIGNED_TOP_CHOICE, ANSWER_TOKEN, Artifact, categories, open_artifact
+from compute.core.artifact import Artifact, open_artifact
+from compute.core.categories import ALIGNED_TOP_CHOICE, ANSWER_TOKEN, SHIFTED, categories, label
 from compute.core.token_types import DISCOURSE, POLITENESS, PUNCTUATION, WHITESPACE, classify
 
-SHIFTED = 2
 POSITION_RANGES = ((0, 10), (10, 50), (50, None))
 STYLISTIC = frozenset({DISCOURSE, POLITENESS, PUNCTUATION, WHITESPACE})
 
@@ -116,7 +116,8 @@ def format_report(paths: list[Path]) -> str:
     if len(artifacts) > 1 and share_answers(artifacts):
         total = artifacts[0].n_positions
         for definition in (ANSWER_TOKEN, ALIGNED_TOP_CHOICE):
-            lines += ["", f"Runs over the same answers: positions shifted ({definition}) by exactly these runs", ""]
+            title = f"Runs over the same answers: positions shifted ({label(definition)}) by exactly these runs"
+            lines += ["", title, ""]
             lines += ["| shifted by | positions | share |", "| --- | --: | --: |"]
             patterns = shift_patterns(artifacts, definition)
             for pattern, n in sorted(patterns.items(), key=lambda item: -item[1]):

@@ -2,7 +2,7 @@
 
 The rules are pure functions of what one step shows (each side's top-1 token, the base side's top-1
 probability, the Jensen-Shannon divergence of the two next-token distributions), so the decoder
-(compute/decoding.py) and `compute check` (compute/provenance.py, from the stored top-k) apply the same
+(compute/engine/decoding.py) and `compute check` (compute/core/provenance.py, from the stored top-k) apply the same
 code. Plain Python here: the check needs no torch.
 """
 

@@ -1,8 +1,8 @@
 """Per-position columns -> the small tables the dashboard draws (per run, per position bin, per token type, ...).
 
 Pure functions over polars frames, numpy and polars only: `compute aggregate` and the writer store their
-results with a run (compute/aggregates.py), and the dashboard computes the same tables with the same functions
-where a run stores none. Which statistics are averaged comes from the registry (compute/statistics.py): every
+results with a run (compute/core/aggregates.py), and the dashboard computes the same tables with the same functions
+where a run stores none. Which statistics are averaged comes from the registry (compute/core/statistics.py): every
 one declared with aggregate "mean". Frames carry a `category` column: 0 unshifted, 1 marginal, 2 shifted.
 """
 
@@ -15,12 +15,12 @@ import numpy as np
 import polars as pl
 
 from compute.core import statistics
+from compute.core.categories import SHIFTED
 
 EXACT_POSITIONS = 32  # positions 0..31 get a bin each; later ones share wider bins
 SHARE_COLUMNS = ("share_unshifted", "share_marginal", "share_shifted")
 # Registered statistics averaged by the pages: frame column -> (statistic, side or None).
 AVERAGED = {column: (stat, side) for column, _, stat, side in statistics.columns() if stat.aggregate == "mean"}
-SHIFTED = 2
 
 
 def _means(frame: pl.DataFrame) -> list[pl.Expr]:

@@ -1,8 +1,8 @@
-"""Greedy decoding with both sides stepping together; a rule (compute/rules.py) picks whose token is emitted.
+"""Greedy decoding with both sides stepping together; a rule (compute/core/rules.py) picks whose token is emitted.
 
 Each side keeps its own KV cache over its own context and the answer so far. Rows are left-padded; with a
 shared prefix (an in-context prompt every example starts with) each row is prefix + padding + the rest of
-its context on a copy of the prefix's cache, as compute/generate.py lays it out, and position ids follow
+its context on a copy of the prefix's cache, as compute/engine/generate.py lays it out, and position ids follow
 the attention mask. At each step both sides run one forward pass of the token just emitted, the rule picks
 a side per row, and that side's top-1 token is appended for both sides: a mixed answer costs about one
 greedy decode per side. An answer ends before an EOS or a stop string, whichever side emitted it.
@@ -20,6 +20,7 @@ import torch
 from compute.core import statistics
 from compute.core.rules import SIDE_OF, Rule
 from compute.engine.generate import cut_at_stop, eos_ids
+from compute.engine.progress import TokenBar
 from compute.engine.score import SharedPrefix
 from compute.engine.sides import Side
 
@@ -100,6 +101,8 @@ def decode_together(
     tokenizer = sides["aligned"].tokenizer
     answers = [Decoded() for _ in range(n)]
     finished = [False] * n
+    bar = TokenBar(max_new_tokens)
+    bar.put(contexts)  # the prompt: counts nothing
     for step in range(max_new_tokens):
         logp = {name: stream.logp for name, stream in streams.items()}
         best = {name: logp[name].max(dim=-1) for name in SIDES}
@@ -123,11 +126,13 @@ def decode_together(
             answer.source.append(source)
             answer.js.append(js[row])
             finished[row] = _has_stop(tokenizer, answer.ids, stop)
+        bar.put(emitted)
         if all(finished) or step == max_new_tokens - 1:
             break
         tokens = torch.tensor(emitted, dtype=torch.long)
         for stream in streams.values():
             stream.push(tokens)
+    bar.end()
     aligned = sides["aligned"]
     return [answer.cut(len(cut_at_stop(aligned, answer.ids, stop))) for answer in answers]
 

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaList, StopStringCriteria
 
+from compute.engine.progress import TokenBar
 from compute.engine.score import SharedPrefix
 from compute.engine.sides import Side
 
@@ -108,6 +109,7 @@ def generate_answers(
         config,
         past_key_values=prefix.for_batch(len(contexts)) if prefix else None,
         stopping_criteria=stopping_criteria(side, stop, *([StepCounter(on_tokens, ends)] if on_tokens else [])),
+        streamer=TokenBar(max_new_tokens),
     )
     return [finish_answer(side, row, ends, stop) for row in output[:, width:].tolist()]
 

@@ -23,7 +23,7 @@ from peft import PeftConfig, PeftModel
 from transformers import AutoModelForCausalLM, GenerationConfig
 
 from compute.core.config import SideConfig
-from compute.core.errors import UserError
+from compute.core.errors import UserError, one_line
 from compute.engine import sources
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -225,7 +225,7 @@ def load_weights(name: str, cfg: SideConfig) -> Weights:
     try:
         lm = AutoModelForCausalLM.from_pretrained(location, dtype=dtype, **kwargs)
     except (OSError, ValueError) as err:
-        raise SideError(f"[{name}] cannot load the model {cfg.model} ({kind.name}): {first_line(err)}") from None
+        raise SideError(f"[{name}] cannot load the model {cfg.model} ({kind.name}): {one_line(err)}") from None
     if spread:
         device = lm.get_input_embeddings().weight.device
     else:
@@ -238,7 +238,7 @@ def check_adapter(name: str, cfg: SideConfig) -> None:
     try:
         adapter_config = PeftConfig.from_pretrained(cfg.adapter, revision=cfg.adapter_revision)
     except (OSError, ValueError) as err:
-        raise SideError(f"[{name}] cannot load the adapter {cfg.adapter}: {first_line(err)}") from None
+        raise SideError(f"[{name}] cannot load the adapter {cfg.adapter}: {one_line(err)}") from None
     if adapter_config.is_prompt_learning:
         raise SideError(
             f"[{name}] adapter {cfg.adapter} is a {adapter_config.peft_type.value} adapter (virtual tokens); "
@@ -257,7 +257,7 @@ def add_adapter(weights: Weights, adapter_name: str, name: str, cfg: SideConfig)
         else:
             weights.peft.load_adapter(cfg.adapter, adapter_name=adapter_name, revision=cfg.adapter_revision)
     except (OSError, ValueError, RuntimeError, KeyError) as err:
-        raise SideError(f"[{name}] cannot apply the adapter {cfg.adapter} to {cfg.model}: {first_line(err)}") from None
+        raise SideError(f"[{name}] cannot apply the adapter {cfg.adapter} to {cfg.model}: {one_line(err)}") from None
     weights.peft.eval()
 
 
@@ -298,8 +298,3 @@ def load_plain(name: str, cfg: SideConfig) -> SideModel:
             return SideModel(Weights(weights.peft.merge_and_unload().eval(), weights.device))
         return SideModel(weights, "plain")
     return SideModel(weights)
-
-
-def first_line(err: BaseException) -> str:
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    return lines[0] if lines else type(err).__name__

@@ -335,6 +335,7 @@ def run_meta(config: RunConfig, sides: dict[str, Side], fingerprint: str) -> Run
             "config": config.text,
             "config_fingerprint": fingerprint,
             **({"tags": ",".join(config.tags)} if config.tags else {}),
+            **({"short_name": config.short_name} if config.short_name else {}),
             **({"task": config.task} if config.task else {}),
         },
         branching=dataclasses.asdict(config.branching) if config.branching else None,
@@ -550,6 +551,21 @@ def describe_decoding(attrs: dict[str, Any]) -> str:
     return f"decoding: the {rule} side alone"
 
 
+SIDE_ASPECTS = {  # what a side is made of -> the side attributes that hold it
+    "model": ("model", "gguf_file", "revision"),
+    "adapter": ("adapter", "adapter_revision"),
+    "template": ("template", "template_text"),
+    "system prompt": ("system",),
+}
+
+
+def side_differences(side_attrs: dict[str, dict[str, Any]]) -> str:
+    """Which of model, adapter, template and system prompt differ between the two sides ("nothing" if none)."""
+    aligned, base = side_attrs["aligned"], side_attrs["base"]
+    found = [aspect for aspect, keys in SIDE_ASPECTS.items() if any(aligned.get(k) != base.get(k) for k in keys)]
+    return ", ".join(found) or "nothing"
+
+
 def describe(path: Path) -> str:
     """What `compute info` prints: the run, its sides and its summary, after the format check."""
     artifact = open_artifact(path)
@@ -558,10 +574,14 @@ def describe(path: Path) -> str:
     lines.append(f"  created {artifact.attrs['created_utc']}, tool {artifact.attrs.get('tool_version', '?')}")
     for name in SIDES:
         a: dict[str, Any] = artifact.side_attrs[name]
-        extra = ", ".join(f"{k} {a[k]}" for k in ("gguf_file", "revision", "adapter", "adapter_revision") if k in a)
+        keys = ("gguf_file", "revision", "adapter", "adapter_revision")
+        extra = ", ".join(
+            [f"{k} {a[k]}" for k in keys if k in a] + ([f"system {a['system']!r}"] if "system" in a else [])
+        )
         lines.append(
             f"  {name}: {a['model']} | template {a['template']!r} | {a['dtype']}" + (f" | {extra}" if extra else "")
         )
+    lines.append(f"  the sides differ in: {side_differences(artifact.side_attrs)}")
     lines.append(f"  {s['examples']} examples, {s['positions']} positions")
     lines.append(
         f"  answer token: unshifted {s['share_unshifted']:.1%}  marginal {s['share_marginal']:.1%}  "

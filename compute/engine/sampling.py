@@ -1,4 +1,4 @@
-"""Sampled continuations for the branching factor (compute/branching.py), with transformers' generate.
+"""Sampled continuations for the branching factor (compute/core/branching.py), with transformers' generate.
 
 A side samples n continuations of one example's context in one generate call:
 the context runs once (on top of the side's shared-prefix cache, when it has

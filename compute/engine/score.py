@@ -113,7 +113,7 @@ def position_stats(
     k: int,
     vocab: int,
 ) -> dict[str, torch.Tensor]:
-    """Every registered statistic (compute/statistics.py) per row, by dataset path, a chunk of rows at a time.
+    """Every registered statistic (compute/core/statistics.py) per row, by dataset path, a chunk of rows at a time.
 
     `heads[side]` turns hidden states into logits over `vocab` entries. Each rows x vocab pass costs as much
     as the LM head on a CPU, so each is made once per chunk: one log-softmax per side, and what several

@@ -1,7 +1,7 @@
 """Sides: load each side's tokenizer and model, check they tokenize alike, render contexts.
 
 A side is a (model, template) pair, where the model may carry a PEFT adapter.
-Sides on the same base weights share one loaded copy (compute/model.py).
+Sides on the same base weights share one loaded copy (compute/engine/model.py).
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from pathlib import Path
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from compute.core.config import PLACEHOLDER, RunConfig, SideConfig
+from compute.core.errors import one_line
 from compute.engine import sources
-from compute.engine.model import SideError, SideModel, check_device, first_line, load_side_models
+from compute.engine.model import SideError, SideModel, check_device, load_side_models
 
 __all__ = ["Side", "SideError", "load_sides"]
 
@@ -70,7 +71,7 @@ def load_tokenizer(name: str, cfg: SideConfig) -> PreTrainedTokenizerBase:
     try:
         tokenizer = AutoTokenizer.from_pretrained(location, **kwargs)
     except (OSError, ValueError) as err:
-        raise SideError(f"[{name}] cannot load the tokenizer of {cfg.model} ({kind.name}): {first_line(err)}") from None
+        raise SideError(f"[{name}] cannot load the tokenizer of {cfg.model} ({kind.name}): {one_line(err)}") from None
     if cfg.is_chat and not tokenizer.chat_template:
         raise SideError(f'[{name}] template = "chat" but the tokenizer of {cfg.model} has no chat template')
     return tokenizer

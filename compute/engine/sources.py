@@ -3,7 +3,7 @@
 A row says when it applies to a side's config, what `from_pretrained` is given
 (a path or hub id and its keyword arguments) and what the artifact records
 about the source besides `model`. A PEFT adapter is not a source: it goes on
-top of any of them (compute/model.py).
+top of any of them (compute/engine/model.py).
 """
 
 from __future__ import annotations

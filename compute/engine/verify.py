@@ -17,12 +17,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from compute.core.artifact import SIDE_NAMES, Artifact, branching_attrs, read_branching
 from compute.core.config import SideConfig
 from compute.core.mismatch import Mismatch
 from compute.core.packaged import PackageError
 from compute.engine.model import SideError, SideModel, check_adapter, load_plain
+from compute.engine.progress import quiet
 
 
 def sample_positions(artifact: Artifact, n: int, seed: int = 0) -> list[tuple[int, int]]:
@@ -31,13 +33,13 @@ def sample_positions(artifact: Artifact, n: int, seed: int = 0) -> list[tuple[in
     lengths = np.diff(offsets)
     nonempty = [e for e in range(artifact.n_examples) if lengths[e] > 0]
     rng = random.Random(seed)
-    chosen: list[tuple[int, int]] = []
+    chosen: dict[tuple[int, int], None] = {}  # distinct positions, in the order drawn
     for e in rng.sample(nonempty, min(len(nonempty), max(1, n // 3))):
-        chosen += [(e, 0), (e, int(lengths[e]) - 1)]
-    while len(chosen) < n and nonempty:
+        chosen.update({(e, 0): None, (e, int(lengths[e]) - 1): None})
+    while len(chosen) < min(n, int(lengths.sum())):  # n distinct ones, or every position of a smaller artifact
         e = rng.choice(nonempty)
-        chosen.append((e, rng.randrange(int(lengths[e]))))
-    return list(dict.fromkeys(chosen))[:n]
+        chosen[(e, rng.randrange(int(lengths[e])))] = None
+    return list(chosen)[:n]
 
 
 def side_config(artifact: Artifact, side: str, device: str = "auto", path: str | None = None) -> SideConfig:
@@ -100,7 +102,7 @@ def verify(artifact: Artifact, positions: list[tuple[int, int]], atol: float = 1
     offsets = artifact.read("examples/offsets")
     k = artifact.top_k
     mismatches: list[Mismatch] = []
-    for e, t in positions:
+    for e, t in tqdm(positions, desc="check", unit="position", disable=quiet()):
         row = int(offsets[e]) + t
         answer = artifact.read("positions/token_id", slice(int(offsets[e]), int(offsets[e + 1])))
         target = int(answer[t])
@@ -161,7 +163,7 @@ def verify_branching(
     settings = {side: branching_attrs(artifact, side) for side in SIDE_NAMES}
     samples = {side: read_branching(artifact, side) for side in SIDE_NAMES}
     mismatches: list[Mismatch] = []
-    for side, e, s, t in steps:
+    for side, e, s, t in tqdm(steps, desc="check sampled steps", unit="step", disable=quiet()):
         sample = samples[side][e]
         rows = slice(int(sample.offsets[s]), int(sample.offsets[s + 1]))
         tokens, entropy, logprob = sample.token_id[rows], sample.entropy[rows], sample.logprob[rows]

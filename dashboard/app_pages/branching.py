@@ -18,11 +18,11 @@ st.caption(
     "the overview's exp(mean teacher-forced entropy)."
 )
 runs = ui.chosen_runs()
-rows, curves = [], []
+rows, curves, without = [], [], []
 for run in runs:
     stored = load.branching(run.key)
     if stored is None:
-        st.caption(ui.md_escape(f"{run.label}: no branching data (the run had no [branching] table)."))
+        without.append(run.artifact.name)
         continue
     settings, samples = stored
     rows.append(branching.summary_row(run.label, settings, samples))
@@ -32,10 +32,18 @@ if rows:
     table = pl.DataFrame(rows)
     st.dataframe(table, hide_index=True)
     ui.downloads(table, "branching")
-    by_side = table.unpivot(["bf_aligned", "bf_base"], index="run", variable_name="side", value_name="bf")
-    by_side = by_side.with_columns(pl.col("side").str.strip_prefix("bf_"))
-    ui.chart(charts.bars(by_side, "run", "bf", "side", "Branching factor per side", "BF"), table, "branching-bars")
-    curve = pl.concat(curves).with_columns((pl.col("run") + " · " + pl.col("side")).alias("run · side"))
-    plotted = curve.with_columns((pl.col("t") + 1).alias("t + 1"))
-    fig = charts.lines(plotted, "t + 1", "bf", "run · side", "Branching factor vs position", "BF", log_x=True)
+    with_data = [run for run in runs if run.label in set(table["run"])]
+    table = ui.with_short(table, with_data)
+    shown = {"bf_aligned": "aligned", "bf_base": "base"}
+    fig = charts.grouped_bars(table, ui.SHORT, shown, "Branching factor per side", horizontal=True)
+    ui.chart(fig, table, "branching-bars")
+    curve = ui.with_short(pl.concat(curves), with_data)
+    curve = curve.with_columns((pl.col(ui.SHORT) + " · " + pl.col("side")).alias("run · side"))
+    fig = charts.position_lines(curve, "t", "bf", "run · side", "Branching factor vs position", "BF")
     ui.chart(fig, curve.drop("run · side"), "branching-curve")
+else:
+    st.info("None of the picked runs has branching data: make a run with a `[branching]` table (README).")
+if without:
+    st.caption(
+        ui.md_escape(f"No branching data (no [branching] table) in {len(without)} picked runs: {', '.join(without)}.")
+    )

@@ -71,7 +71,7 @@ else:
         "No two of the picked runs share an answer (same example id and answer token ids), so none can be compared "
         "position by position; the shift shares below compare the examples they have in common by id."
     )
-first, second = comparable[0][:2] if comparable else (0, 1)
+first, second = stats.default_pair([run.artifact.side_attrs for run in runs], comparable)
 left, right = st.columns(2)
 with left:
     a = ui.pick_run("Run A", list(runs), key="cmp-a", index=first)
@@ -107,13 +107,25 @@ if n_same < matched.height:
         "the examples whose answers are the same token ids."
     )
 
-ui.chart(charts.shares_bars(shares.head(2)), shares, "compare-shares")
+shown = ui.with_short(shares.head(2), list(runs))
+ui.chart(charts.shares_bars(shown, ui.SHORT), shares, "compare-shares")
 if compared == 0 and comparable:  # (with none comparable, the page has said so above)
     st.info("These two runs have no answer in common, so there is no position-by-position agreement to show.")
 elif compared > 0:
     title = "Category under A (rows) and B (columns)"
-    fig = charts.heatmap(crosstab, "category_b", "category_a", "positions", title, load.CATEGORIES)
+    fig = charts.heatmap(
+        crosstab,
+        "category_b",
+        "category_a",
+        "positions",
+        title,
+        load.CATEGORIES,
+        "category under B",
+        "category under A",
+    )
     ui.chart(fig, crosstab, "compare-categories")
 st.subheader("Per example")
 ui.downloads(matched, "compare-examples")
-st.dataframe(matched.sort(pl.col("shifted_change").abs(), descending=True, nulls_last=True), hide_index=True)
+by_change = matched.sort(pl.col("shifted_change").abs(), "example_a", descending=[True, False], nulls_last=True)
+st.caption("Largest change in the shifted share first, then in dataset order (example_a).")
+st.dataframe(by_change, hide_index=True)

@@ -29,6 +29,11 @@ def probability(logprob: float) -> str:
         return f"{float(np.exp(np.float64(logprob))):.3f}"
 
 
+def number(value: float | None, stored: bool = True) -> str:
+    """A statistic to 3 places (a stored NaN shows as nan); "–" where the run does not store it."""
+    return f"{value:.3f}" if stored and value is not None else "–"
+
+
 def search(table: pl.DataFrame, query: str) -> pl.DataFrame:
     """Examples whose id, prompt or answer contains `query` (any case)."""
     if not query:
@@ -58,7 +63,7 @@ def topk_table(detail: dict[str, pl.DataFrame], t: int, text: dict[int, str]) ->
                     "side": [side] * part.height,
                     "k": part["k"],
                     "token_id": part["id"],
-                    "token": [tokens.visible(text.get(i, f"⟨{i}⟩")) for i in part["id"].to_list()],
+                    "token": [tokens.bar_label(text.get(i, f"⟨{i}⟩"), i) for i in part["id"].to_list()],
                     "prob": part["logprob"].exp(),
                 }
             )
@@ -130,25 +135,40 @@ elif scale is not None:
 else:
     backgrounds = [render.category_color(c) for c in positions["category"].to_list()]
     legend = [(name, render.category_color(i)) for i, name in enumerate(load.CATEGORIES)]
+kept = {column: load.has(run, column) for column in DIVERGENCES}  # "–" for a statistic the run lacks
 titles = [
     f"t={r['t']} base rank {r['rank_base']} aligned rank {r['rank_aligned']} "
-    + " ".join(f"{column.upper()} {r[column]:.3f}" for column in DIVERGENCES)
+    + " ".join(f"{column.upper()} {number(r[column], kept[column])}" for column in DIVERGENCES)
     + (f" emitted by the {load.SIDE_NAMES[r['source']]} side" if emitted else "")
     for r in positions.select("t", "rank_base", "rank_aligned", "source", *DIVERGENCES).iter_rows(named=True)
 ]
-st.html(render.legend_html(legend) + "<br>" + render.answer_html(texts, backgrounds, titles))
+n = positions.height
+position_key, clicked_key = f"ex-t-{run.file}-{e}", f"ex-clicked-{run.file}-{e}"
 st.caption(
-    "↵ newline, → tab; each box is one token, spaces included. Hover a token for its ranks, "
+    "Click a token to open it below. ↵ newline, → tab; each box is one token, spaces included. Hover a token for "
+    "its ranks, "
     + ", ".join(column.upper() for column in DIVERGENCES)
     + (" and the side that emitted it." if emitted else ".")
 )
+if n:
+    if position_key not in st.session_state:  # open on the first shifted token
+        first_shifted = next((i for i, c in enumerate(positions["category"].to_list()) if c == 2), 0)
+        st.session_state[position_key] = first_shifted
+    fig = charts.token_map(texts, backgrounds, titles, legend, int(st.session_state[position_key]))
+    event = st.plotly_chart(
+        fig, key=f"ex-map-{run.file}-{e}", on_select="rerun", selection_mode="points", config={"displayModeBar": False}
+    )
+    clicked = charts.clicked_token(event)
+    if clicked is not None and clicked != st.session_state.get(clicked_key):  # a new click, not one applied before
+        st.session_state[clicked_key] = st.session_state[position_key] = clicked
+        st.rerun()
+with st.expander("The answer as text"):
+    st.html(render.legend_html(legend) + "<br>" + render.answer_html(texts, backgrounds, titles))
 
-n = positions.height
 if n == 0:
     st.info("This answer has no positions.")
     st.stop()
-first_shifted = next((i for i, c in enumerate(positions["category"].to_list()) if c == 2), 0)
-t = int(st.number_input("Position t", 0, n - 1, first_shifted, key=f"ex-t-{run.file}-{e}"))
+t = int(st.number_input("Position t (or click a token above)", 0, n - 1, key=position_key))
 row = positions.row(t, named=True)
 category = load.CATEGORIES[row["category"]]
 by = f", emitted by the {load.SIDE_NAMES[row['source']]} side" if emitted else ""
@@ -164,7 +184,7 @@ cols[3].metric("P base", probability(row["logprob_base"]))
 cols = st.columns(4)
 cols[0].metric(
     " / ".join(column.upper() for column in DIVERGENCES) + " (nats)",
-    " / ".join(f"{row[column]:.3f}" for column in DIVERGENCES),
+    " / ".join(number(row[column], kept[column]) for column in DIVERGENCES),
 )
 cols[1].metric("entropy aligned (nats)", f"{row['entropy_aligned']:.3f}")
 cols[2].metric("entropy base (nats)", f"{row['entropy_base']:.3f}")

@@ -21,9 +21,10 @@ runs = ui.chosen_runs()
 ui.definition_caption()
 st.caption(
     f"Positions 0..{stats.EXACT_POSITIONS - 1} one by one, then two bins per doubling (t_start..t_end). "
-    "answers_reaching counts the answers at least t_start + 1 tokens long."
+    "answers_reaching counts the answers that reach t_start (at least t_start + 1 tokens long)."
 )
 table = pl.concat(ui.each_run(runs, lambda run: binned(run, ui.definition())), how="diagonal_relaxed")
+table = ui.with_short(table, runs)
 plots = [
     ("share_shifted", "Share shifted (base rank ≥ 3)", "share", True),
     ("share_marginal", "Share marginal (base rank 1-2)", "share", True),
@@ -39,9 +40,6 @@ if len(runs) > MANY_RUNS:
 for column, title, unit, percent in plots:
     if column not in table.columns:
         continue  # no picked run has any position
-    part = table.select(*dict.fromkeys(("run", "t_start", "t_end", "positions", "answers_reaching", column)))
-    plotted = part.with_columns((pl.col("t_start") + 1).alias("t_start + 1"))
-    fig = charts.lines(
-        plotted, "t_start + 1", column, "run", title, unit, percent, log_x=True, markers=len(runs) <= MANY_RUNS
-    )
+    part = table.select(*dict.fromkeys(("run", ui.SHORT, "t_start", "t_end", "positions", "answers_reaching", column)))
+    fig = charts.position_lines(part, "t_start", column, ui.SHORT, title, unit, percent, markers=len(runs) <= MANY_RUNS)
     ui.chart(fig, part, f"position-{column}")

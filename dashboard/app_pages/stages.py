@@ -7,11 +7,13 @@ import hashlib
 import polars as pl
 import streamlit as st
 
+from compute.core.categories import MARGINAL, SHIFTED
+from compute.core.errors import one_line
 from dashboard import charts, load, stages, stats, tokens, ui
 from dashboard.cache import cached
 
 CHAIN, NAME = "the chain of their sides", "run name"
-SHIFTED, SHIFTED_OR_MARGINAL = 2, 1  # the least category that counts as shifting a position
+SHIFTED_OR_MARGINAL = MARGINAL  # the least category that counts as shifting a position, with the box ticked
 
 
 @cached
@@ -39,17 +41,57 @@ def open_in_examples(run: load.Run, example: int, example_id: str, t: int) -> No
     st.switch_page("app_pages/examples.py")
 
 
+def distinct(members: tuple[int, ...], runs: list[load.Run]) -> bool:
+    """Whether the runs' pairs of sides differ (runs of one pair over the same answers agree by construction)."""
+    sides = [run.artifact.side_attrs for run in (runs[i] for i in members)]
+    return any(other != sides[0] for other in sides[1:])
+
+
+def distinct_first(
+    groups: list[tuple[tuple[int, ...], int]], runs: list[load.Run]
+) -> list[tuple[tuple[int, ...], int]]:
+    """The groups of runs of different pairs first (in their order), then those of one pair."""
+    return sorted(groups, key=lambda group: not distinct(group[0], runs))
+
+
+def folder_chain() -> list[str]:
+    """The labels of the folder's largest group of runs of different pairs over the same answers (a stage chain),
+    or [] where it has none."""
+    every, answers = [], []
+    for run in ui.all_runs()[0]:
+        try:
+            answers.append(load.answer_set(run.key))
+        except Exception:  # noqa: BLE001  (a file that cannot be read offers no chain; where picked, it is named)
+            continue
+        every.append(run)
+    found = [members for members, _ in stats.answer_groups(answers) if distinct(members, every)]
+    return [every[i].label for i in found[0]] if found else []
+
+
 st.header("Stages: which pair shifts each position")
 picked = ui.chosen_runs(least=2)
 readable = ui.each_run(picked, lambda run: (run, load.answer_set(run.key)))
 runs, answer_sets = [run for run, _ in readable], [answers for _, answers in readable]
-groups = stats.answer_groups(answer_sets)
-if not groups:
-    st.info(
-        "No two of the picked runs share an answer (same example id and answer token ids), so there are no stages "
-        "to follow: pick runs scored over the same answers, such as a stage chain."
+groups = distinct_first(stats.answer_groups(answer_sets), runs)
+if not groups or not distinct(groups[0][0], runs):
+    why = (
+        "The picked runs that share answers are of one pair of sides, so they agree by construction"
+        if groups
+        else "No two of the picked runs share an answer (same example id and answer token ids)"
     )
-    st.stop()
+    chain = folder_chain()
+    st.info(
+        f"{why}, so there are no stages to follow: pick runs scored over the same answers, such as a stage chain"
+        + (f" (this folder has one of {len(chain)} runs)." if chain else ".")
+    )
+    if chain:
+        st.button(
+            f"Pick the {len(chain)} runs of that chain",
+            key="stages-pick-chain",
+            on_click=lambda: st.session_state.update({ui.RUNS_KEY: chain}),
+        )
+    if not groups:
+        st.stop()
 
 st.caption(
     "Runs scored over the same answers (the same token ids for the same example id), whatever their pairs of sides: "
@@ -99,7 +141,7 @@ keys = tuple(run.key for run in chosen_runs)
 try:
     counts = stage_counts(keys, definition, least)
 except Exception as err:  # noqa: BLE001  (a file damaged after it was listed: one line naming it)
-    st.warning(ui.md_escape(load.one_line(err)), icon=":material/error:")
+    st.warning(ui.md_escape(one_line(err)), icon=":material/error:")
     st.stop()
 shared = load.shared_answers(keys)
 total = int(counts.counts.sum())
@@ -125,8 +167,10 @@ if total == 0:
 
 st.subheader("Which pairs shift each position")
 table = stages.patterns(counts, short)
+unshifted = table.filter(pl.col("shifted_by") == stages.NONE)["share"].sum()
+st.caption(f"Positions no pair shifts ({unshifted:.1%}) are in the table, not the chart.")
 fig = charts.bars(
-    table.with_columns(pl.lit("shared positions").alias("of")),
+    table.filter(pl.col("shifted_by") != stages.NONE).with_columns(pl.lit("shared positions").alias("of")),
     "shifted_by",
     "share",
     "of",
@@ -142,8 +186,8 @@ st.caption(
     "positions per pattern (positions no pair shifts are in the table, not the chart)."
 )
 binned = stages.by_position(counts, short)
-plotted = binned.filter(pl.col("shifted_by") != stages.NONE).with_columns((pl.col("t_start") + 1).alias("t_start + 1"))
-fig = charts.lines(plotted, "t_start + 1", "share", "shifted_by", "Share of the bin's positions", "share", True, True)
+plotted = binned.filter(pl.col("shifted_by") != stages.NONE)
+fig = charts.position_lines(plotted, "t_start", "share", "shifted_by", "Share of the bin's positions", "share", True)
 ui.chart(fig, binned, "stages-positions")
 
 st.subheader("By token type")

@@ -52,8 +52,8 @@ st.caption(
     + ", ".join(token_types.TYPES)
     + ". Multi-token phrases such as “As an AI” count word by word."
 )
-types = pl.concat(ui.each_run(runs, lambda run: type_table(run, definition)))
-fig = charts.bars(types.sort("type"), "type", "share_shifted", "run", "Share shifted by token type", "share", True)
+types = ui.with_short(pl.concat(ui.each_run(runs, lambda run: type_table(run, definition))), runs)
+fig = charts.bars(types.sort("type"), "type", "share_shifted", ui.SHORT, "Share shifted by token type", "share", True)
 ui.chart(fig, types, "token-types")
 
 st.subheader("Nudging: where the base is uncertain")
@@ -61,8 +61,8 @@ st.caption(
     "Mean entropy of each side at unshifted, marginal and shifted positions: alignment tends to step in "
     "where the base side is unsure."
 )
-nudging = pl.concat(ui.each_run(runs, lambda run: entropy_table(run, definition)))
-fig = charts.bars(nudging, "category", "entropy_base", "run", "Base entropy by shift category", "nats")
+nudging = ui.with_short(pl.concat(ui.each_run(runs, lambda run: entropy_table(run, definition))), runs)
+fig = charts.bars(nudging, "category", "entropy_base", ui.SHORT, "Base entropy by shift category", "nats")
 ui.chart(fig, nudging, "nudging")
 
 st.subheader("Most shifted tokens")
