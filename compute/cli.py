@@ -1,6 +1,6 @@
 """The command line: run, validate, info, check, aggregate, report.
 
-    python -m compute run RUN.toml [--limit N] [--overwrite]
+    python -m compute run RUN.toml [--limit N] [--overwrite] [--shard I/N]
     python -m compute validate RUN.toml
     python -m compute info RUN.h5
     python -m compute check RUN.h5 [--samples N] [--model SIDE=PATH] [--adapter SIDE=PATH]
@@ -64,6 +64,12 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("config", help="the run's TOML config")
     run.add_argument("--limit", type=positive_int, help="only the first N examples of the dataset")
     run.add_argument("--overwrite", action="store_true", help="replace an existing artifact of that name")
+    run.add_argument(
+        "--shard",
+        metavar="I/N",
+        help="run only the I-th of N shares (I counts from 1) into the partial work, no artifact; "
+        "the same command without --shard merges once all N are done",
+    )
     validate = sub.add_parser("validate", help="check a config and its dataset without loading any model")
     validate.add_argument("config")
     info = sub.add_parser("info", help="check an artifact and show what it holds")
@@ -200,11 +206,13 @@ def _command(args: argparse.Namespace) -> int:
         _report(args)
     else:
         from compute.core.config import load_config
+        from compute.core.shards import Shard
         from compute.engine.run import run
 
         config = load_config(args.config)
         _warn(config)
-        run(config, limit=args.limit, overwrite=args.overwrite)
+        shard = Shard.parse(args.shard) if args.shard is not None else None
+        run(config, limit=args.limit, overwrite=args.overwrite, shard=shard)
     return EXIT_OK
 
 

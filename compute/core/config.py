@@ -185,6 +185,20 @@ def crossed(weights: SideConfig, template: SideConfig) -> SideConfig:
     return replace(weights, **{name: getattr(template, name) for name in TEMPLATE_KEYS})
 
 
+ENGINES = ("transformers", "vllm")
+
+
+@dataclass(frozen=True)
+class VllmConfig:
+    """The [vllm] table: how engine = "vllm" starts vLLM (compute/engine/vllm_engine.py)."""
+
+    python: str | None = None
+    """The Python of an environment where vLLM is installed (its own venv); default: this one."""
+    memory: float = key(0.3, above=0.0, at_most=1.0)
+    """vLLM's gpu_memory_utilization: the share of GPU memory (of RAM on a CPU) for its weights and KV cache;
+    the scoring copy of the model needs the rest."""
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """One run: a pair of sides scored over one dataset. Relative paths are relative to the config file."""
@@ -215,6 +229,10 @@ class RunConfig:
     """Sample continuations for the branching factor of the BF paper (absent: not measured)."""
     decoding: DecodingConfig | None = None
     """Decode the answers with both sides (absent: the aligned side decodes alone)."""
+    engine: str = key("transformers", choices=ENGINES)
+    """What decodes greedy answers: transformers' generate, or vLLM (one side alone; scoring stays in torch)."""
+    vllm: VllmConfig | None = None
+    """Where vLLM is and how much memory it takes (engine = "vllm"; absent: the defaults)."""
     tags: tuple[str, ...] = ()
     """Labels stored as the artifact's `tags` attribute; the dashboard's run picker groups runs by them, and opens
     on the runs tagged "featured" (docs/dashboard.md)."""
@@ -311,6 +329,8 @@ class _Loader:
             raise self.fail("stop must be a string or a list of non-empty strings")
         if values["decoding"] is not None:
             values["decoding"] = self.decoding(values["decoding"])
+        if values["vllm"] is not None and values["engine"] != "vllm":
+            raise self.fail('[vllm] applies to engine = "vllm" only')
         if any(not tag.strip() or "," in tag for tag in values["tags"]):
             raise self.fail("tags must be non-empty strings without commas")
         short = values["short_name"]

@@ -10,6 +10,7 @@ write into the same folder (a filesystem they share).
 from __future__ import annotations
 
 import shutil
+import tempfile
 from pathlib import Path
 
 from compute.core.artifact import ArtifactError, ExampleScores, RunMeta, open_artifact, read_examples, write_artifact
@@ -32,8 +33,14 @@ class PartialWork:
                 return
             log(f"discarding partial work in {self.folder}: it is from a different config or dataset")
             shutil.rmtree(self.folder)
-        self.folder.mkdir(parents=True)
-        self._stamp.write_text(self.fingerprint + "\n")
+        # made aside and renamed into place, so shards starting at once never see a folder without its stamp
+        staging = Path(tempfile.mkdtemp(prefix=f"{self.folder.name}.", suffix=".tmp", dir=self.folder.parent))
+        (staging / "fingerprint").write_text(self.fingerprint + "\n")
+        try:
+            staging.rename(self.folder)
+        except OSError:  # another shard made it first
+            shutil.rmtree(staging)
+            self.open(log)
 
     def _batch_files(self) -> list[Path]:
         return sorted(self.folder.glob("batch-*.h5"))

@@ -10,7 +10,7 @@ greedy decode per side. An answer ends before an EOS or a stop string, whichever
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +20,6 @@ import torch
 from compute.core import statistics
 from compute.core.rules import SIDE_OF, Rule
 from compute.engine.generate import cut_at_stop, eos_ids
-from compute.engine.progress import TokenBar
 from compute.engine.score import SharedPrefix
 from compute.engine.sides import Side
 
@@ -90,10 +89,12 @@ def decode_together(
     stop: tuple[str, ...] = (),
     prefixes: dict[str, SharedPrefix] | None = None,
     with_js: bool = False,
+    on_tokens: Callable[[int], None] | None = None,
 ) -> list[Decoded]:
     """Greedy answers for a batch (each side's contexts, one per row), each token chosen by `rule`.
 
-    with_js: keep each step's JS in the answers (always computed when the rule needs it)."""
+    with_js: keep each step's JS in the answers (always computed when the rule needs it); `on_tokens` is told
+    after each step how many rows decoded a token (progress during a long batch)."""
     prefixes = prefixes or {}
     streams = {name: _Stream(sides[name], contexts[name], prefixes.get(name)) for name in SIDES}
     n = len(contexts["aligned"])
@@ -101,15 +102,13 @@ def decode_together(
     tokenizer = sides["aligned"].tokenizer
     answers = [Decoded() for _ in range(n)]
     finished = [False] * n
-    bar = TokenBar(max_new_tokens)
-    bar.put(contexts)  # the prompt: counts nothing
     for step in range(max_new_tokens):
         logp = {name: stream.logp for name, stream in streams.items()}
         best = {name: logp[name].max(dim=-1) for name in SIDES}
         tops = {name: best[name].indices.tolist() for name in SIDES}
         base_top_prob = best["base"].values.exp().tolist()
         js = step_js(logp).tolist() if with_js or rule.needs_js else [0.0] * n
-        emitted = []
+        emitted, stepped = [], 0
         for row, answer in enumerate(answers):
             if finished[row]:
                 emitted.append(tops["aligned"][row])  # fed on and ignored
@@ -123,16 +122,17 @@ def decode_together(
                 finished[row] = True
                 continue
             answer.ids.append(token)
+            stepped += 1
             answer.source.append(source)
             answer.js.append(js[row])
             finished[row] = _has_stop(tokenizer, answer.ids, stop)
-        bar.put(emitted)
+        if on_tokens is not None:
+            on_tokens(stepped)
         if all(finished) or step == max_new_tokens - 1:
             break
         tokens = torch.tensor(emitted, dtype=torch.long)
         for stream in streams.values():
             stream.push(tokens)
-    bar.end()
     aligned = sides["aligned"]
     return [answer.cut(len(cut_at_stop(aligned, answer.ids, stop))) for answer in answers]
 

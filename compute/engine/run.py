@@ -19,6 +19,7 @@ import math
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from tqdm import tqdm
 from transformers.utils.logging import disable_progress_bar
 
 from compute import __version__, tasks
-from compute.core import aggregates
+from compute.core import aggregates, shards
 from compute.core.artifact import (
     ExampleScores,
     RunMeta,
@@ -49,12 +50,14 @@ from compute.core.errors import UserError
 from compute.core.lock import RunLock
 from compute.core.partial import PartialWork
 from compute.core.rules import SIDE_OF, SOURCE_OF, Rule
+from compute.core.shards import Shard
 from compute.engine import distributed
 from compute.engine.decoding import decode_together, js_threshold
 from compute.engine.generate import generate_answers
 from compute.engine.sampling import sample_example
 from compute.engine.score import ScoreItem, SharedPrefix, check_logits_path, common_prefix_length, score_batch
 from compute.engine.sides import Side, load_sides
+from compute.engine.vllm_engine import VllmEngine, check_engine
 from compute.tasks import judge
 
 SIDES = ("aligned", "base")
@@ -184,6 +187,13 @@ class Runner:
         self.prefixes = shared_prefixes(config, forwarded, planned)
         self.generated_tokens = 0
         self.scored_tokens = 0
+        self.on_tokens: Callable[[int], None] | None = None  # told each decoding step's new tokens (progress)
+        longest = max((len(c) for p in planned for c in p.contexts.values()), default=0)
+        self.vllm = VllmEngine(config, longest + config.max_new_tokens) if config.engine == "vllm" else None
+
+    def close(self) -> None:
+        if self.vllm is not None:
+            self.vllm.close()
 
     def process(self, batch: list[Planned]) -> dict[str, list[ExampleScores]]:
         """Answer and score a batch, each pair's ExampleScores by pair name; a batch that runs out of GPU memory
@@ -250,13 +260,29 @@ class Runner:
         if rule is None or rule.counted_side is None:
             name = rule.name if rule else "aligned"
             contexts = [p.contexts[name] for p in batch]
-            answers = generate_answers(
-                self.sides[name], contexts, config.max_new_tokens, config.stop, self.prefixes.get(name)
-            )
+            if self.vllm is not None:
+                answers = self.vllm.generate(self.sides[name], contexts, config.max_new_tokens, config.stop)
+                self._count(answers)
+            else:
+                answers = generate_answers(
+                    self.sides[name],
+                    contexts,
+                    config.max_new_tokens,
+                    config.stop,
+                    self.prefixes.get(name),
+                    self.on_tokens,
+                )
             return answers, [[SOURCE_OF[name]] * len(ids) for ids in answers]
         contexts = {name: [p.contexts[name] for p in batch] for name in SIDES}
-        decoded = decode_together(self.sides, contexts, rule, config.max_new_tokens, config.stop, self.prefixes)
+        decoded = decode_together(
+            self.sides, contexts, rule, config.max_new_tokens, config.stop, self.prefixes, on_tokens=self.on_tokens
+        )
         return [d.ids for d in decoded], [d.source for d in decoded]
+
+    def _count(self, answers: list[list[int]]) -> None:
+        """Progress for decoding without a per-step hook: the batch's tokens at once."""
+        if self.on_tokens is not None:
+            self.on_tokens(sum(map(len, answers)))
 
     def sample(self, planned: Planned) -> dict[str, ExampleSamples] | None:
         """Each side's sampled continuations of its own context, when the config asks for the branching factor."""
@@ -364,26 +390,41 @@ def run_meta(config: RunConfig, sides: dict[str, Side], fingerprint: str, pair: 
     )
 
 
-def run(config: RunConfig, limit: int | None = None, overwrite: bool = False) -> Path | None:
-    """Run the whole job; returns the (first) artifact's path on the main rank (None on the others)."""
-    paths = run_pairs(config, limit, overwrite)
+def run(
+    config: RunConfig, limit: int | None = None, overwrite: bool = False, shard: Shard | None = None
+) -> Path | None:
+    """Run the whole job; returns the (first) artifact's path on the main rank (None on the others and for a
+    shard)."""
+    paths = run_pairs(config, limit, overwrite, shard)
     return next(iter(paths.values())) if paths else None
 
 
-def run_pairs(config: RunConfig, limit: int | None = None, overwrite: bool = False) -> dict[str, Path]:
-    """Run the whole job; every artifact's path by pair name on the main rank (empty on the others)."""
+def run_pairs(
+    config: RunConfig, limit: int | None = None, overwrite: bool = False, shard: Shard | None = None
+) -> dict[str, Path]:
+    """Run the whole job; every artifact's path by pair name on the main rank (empty on the others and for a
+    shard)."""
     started = time.perf_counter()
     examples = select_examples(config, limit)
     final_paths = check_output(config, overwrite)
     fingerprint = config.fingerprint(config.dataset.read_bytes())
     ranks = distributed.setup()
+    if shard and ranks.world_size > 1:
+        raise RunError(f"--shard {shard}: a shard is one process; start it without torchrun")
     if not ranks.is_main:
         disable_progress_bar()  # the model-loading bars, once (from the main rank)
-    lock = RunLock(config.out_dir / f".{config.name}.lock", config.name)
+    main_lock = RunLock(config.out_dir / f".{config.name}.lock", config.name)
+    lock = RunLock(shard.lock_path(config.out_dir, config.name), f"{config.name} shard {shard}") if shard else main_lock
+    runner: Runner | None = None
     try:
         if ranks.is_main:
             lock.acquire()
-            remove_stale_temp_files(config)
+            if shard:
+                shards.check_idle(main_lock.path, config.name)
+            else:
+                shards.check_no_live_shards(config.out_dir, config.name)
+                remove_stale_temp_files(config)
+        check_engine(config, log)
         sides = load_sides(config)
         for name, side in sides.items():
             check_logits_path(side.model, name)
@@ -392,10 +433,15 @@ def run_pairs(config: RunConfig, limit: int | None = None, overwrite: bool = Fal
         check_answer_ids(config, sides, every)
         pairs = config.pairs()
         metas = {pair.name: run_meta(config, sides, fingerprint, pair) for pair in pairs}
+        if any(p.answer is None for p in every.values()):
+            for meta in metas.values():
+                meta.attrs["engine"] = config.engine
         works = {pair.name: PartialWork(config.out_dir / f".{pair.name}.partial", fingerprint) for pair in pairs}
         if ranks.is_main:
             for work in works.values():
                 work.open(log)
+                if shard:
+                    shards.record(work.folder, shard.count, len(examples))
         distributed.barrier(ranks)
         done = set.intersection(*(work.done() for work in works.values()))
         rule = decoding_rule(config, sides, [every[e.index] for e in examples], works[pairs[0].name])
@@ -407,8 +453,17 @@ def run_pairs(config: RunConfig, limit: int | None = None, overwrite: bool = Fal
         if done & wanted and ranks.is_main:
             log(f"resuming: {len(done & wanted)} of {len(examples)} examples already scored")
         planned = {i: p for i, p in every.items() if i not in done}
+        runner = Runner(config, sides, list(every.values()), rule)
+        if shard:
+            batches = [[planned[i] for i in batch] for batch in shard_batches(config, every, done, shard)]
+            _score_share(runner, batches, works, metas, sides, ranks)
+            log(
+                f"shard {shard}: scored {sum(map(len, batches))} examples; once all {shard.count} shards are done, "
+                f"the same command without --shard writes {', '.join(map(str, final_paths.values()))}"
+            )
+            return {}
+        check_shards_finished(config, works[pairs[0].name], every, wanted - done)
         mine = distributed.balanced_share({i: p.cost for i, p in planned.items()}, ranks)
-        runner = Runner(config, sides, [planned[i] for i in mine], rule)
         batches = [[planned[i] for i in batch] for batch in make_batches(mine, planned, config)]
         _score_share(runner, batches, works, metas, sides, ranks)
         distributed.barrier(ranks)
@@ -431,8 +486,41 @@ def run_pairs(config: RunConfig, limit: int | None = None, overwrite: bool = Fal
             _print_summary(path, time.perf_counter() - started)
         return final_paths
     finally:
+        if runner is not None:
+            runner.close()
         lock.release()
         distributed.teardown(ranks)
+
+
+def shard_batches(config: RunConfig, every: dict[int, Planned], done: set[int], shard: Shard) -> list[list[int]]:
+    """The shard's share of the run's batches (made over every example, as one process makes them), less the
+    examples already scored."""
+    batches = make_batches(list(every), every, config)
+    share = shards.deal([every[b[0]].cost * len(b) for b in batches], shard.count)[shard.index - 1]
+    return [todo for todo in ([i for i in batches[b] if i not in done] for b in share) if todo]
+
+
+def check_shards_finished(config: RunConfig, work: PartialWork, every: dict[int, Planned], missing: set[int]) -> None:
+    """When shards wrote the partial work, the run without --shard only merges: name the shards not finished."""
+    record = shards.recorded(work.folder)
+    if record is None or not missing:
+        return
+    count, n_examples = record
+    if n_examples != len(every):
+        raise RunError(
+            f"{work.folder}: its shards ran over {n_examples} examples, this run has {len(every)}: "
+            "use the shards' --limit"
+        )
+    lacking = {}
+    for index in range(1, count + 1):
+        todo = sum(map(len, shard_batches(config, every, set(every) - missing, Shard(index, count))))
+        if todo:
+            lacking[index] = todo
+    named = ", ".join(f"{i}/{count} ({n} examples)" for i, n in lacking.items())
+    raise RunError(
+        f"{config.name}: shard{'s' if len(lacking) > 1 else ''} {named} not finished: run "
+        f"`tds run {config.path} --shard I/{count}` for each, then this command again"
+    )
 
 
 def remove_stale_temp_files(config: RunConfig) -> None:
@@ -490,7 +578,9 @@ def _score_share(
     n_examples = sum(len(b) for b in batches)
     quiet = not ranks.is_main
     to_generate = sum(1 for b in batches for p in b if p.answer is None)
-    gen_bar = tqdm(total=to_generate, desc="generate", unit="ex", disable=quiet or not to_generate, position=1)
+    gen_bar = tqdm(desc="generate", unit="tok", disable=quiet or not to_generate, position=1)  # moves every step
+    runner.on_tokens = gen_bar.update
+    generated = 0
     bar = tqdm(total=n_examples, desc="score", unit="ex", disable=quiet, position=0)
     started = time.perf_counter()
     with gen_bar, bar:  # closed on the way out of an interrupt too, so the next line starts fresh
@@ -498,8 +588,8 @@ def _score_share(
             for name, results in runner.process(batch).items():
                 works[name].save(metas[name], results, token_table(sides, results))
             elapsed = max(time.perf_counter() - started, 1e-9)
-            gen_bar.update(sum(1 for p in batch if p.answer is None))
-            gen_bar.set_postfix(tok_s=f"{runner.generated_tokens / elapsed:.1f}")
+            generated += sum(1 for p in batch if p.answer is None)
+            gen_bar.set_postfix(examples=f"{generated}/{to_generate}")
             bar.update(len(batch))
             bar.set_postfix(tok_s=f"{runner.scored_tokens / elapsed:.1f}")
     if ranks.world_size > 1:
@@ -584,6 +674,8 @@ def describe(path: Path) -> str:
     lines.append("  means (nats): " + "; ".join(means))
     if "decoding" in artifact.attrs:
         lines.append("  " + describe_decoding(artifact.attrs))
+    if "engine" in artifact.attrs:
+        lines.append(f"  answers decoded by {artifact.attrs['engine']}")
     if "accuracy" in s:
         lines.append(
             f"  task {artifact.attrs.get('task', '?')}: accuracy {s['accuracy']:.1%} "

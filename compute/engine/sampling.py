@@ -29,7 +29,7 @@ from transformers.generation.logits_process import TemperatureLogitsWarper, TopP
 
 from compute.core.branching import ExampleSamples
 from compute.core.config import BranchingConfig
-from compute.engine.generate import cut_at_stop, eos_ids
+from compute.engine.generate import cut_at_stop, eos_ids, stopping_criteria
 from compute.engine.score import SharedPrefix
 from compute.engine.sides import Side
 
@@ -129,7 +129,6 @@ def sample_example(
         max_new_tokens=settings.max_new_tokens,
         eos_token_id=ends or None,
         pad_token_id=pad,
-        stop_strings=list(stop) or None,
         # generate's own warpers would run after the recorder: all off (explicitly, or the model's defaults apply)
         temperature=1.0,
         top_k=0,
@@ -150,7 +149,7 @@ def sample_example(
         config,
         past_key_values=cache,
         logits_processor=processors,
-        tokenizer=side.tokenizer if stop else None,
+        stopping_criteria=stopping_criteria(side, stop),
     )
     recorder.take_sampled(output[:, -1])
     rows = output[:, len(context) :].tolist()

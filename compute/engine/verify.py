@@ -25,7 +25,6 @@ from compute.core.config import SideConfig
 from compute.core.mismatch import Mismatch
 from compute.core.packaged import PackageError
 from compute.engine.model import SideError, SideModel, check_adapter, load_plain
-from compute.engine.progress import quiet
 
 
 def sample_positions(artifact: Artifact, n: int, seed: int = 0) -> list[tuple[int, int]]:
@@ -143,7 +142,7 @@ def verify(artifact: Artifact, positions: list[tuple[int, int]], atol: float = 1
     offsets = artifact.read("examples/offsets")
     k = artifact.top_k
     mismatches: list[Mismatch] = []
-    for e, t in tqdm(positions, desc="check", unit="position", disable=quiet()):
+    for e, t in tqdm(positions, desc="check", unit="position"):
         row = int(offsets[e]) + t
         answer = artifact.read("positions/token_id", slice(int(offsets[e]), int(offsets[e + 1])))
         target = int(answer[t])
@@ -204,7 +203,7 @@ def verify_branching(
     settings = {side: branching_attrs(artifact, side) for side in SIDE_NAMES}
     samples = {side: read_branching(artifact, side) for side in SIDE_NAMES}
     mismatches: list[Mismatch] = []
-    for side, e, s, t in tqdm(steps, desc="check sampled steps", unit="step", disable=quiet()):
+    for side, e, s, t in tqdm(steps, desc="check sampled steps", unit="step"):
         sample = samples[side][e]
         rows = slice(int(sample.offsets[s]), int(sample.offsets[s + 1]))
         tokens, entropy, logprob = sample.token_id[rows], sample.entropy[rows], sample.logprob[rows]
