@@ -57,6 +57,9 @@ def _side_path(text: str) -> tuple[str, str]:
     return side, path
 
 
+TRAINING_STAGES = ("sft", "pairs", "dpo", "grpo")  # compute/train/<stage>.py, each with main(argv)
+
+
 def parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="tds", description="Token distribution shift analysis.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -107,6 +110,13 @@ def parser() -> argparse.ArgumentParser:
         "--resamples", type=positive_int, default=1000, help="bootstrap resamples of the examples (default 1000)"
     )
     report.add_argument("--seed", type=int, default=0, help="the bootstrap's seed (default 0)")
+    train = sub.add_parser(
+        "train",
+        help="a TRL training stage on gemma-3-270m (docs/training.md): sft, pairs, dpo or grpo; its options follow",
+        add_help=False,
+    )
+    train.add_argument("stage", choices=TRAINING_STAGES)
+    train.add_argument("options", nargs=argparse.REMAINDER, help="the stage's own options (tds train STAGE --help)")
     return p
 
 
@@ -180,6 +190,16 @@ ENGINE_PACKAGES = ("torch", "transformers", "peft", "accelerate")
 ENGINE_INSTALL = "pip install -r requirements.txt (or pip install 'tds[compute]')"
 
 
+def _train(stage: str, options: list[str]) -> None:
+    """Hand over to a training stage's own command line (it says its faults in one line and exits)."""
+    if importlib.util.find_spec("trl") is None:
+        raise UserError("`tds train` needs TRL: pip install -r requirements-train.txt (or pip install 'tds[train]')")
+    from compute.train import common
+
+    module = importlib.import_module(f"compute.train.{stage}")
+    common.run_main(lambda: module.main(options))
+
+
 def require_engine(command: str) -> None:
     """Refuse, in one line, a command that needs torch where the install has only the torch-free core."""
     missing = [name for name in ENGINE_PACKAGES if importlib.util.find_spec(name) is None]
@@ -190,8 +210,11 @@ def require_engine(command: str) -> None:
 
 
 def _command(args: argparse.Namespace) -> int:
-    if args.command in ("run", "check"):
+    if args.command in ("run", "check", "train"):
         require_engine(args.command)
+    if args.command == "train":
+        _train(args.stage, args.options)
+        return EXIT_OK
     if args.command == "validate":
         print(validate(args.config))
     elif args.command == "info":

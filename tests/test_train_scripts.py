@@ -35,7 +35,7 @@ def tiny_gemma(tmp_path_factory):
 
 def train(stage: str, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", f"compute.train.{stage}", *args],
+        [sys.executable, "-m", "compute", "train", stage, *args],  # `tds train STAGE`
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -201,7 +201,7 @@ def test_an_existing_adapter_is_replaced_only_with_overwrite(tiny_gemma, sft_ada
 def test_a_wrong_option_is_one_line_and_leaves_no_scratch_folder(tiny_gemma, tmp_path, stage, args, needle):
     out = tmp_path / "adapter"
     done = train(stage, "--base", str(tiny_gemma), *args, "--out", str(out))
-    assert_one_line(done, f"python -m compute.train.{stage}: ", needle)
+    assert_one_line(done, f"tds train {stage}: ", needle)
     assert list(tmp_path.iterdir()) == []
 
 

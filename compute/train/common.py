@@ -41,7 +41,7 @@ class TrainingError(Exception):
 
 def stage_parser(doc: str, stage: str) -> argparse.ArgumentParser:
     """A stage's parser (a wrong option is one line, exit 2) with the options every stage shares."""
-    parser = OneLineParser(prog=f"python -m compute.train.{stage}", description=doc.splitlines()[0])
+    parser = OneLineParser(prog=f"tds train {stage}", description=doc.splitlines()[0])
     parser.add_argument("--base", default=None, help=f"base model folder (default: the packaged {BASE_PACKAGE})")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-minutes", type=float, default=None, help="stop training after this much wall time")

@@ -26,7 +26,7 @@ STOP_MARKERS = ("\n# Query", "\n# Answer", "\n#", "<end_of_turn>", "<start_of_tu
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = OneLineParser(prog="python -m compute.train.pairs", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="tds train pairs", description=__doc__.splitlines()[0])
     parser.add_argument("--base", default=None, help=f"base model folder (default: the packaged {common.BASE_PACKAGE})")
     parser.add_argument("--pairs", type=positive_int, default=64)
     parser.add_argument("--answer-tokens", type=positive_int, default=128, help="cap on both answers' length in tokens")
