@@ -293,7 +293,7 @@ def test_a_resumed_run_keeps_sources_and_threshold(model_pairs, tmp_path, monkey
     [
         (
             'rule = "sampling"',
-            "[decoding] rule must be one of aligned, base, nudging, cross-sampling",
+            "[decoding] rule must be one of aligned, base, nudging, cross-sampling, logit-arithmetic, prefill",
         ),
         ('rule = "cross-sampling"\nbudget = 0.1', "[decoding] rule 'cross-sampling' needs insert"),
         ('rule = "cross-sampling"\ninsert = "aligned"', "[decoding] rule 'cross-sampling' needs budget"),

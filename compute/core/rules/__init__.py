@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from compute.core.rules.cross_sampling import CROSS_SAMPLING
+from compute.core.rules.logit_arithmetic import LOGIT_ARITHMETIC
 from compute.core.rules.nudging import NUDGING
+from compute.core.rules.prefill import PREFILL
 from compute.core.rules.pure import ALIGNED_ALONE, BASE_ALONE
 from compute.core.rules.spec import (
     ALIGNED,
@@ -27,7 +29,9 @@ from compute.core.rules.spec import (
     params_of,
 )
 
-RULES: dict[str, RuleSpec] = {spec.name: spec for spec in (ALIGNED_ALONE, BASE_ALONE, NUDGING, CROSS_SAMPLING)}
+RULES: dict[str, RuleSpec] = {
+    spec.name: spec for spec in (ALIGNED_ALONE, BASE_ALONE, NUDGING, CROSS_SAMPLING, LOGIT_ARITHMETIC, PREFILL)
+}
 PURE_RULES = tuple(name for name, spec in RULES.items() if spec.pure)
 MIXED_RULES = tuple(name for name, spec in RULES.items() if not spec.pure)
 
