@@ -517,3 +517,16 @@ def test_the_experiments_page_opens_on_an_experiment_of_several_rules_with_label
     assert accuracy["yaxis"]["range"] == [0, 1.02]  # accuracy is drawn on 0 to 100 %, never below
     assert sorted(a["text"] for a in accuracy["annotations"]) == sorted(lines.tolist())
     assert drawn["logit-arithmetic: share of tokens neither side's top-1 against alpha"]["yaxis"]["range"] == [0, 1.02]
+
+
+def test_the_examples_page_names_a_logit_rules_mixed_tokens(tmp_path, monkeypatch):
+    directory = tmp_path / "runs"
+    write_sweep_experiment(directory)
+    monkeypatch.setenv("TDS_ARTIFACTS_DIR", str(directory))
+    at = open_page("examples")
+    at.selectbox(key="ex-run").set_value(label("alpha-05")).run()
+    at.radio(key="ex-colour").set_value("emitting side").run()
+    assert not at.exception, [e.value for e in at.exception]
+    tokens = at.html[0].value.split("<br>", 1)[1]
+    assert tokens.count(f"background:{render.side_color(2)}") == 1  # ex-a's t 1, the one mixed token of ex-a
+    assert "emitted by the mixture (neither side" in tokens

@@ -133,7 +133,7 @@ else:
 titles = [
     f"t={r['t']} base rank {r['rank_base']} aligned rank {r['rank_aligned']} "
     + " ".join(f"{column.upper()} {r[column]:.3f}" for column in DIVERGENCES)
-    + (f" emitted by the {load.SIDE_NAMES[r['source']]} side" if emitted else "")
+    + (f" emitted by {render.emitted_by(r['source'])}" if emitted else "")
     for r in positions.select("t", "rank_base", "rank_aligned", "source", *DIVERGENCES).iter_rows(named=True)
 ]
 st.html(render.legend_html(legend) + "<br>" + render.answer_html(texts, backgrounds, titles))
@@ -151,7 +151,7 @@ first_shifted = next((i for i, c in enumerate(positions["category"].to_list()) i
 t = int(st.number_input("Position t", 0, n - 1, first_shifted, key=f"ex-t-{run.file}-{e}"))
 row = positions.row(t, named=True)
 category = load.CATEGORIES[row["category"]]
-by = f", emitted by the {load.SIDE_NAMES[row['source']]} side" if emitted else ""
+by = f", emitted by {render.emitted_by(row['source'])}" if emitted else ""
 st.html(
     f"Token at t = {t}: {render.token_html(texts[t], render.category_color(row['category']), category)} "
     f"({category}{by})"
