@@ -41,6 +41,7 @@ class RunFacts:
     judged: Judged | None
     share_inserted: float | None  # share of positions emitted by the inserted side (mixed rules only)
     decoded: bool = True  # False: scored over answers given (teacher-forced), in no experiment
+    short: str = ""  # the run's own name (the artifact's), for labels on a chart; "" gives `run`
 
 
 def inserted_side(rule: str, params: dict[str, object]) -> int | None:
@@ -72,7 +73,9 @@ def wilson(right: int, n: int) -> tuple[float, float]:
     p = right / n
     centre = (p + Z95**2 / (2 * n)) / (1 + Z95**2 / n)
     half = Z95 * np.sqrt(p * (1 - p) / n + Z95**2 / (4 * n**2)) / (1 + Z95**2 / n)
-    return max(0.0, float(centre - half)), min(1.0, float(centre + half))
+    low = 0.0 if right == 0 else max(0.0, float(centre - half))  # at 0 or n, one bound is exact (rounding aside)
+    high = 1.0 if right == n else min(1.0, float(centre + half))
+    return low, high
 
 
 def share_of_side(source: np.ndarray, side: int) -> float | None:
@@ -105,7 +108,8 @@ def run_facts(
     decoded: bool = True,
 ) -> RunFacts:
     key, name = experiment_of(attrs, side_attrs, judged.task if judged else None)
-    return RunFacts(run, key, name, decoding[0], decoding[1], judged, share, decoded)
+    short = str(attrs.get("name", run))
+    return RunFacts(run, key, name, decoding[0], decoding[1], judged, share, decoded, short)
 
 
 def is_experiment(facts: RunFacts) -> bool:
@@ -277,7 +281,8 @@ def references(runs: list[RunFacts]) -> pl.DataFrame:
             "run": facts.run,
             "rule": facts.rule,
             **_accuracy(facts),
-            "label": f"{facts.rule} alone ({facts.run}, {_problems(facts.judged.judged)}): {facts.judged.accuracy:.1%}",
+            "label": f"{facts.rule} alone ({facts.short or facts.run}, {_problems(facts.judged.judged)}): "
+            f"{facts.judged.accuracy:.1%}",
         }
         for facts in runs
         if facts.rule in PURE_RULES and _judged(facts)

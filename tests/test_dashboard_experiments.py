@@ -432,6 +432,7 @@ def test_the_default_pick_puts_runs_decoded_by_one_side_before_mixed_ones(tmp_pa
 
 def test_the_wilson_interval_of_an_accuracy():
     assert experiments.wilson(0, 10) == pytest.approx((0.0, 0.27753), abs=1e-5)  # z^2 / (n + z^2) above 0 of 10
+    assert experiments.wilson(0, 100)[0] == 0.0 and experiments.wilson(100, 100)[1] == 1.0  # not 3e-18 off
     assert experiments.wilson(37, 100) == pytest.approx((0.28182, 0.46779), abs=1e-5)
     low, high = experiments.wilson(10, 10)
     assert high == pytest.approx(1.0) and low == pytest.approx(1 - 0.27753, abs=1e-5)
@@ -504,9 +505,9 @@ def test_the_experiments_page_opens_on_an_experiment_of_several_rules_with_label
         [0.5, 0.5, 2 / 9, 1.5, 1.0, 6 / 9]
     )
     lines = alpha[alpha["x"].isna()].set_index("run")["label"]
-    assert lines[label("pure-aligned")] == f"aligned alone ({label('pure-aligned')}, 2 problems): 100.0%"
-    assert lines[label("pure-aligned-one")] == f"aligned alone ({label('pure-aligned-one')}, 1 problem): 100.0%"
-    assert lines[label("pure-base")] == f"base alone ({label('pure-base')}, 2 problems): 0.0%"
+    assert lines[label("pure-aligned")] == "aligned alone (pure-aligned, 2 problems): 100.0%"
+    assert lines[label("pure-aligned-one")] == "aligned alone (pure-aligned-one, 1 problem): 100.0%"
+    assert lines[label("pure-base")] == "base alone (pure-base, 2 problems): 0.0%"
     assert table(at, "experiment-prefill")["x"].dropna().tolist() == [2.0]
 
     drawn = {}
