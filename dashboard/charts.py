@@ -232,39 +232,6 @@ def heatmap(
     return _layout(fig, title, xaxis_title=x_title or x, yaxis_title=y_title or y, yaxis_autorange="reversed")
 
 
-def accuracy_curves(points: pl.DataFrame, references: pl.DataFrame) -> go.Figure:
-    """Accuracy against the share of tokens from the inserted side: one line per `curve` of `points` (run,
-    parameters, share_inserted, accuracy), and a dashed horizontal line per row of `references` (run, rule,
-    accuracy: the pure sides)."""
-    fig = go.Figure()
-    for (curve,), part in points.group_by("curve", maintain_order=True):
-        fig.add_scatter(
-            x=part["share_inserted"].to_list(),
-            y=part["accuracy"].to_list(),
-            mode="markers" if curve == "nudging" else "lines+markers",
-            name=html.escape(str(curve), quote=False),
-            text=_text(part["parameters"].to_list()),
-            hovertemplate="%{text}<br>inserted %{x:.1%}, accuracy %{y:.1%}<extra></extra>",
-        )
-    for row in references.iter_rows(named=True):
-        fig.add_hline(
-            y=row["accuracy"],
-            line_dash="dash",
-            line_color=SIDE_COLORS.get(row["rule"]),
-            annotation_text=html.escape(f"{row['rule']} alone ({row['accuracy']:.1%})", quote=False),
-        )
-    return _layout(
-        fig,
-        "Accuracy against the share of tokens from the inserted side",
-        xaxis_title="share of tokens from the inserted side (nudging: the aligned side)",
-        yaxis_title="accuracy",
-        xaxis_tickformat=".0%",
-        yaxis_tickformat=".0%",
-        xaxis_rangemode="tozero",
-        yaxis_rangemode="tozero",
-    )
-
-
 def gamma_curves(frame: pl.DataFrame) -> go.Figure:
     """The nudging paper's observation: per run (`run`), share_of_shifted against share_uncertain over γ, with
     the diagonal a base uncertainty unrelated to the shifts would give."""

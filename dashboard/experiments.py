@@ -1,10 +1,12 @@
-"""The Experiments page's tables: runs grouped into experiments, accuracy against the share of tokens the rule
-took from the inserted side, where mixed decoding inserted tokens, and the nudging paper's γ curve.
+"""The Experiments page's tables: runs grouped into experiments, accuracy (with its Wilson interval) against the
+share of tokens the rule took from the inserted side and against a sweep's parameter (logit arithmetic's alpha,
+prefill's k), where mixed decoding inserted tokens, and the nudging paper's γ curve.
 
 Pure functions over a run's attributes and small frames; no Streamlit here. An experiment is the runs on one
-dataset, judged by one task, with one pair of sides (model, GGUF file, adapter and template of each side), so
-that accuracies differ only by how the answers were decoded (compute.core.artifact.decoding: "aligned" or "base"
-alone, "nudging" or "cross-sampling").
+dataset, judged by one task, with one pair of sides (model, GGUF file, adapter and template of each side), whose
+answers were decoded (by one side alone or by a rule of compute/core/rules/), so that accuracies differ only by
+how the answers were decoded. A run scored over answers given (teacher-forced) decoded nothing: it is in no
+experiment, and never "the aligned side alone".
 """
 
 from __future__ import annotations
@@ -17,11 +19,14 @@ import polars as pl
 
 from compute.core import tables
 from compute.core.artifact import MIXED_RULES, PURE_RULES, Judged
-from compute.core.statistics import SIDE_NAMES
+from compute.core.rules import ALIGNED, BASE, RULES, SIDE_OF
 from dashboard.labels import pair, printable
 
 IDENTITY = ("model", "gguf_file", "adapter", "template", "template_text")  # side attributes that make a side
-ALIGNED, BASE = 0, 1  # values of /positions/source
+SIDE_NAMES = ("aligned", "base")
+DECODED_BY_THE_ALIGNED_SIDE = 0.99  # a run without `decoding` whose answer is the aligned top-1 this often
+Z95 = 1.959963984540054  # the normal quantile of a 95 % interval
+__all__ = ["ALIGNED", "BASE"]  # the source codes, for the page and its tests
 
 
 @dataclass(frozen=True)
@@ -35,16 +40,42 @@ class RunFacts:
     params: dict[str, object]
     judged: Judged | None
     share_inserted: float | None  # share of positions emitted by the inserted side (mixed rules only)
+    decoded: bool = True  # False: scored over answers given (teacher-forced), in no experiment
+    short: str = ""  # the run's own name (the artifact's), for labels on a chart; "" gives `run`
 
 
 def inserted_side(rule: str, params: dict[str, object]) -> int | None:
-    """The side whose tokens the rule inserts into the other side's decoding (nudging: the aligned side speaks
-    where the base side is unsure); None for a pure or unknown rule."""
-    if rule == "nudging":
-        return ALIGNED
-    if rule == "cross-sampling" and params.get("insert") in SIDE_NAMES:
-        return SIDE_NAMES.index(str(params["insert"]))
-    return None
+    """The source code a mixed rule counts (the registry's `counted`: nudging the aligned side, cross-sampling the
+    inserted side, logit arithmetic "mixed", prefill the aligned side); None for a pure or unknown rule or
+    parameters it cannot read."""
+    spec = RULES.get(rule)
+    if spec is None or spec.counted is None:
+        return None
+    try:
+        return spec.counted(params)
+    except (KeyError, TypeError):
+        return None
+
+
+def answers_decoded(has_decoding: bool, dataset: str, aligned_top_share: float | None) -> bool:
+    """Whether a run decoded its answers. A run with the `decoding` attribute did; one without either decoded
+    with the aligned side alone or scored answers given: given where the dataset is another artifact (.h5),
+    else decoded where the answer is the aligned side's top-1 at (nearly) every position, as greedy answers are."""
+    if has_decoding:
+        return True
+    if dataset.endswith((".h5", ".hdf5")):
+        return False
+    return aligned_top_share is not None and aligned_top_share >= DECODED_BY_THE_ALIGNED_SIDE
+
+
+def wilson(right: int, n: int) -> tuple[float, float]:
+    """The 95 % Wilson score interval of an accuracy of right / n (n > 0)."""
+    p = right / n
+    centre = (p + Z95**2 / (2 * n)) / (1 + Z95**2 / n)
+    half = Z95 * np.sqrt(p * (1 - p) / n + Z95**2 / (4 * n**2)) / (1 + Z95**2 / n)
+    low = 0.0 if right == 0 else max(0.0, float(centre - half))  # at 0 or n, one bound is exact (rounding aside)
+    high = 1.0 if right == n else min(1.0, float(centre + half))
+    return low, high
 
 
 def share_of_side(source: np.ndarray, side: int) -> float | None:
@@ -74,23 +105,27 @@ def run_facts(
     decoding: tuple[str, dict[str, object]],
     judged: Judged | None,
     share: float | None,
+    decoded: bool = True,
 ) -> RunFacts:
     key, name = experiment_of(attrs, side_attrs, judged.task if judged else None)
-    return RunFacts(run, key, name, decoding[0], decoding[1], judged, share)
+    short = str(attrs.get("name", run))
+    return RunFacts(run, key, name, decoding[0], decoding[1], judged, share, decoded, short)
 
 
 def is_experiment(facts: RunFacts) -> bool:
-    """Whether a run belongs on the page: it has a task or was decoded by both sides together."""
-    return facts.judged is not None or facts.rule in MIXED_RULES
+    """Whether a run belongs on the page: it decoded its answers, and has a task or was decoded by both sides."""
+    return facts.decoded and (facts.judged is not None or facts.rule in MIXED_RULES)
 
 
 def group(runs: list[RunFacts]) -> dict[str, list[RunFacts]]:
-    """Experiment name -> its runs (in the order given); two experiments with the same name get a number."""
+    """Experiment name -> its runs (in the order given); two experiments with the same name get a number. The
+    experiments comparing the most decoding rules come first (the page opens on the first)."""
     by_key: dict[tuple[object, ...], list[RunFacts]] = {}
     for facts in runs:
         by_key.setdefault(facts.experiment, []).append(facts)
     named: dict[str, list[RunFacts]] = {}
-    for members in by_key.values():
+    ordered = sorted(by_key.values(), key=lambda members: -len({f.rule for f in members}))
+    for members in ordered:
         name, n = members[0].name, 2
         while name in named:
             name, n = f"{members[0].name} #{n}", n + 1
@@ -119,17 +154,19 @@ def parameters(rule: str, params: dict[str, object]) -> str:
         if "js_threshold" in params:
             text += f" (JS ≥ {_number(params['js_threshold'])} nats)"
         return text + (f", achieved {_percent(params['share'])}" if "share" in params else "")
+    spec = RULES.get(rule)
+    if spec is not None and all(key.name in params for key in spec.keys):
+        return spec.describe(params)
     return ", ".join(f"{key} = {_number(value)}" for key, value in params.items())
 
 
 def direction(facts: RunFacts) -> str | None:
-    """The curve a run is a point of: "aligned into base" (cross-sampling), "nudging", or None."""
-    if facts.rule == "nudging":
-        return "nudging"
-    side = inserted_side(facts.rule, facts.params)
-    if facts.rule == "cross-sampling" and side is not None:
-        return f"{SIDE_NAMES[side]} into {SIDE_NAMES[1 - side]}"
-    return None
+    """The curve of accuracy against the share inserted a run is a point of (the registry's `curve`: "nudging",
+    "aligned into base" for cross-sampling), or None."""
+    spec = RULES.get(facts.rule)
+    if spec is None or spec.curve is None or inserted_side(facts.rule, facts.params) is None:
+        return None
+    return spec.curve(facts.params)
 
 
 def runs_table(runs: list[RunFacts]) -> pl.DataFrame:
@@ -137,6 +174,7 @@ def runs_table(runs: list[RunFacts]) -> pl.DataFrame:
     rows = []
     for facts in runs:
         side = inserted_side(facts.rule, facts.params)
+        low, high = interval(facts.judged)
         rows.append(
             {
                 "run": facts.run,
@@ -145,7 +183,9 @@ def runs_table(runs: list[RunFacts]) -> pl.DataFrame:
                 "task": facts.judged.task if facts.judged else None,
                 "judged": facts.judged.judged if facts.judged else None,
                 "accuracy": facts.judged.accuracy if facts.judged else None,
-                "inserted_side": SIDE_NAMES[side] if side is not None else None,
+                "accuracy_low": low,
+                "accuracy_high": high,
+                "inserted_side": SIDE_OF[side] if side is not None else None,
                 "share_inserted": facts.share_inserted,
             }
         )
@@ -156,44 +196,99 @@ def runs_table(runs: list[RunFacts]) -> pl.DataFrame:
         "task": pl.String,
         "judged": pl.Int64,
         "accuracy": pl.Float64,
+        "accuracy_low": pl.Float64,
+        "accuracy_high": pl.Float64,
         "inserted_side": pl.String,
         "share_inserted": pl.Float64,
     }
     return pl.DataFrame(rows, schema=schema)
 
 
+def interval(judged: Judged | None) -> tuple[float | None, float | None]:
+    """The accuracy's 95 % Wilson interval (None, None without judged answers)."""
+    return wilson(judged.right, judged.judged) if judged and judged.judged else (None, None)
+
+
+def _judged(facts: RunFacts) -> bool:
+    return facts.judged is not None and facts.judged.accuracy is not None
+
+
+def _accuracy(facts: RunFacts) -> dict[str, object]:
+    low, high = interval(facts.judged)
+    return {
+        "accuracy": facts.judged.accuracy,
+        "accuracy_low": low,
+        "accuracy_high": high,
+        "judged": facts.judged.judged,
+    }
+
+
+ACCURACY_SCHEMA = {"accuracy": pl.Float64, "accuracy_low": pl.Float64, "accuracy_high": pl.Float64, "judged": pl.Int64}
+
+
 def accuracy_points(runs: list[RunFacts]) -> pl.DataFrame:
     """The accuracy chart's points: every judged mixed run with its curve (direction), the share of tokens from
-    the inserted side (x) and its accuracy, sorted along each curve; parameters for the hover."""
+    the inserted side (x) and its accuracy with its interval, sorted along each curve; parameters for the hover."""
     rows = [
         {
             "curve": direction(facts),
             "run": facts.run,
             "parameters": parameters(facts.rule, facts.params),
             "share_inserted": facts.share_inserted,
-            "accuracy": facts.judged.accuracy,
+            **_accuracy(facts),
         }
         for facts in runs
-        if direction(facts) and facts.judged and facts.judged.accuracy is not None and facts.share_inserted is not None
+        if direction(facts) and _judged(facts) and facts.share_inserted is not None
     ]
-    schema = {
-        "curve": pl.String,
-        "run": pl.String,
-        "parameters": pl.String,
-        "share_inserted": pl.Float64,
-        "accuracy": pl.Float64,
-    }
-    return pl.DataFrame(rows, schema=schema).sort("curve", "share_inserted")
+    schema = {"curve": pl.String, "run": pl.String, "parameters": pl.String, "share_inserted": pl.Float64}
+    return pl.DataFrame(rows, schema={**schema, **ACCURACY_SCHEMA}).sort("curve", "share_inserted")
+
+
+def sweep_points(runs: list[RunFacts], rule: str) -> pl.DataFrame:
+    """A sweep's points: every judged run of `rule` with the value of the key its sweep varies (the registry's
+    `sweep`: alpha, tokens) as x, its accuracy and interval, and the share of the tokens the rule counts."""
+    key = RULES[rule].sweep
+    rows = [
+        {
+            "run": facts.run,
+            "parameters": parameters(facts.rule, facts.params),
+            "x": float(facts.params[key]),
+            "share_counted": facts.share_inserted,
+            **_accuracy(facts),
+        }
+        for facts in runs
+        if facts.rule == rule and key in facts.params and _judged(facts)
+    ]
+    schema = {"run": pl.String, "parameters": pl.String, "x": pl.Float64, "share_counted": pl.Float64}
+    return pl.DataFrame(rows, schema={**schema, **ACCURACY_SCHEMA}).sort("x")
+
+
+def sweeps(runs: list[RunFacts]) -> list[str]:
+    """The rules with a sweep (the registry's `sweep`) that runs of this experiment use."""
+    return [name for name, spec in RULES.items() if spec.sweep and any(f.rule == name and _judged(f) for f in runs)]
+
+
+def _problems(n: int) -> str:
+    return f"{n} problem" + ("" if n == 1 else "s")
 
 
 def references(runs: list[RunFacts]) -> pl.DataFrame:
-    """The pure sides' accuracies (the chart's horizontal lines): run, rule ("aligned" / "base"), accuracy."""
+    """The pure sides' accuracies (the charts' horizontal lines): run, rule ("aligned" / "base"), accuracy with
+    its interval and size, and the line's label, which names the run and its size so that two runs of one side
+    (say on 100 and on 200 problems) are told apart."""
     rows = [
-        {"run": facts.run, "rule": facts.rule, "accuracy": facts.judged.accuracy}
+        {
+            "run": facts.run,
+            "rule": facts.rule,
+            **_accuracy(facts),
+            "label": f"{facts.rule} alone ({facts.short or facts.run}, {_problems(facts.judged.judged)}): "
+            f"{facts.judged.accuracy:.1%}",
+        }
         for facts in runs
-        if facts.rule in PURE_RULES and facts.judged and facts.judged.accuracy is not None
+        if facts.rule in PURE_RULES and _judged(facts)
     ]
-    return pl.DataFrame(rows, schema={"run": pl.String, "rule": pl.String, "accuracy": pl.Float64})
+    schema = {"run": pl.String, "rule": pl.String, **ACCURACY_SCHEMA, "label": pl.String}
+    return pl.DataFrame(rows, schema=schema)
 
 
 def _is_inserted(side: int) -> pl.Expr:

@@ -163,20 +163,19 @@ def all_pairs(runs: list[load.Run]) -> list[tuple[load.Run, load.Run]]:
 
 
 def accuracy_whiskers(fig, points: pl.DataFrame, runs: list[load.Run], definition: str):
-    """Whiskers on the Experiments accuracy chart: each point's accuracy interval (bootstrap over problems)."""
+    """Horizontal whiskers on the Experiments accuracy chart: each point's share of tokens from the inserted side
+    with its interval (bootstrap over problems); the accuracy's own whiskers are its Wilson interval."""
     by_label = {run.label: run for run in runs}
-    errors: dict[str, dict] = {"y": {}, "x": {}}
+    errors: dict[str, tuple[list, list]] = {}
     for (curve,), part in points.group_by("curve", maintain_order=True):
-        accuracy, share = [], []
+        share = []
         for label in part["run"].to_list():
             numbers = run_numbers(by_label[label].key, definition)
             side = experiments.inserted_side(*load.decoding(by_label[label]))
-            accuracy.append(numbers.get("accuracy"))
             share.append(numbers.get(f"share_from_{load.SIDE_NAMES[side]}") if side is not None else None)
-        for axis, found in (("y", accuracy), ("x", share)):
-            errors[axis][str(curve)] = ([e and e.low for e in found], [e and e.high for e in found])
-    st.caption(CAPTION + " Whiskers: accuracy (vertical) and the inserted side's share of the tokens (horizontal).")
-    return interval_charts.whiskers_on(interval_charts.whiskers_on(fig, errors["y"]), errors["x"], axis="x")
+        errors[str(curve)] = ([e and e.low for e in share], [e and e.high for e in share])
+    st.caption(CAPTION + " Horizontal whiskers: the inserted side's share of the tokens.")
+    return interval_charts.whiskers_on(fig, errors, axis="x")
 
 
 @cached

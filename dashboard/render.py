@@ -30,9 +30,17 @@ def category_color(category: int) -> str:
     return CATEGORY_COLORS[CATEGORY_NAMES[category]] + "55"
 
 
+MIXED_COLOR = "#999999"  # a logit rule's token that is neither side's top-1 (/positions/source 2)
+
+
 def side_color(source: int) -> str:
-    """The colour of the side that emitted a token (0 aligned, 1 base), as on the top-k chart."""
-    return SIDE_COLORS[SIDE_NAMES[source]] + "55"
+    """The colour of the side that emitted a token (0 aligned, 1 base, as on the top-k chart; 2 mixed: grey)."""
+    return (SIDE_COLORS[SIDE_NAMES[source]] if source < len(SIDE_NAMES) else MIXED_COLOR) + "55"
+
+
+def emitted_by(source: int) -> str:
+    """Whose token it is, in words: "the aligned side", "the base side", or the mixture (source 2)."""
+    return f"the {SIDE_NAMES[source]} side" if source < len(SIDE_NAMES) else "the mixture (neither side's top-1)"
 
 
 def scale_color(value: float, top: float) -> str:

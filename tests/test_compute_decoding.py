@@ -22,10 +22,11 @@ from compute.core.artifact import open_artifact
 from compute.core.config import load_config
 from compute.core.partial import PartialWork
 from compute.core.provenance import check_provenance
-from compute.core.rules import ALIGNED, BASE, SIDE_OF, Rule, cross_sampling_source, nudging_source
+from compute.core.rules import ALIGNED, BASE, SIDE_OF, Rule, Step, cross_sampling, nudging
+from compute.core.rules.cross_sampling import js_threshold
 from compute.core.statistics import _naive_js
 from compute.engine import run as run_module
-from compute.engine.decoding import decode_together, js_threshold
+from compute.engine.decoding import decode_together
 from compute.engine.generate import eos_ids, generate_answers
 from compute.engine.model import load_plain
 from compute.engine.score import SharedPrefix
@@ -74,10 +75,14 @@ def naive_decode(sides, context: dict[str, list[int]], rule: Rule) -> tuple[list
             row = torch.tensor([context[name] + ids])
             logp[name] = torch.log_softmax(sides[name].model.own_logits(row)[0, -1].double(), -1).numpy()
         tops = {name: int(np.argmax(logp[name])) for name in SIDES}
-        previous = source[-1] if source else None
-        chosen = rule.source(
-            previous, float(np.exp(logp["base"].max())), tops["aligned"] == tops["base"], _naive_js(logp)
+        step = Step(
+            t=len(ids),
+            previous=source[-1] if source else None,
+            base_top_prob=float(np.exp(logp["base"].max())),
+            tops_agree=tops["aligned"] == tops["base"],
+            js=_naive_js(logp),
         )
+        chosen = rule.source(step)
         token = tops["aligned" if chosen == ALIGNED else "base"]
         if token in ends:
             break
@@ -87,8 +92,8 @@ def naive_decode(sides, context: dict[str, list[int]], rule: Rule) -> tuple[list
 
 
 RULES = {
-    "nudging": Rule("nudging", threshold=GAMMA),
-    "cross-sampling": Rule("cross-sampling", insert=ALIGNED, budget=0.5),  # js_threshold: the median, below
+    "nudging": Rule("nudging", {"threshold": GAMMA}),
+    "cross-sampling": Rule("cross-sampling", {"insert": "aligned", "budget": 0.5}),  # js_threshold: the median
 }
 
 
@@ -101,7 +106,7 @@ def median_js(sides, contexts) -> float:
 def test_the_batched_decode_equals_a_naive_decode(sides, rule):
     contexts = contexts_of(sides)
     if rule.needs_js:
-        rule = dataclasses.replace(rule, js_threshold=median_js(sides, contexts))
+        rule = rule.with_params(js_threshold=median_js(sides, contexts))
     decoded = decode_together(sides, contexts, rule, MAX_NEW, prefixes=prefixes_of(sides, contexts))
     naive = [naive_decode(sides, {n: contexts[n][i] for n in SIDES}, rule) for i in range(len(INSTRUCTIONS))]
     assert [(d.ids, d.source) for d in decoded] == naive
@@ -176,14 +181,19 @@ def test_the_nudging_rule_token_by_token():
         (ALIGNED, True, True): BASE,
     }
     for (previous, confident, agree), expected in table.items():
-        assert nudging_source(previous, confident, agree) == expected, (previous, confident, agree)
+        step = Step(t=0, previous=previous, base_top_prob=0.6 if confident else 0.2, tops_agree=agree, js=0.0)
+        assert nudging.source({"threshold": 0.4}, step) == expected, (previous, confident, agree)
 
 
 def test_the_cross_sampling_rule():
-    assert [cross_sampling_source(ALIGNED, d) for d in (True, False)] == [ALIGNED, BASE]
-    assert [cross_sampling_source(BASE, d) for d in (True, False)] == [BASE, ALIGNED]
-    rule = Rule("cross-sampling", insert=BASE, budget=0.1, js_threshold=0.2)
-    assert [rule.source(None, 0.5, False, js) for js in (0.19, 0.2, 0.3)] == [ALIGNED, BASE, BASE]
+    def step(js: float) -> Step:
+        return Step(t=1, previous=None, base_top_prob=0.5, tops_agree=False, js=js)
+
+    for insert, code in (("aligned", ALIGNED), ("base", BASE)):
+        params = {"insert": insert, "js_threshold": 0.5}
+        assert [cross_sampling.source(params, step(js)) for js in (0.9, 0.1)] == [code, 1 - code]
+    rule = Rule("cross-sampling", {"insert": "base", "budget": 0.1, "js_threshold": 0.2})
+    assert [rule.source(step(js)) for js in (0.19, 0.2, 0.3)] == [ALIGNED, BASE, BASE]
 
 
 def test_js_threshold_is_the_quantile_for_the_budget():
@@ -270,7 +280,7 @@ def test_a_resumed_run_keeps_sources_and_threshold(model_pairs, tmp_path, monkey
     with pytest.raises(KeyboardInterrupt):
         run_module.run(config)
     monkeypatch.setattr(PartialWork, "save", real_save)
-    monkeypatch.setattr(run_module, "js_threshold", lambda *a: pytest.fail("calibrated again on resume"))
+    monkeypatch.setattr(cross_sampling, "js_threshold", lambda *a: pytest.fail("calibrated again on resume"))
     resumed = open_artifact(run_module.run(config))
     for name in ("positions/token_id", "positions/source"):
         assert resumed.read(name).tolist() == whole.read(name).tolist()
@@ -281,7 +291,10 @@ def test_a_resumed_run_keeps_sources_and_threshold(model_pairs, tmp_path, monkey
 @pytest.mark.parametrize(
     ("table", "needle"),
     [
-        ('rule = "sampling"', "[decoding] rule must be one of aligned, base, nudging, cross-sampling"),
+        (
+            'rule = "sampling"',
+            "[decoding] rule must be one of aligned, base, nudging, cross-sampling, logit-arithmetic, prefill",
+        ),
         ('rule = "cross-sampling"\nbudget = 0.1', "[decoding] rule 'cross-sampling' needs insert"),
         ('rule = "cross-sampling"\ninsert = "aligned"', "[decoding] rule 'cross-sampling' needs budget"),
         ('rule = "cross-sampling"\ninsert = "aligned"\nbudget = 0', "[decoding] budget must be above 0.0"),
@@ -311,5 +324,5 @@ def test_the_decoding_table_is_part_of_the_partial_work_fingerprint(tmp_path, mo
     other = load_config(
         decoding_config(tmp_path, model_pairs["llama"], '[decoding]\nrule = "nudging"\nthreshold = 0.3\n')
     )
-    assert one.decoding.threshold == 0.4 and other.decoding.threshold == 0.3
+    assert one.decoding.params["threshold"] == 0.4 and other.decoding.params["threshold"] == 0.3
     assert one.fingerprint(b"") != other.fingerprint(b"")

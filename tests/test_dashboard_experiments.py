@@ -3,6 +3,8 @@ functions and the γ curve on hand-made inputs whose answers are known, and the 
 
 from __future__ import annotations
 
+import json
+
 import h5py
 import numpy as np
 import polars as pl
@@ -72,7 +74,12 @@ def test_the_reader_gives_the_rule_its_parameters_and_the_verdicts(tmp_path):
 @pytest.mark.parametrize(
     ("dataset", "values", "words"),
     [
-        ("positions/source", np.array([0, 1, 2, 0, 0, 0, 0, 0, 0], np.int8), "/positions/source holds values other"),
+        ("positions/source", np.array([0, 1, 3, 0, 0, 0, 0, 0, 0], np.int8), "/positions/source holds values other"),
+        (
+            "positions/decoding_logprobs",
+            np.zeros((9, 2), np.float32),
+            "/positions/decoding_logprobs has shape (9, 2), expected (9, 3)",
+        ),
         ("positions/source", np.zeros(8, np.int8), "/positions/source has shape (8,), expected (9,)"),
         ("positions/source", np.zeros(9, np.float32), "/positions/source has type float32, expected integers"),
         ("examples/correct", np.array([1, 3], np.int8), "/examples/correct holds values other than -1, 0, 1"),
@@ -231,7 +238,10 @@ def test_the_accuracy_chart_has_a_curve_per_direction_points_for_nudging_and_the
         ("base into aligned", "b5", 0.04, 0.6),
         ("nudging", "nudge", 0.08, 0.7),
     ]
-    assert experiments.references(runs).rows() == [("aligned", "aligned", 0.9), ("base", "base", 0.3)]
+    assert experiments.references(runs).select("run", "rule", "accuracy", "judged").rows() == [
+        ("aligned", "aligned", 0.9, 10),
+        ("base", "base", 0.3, 10),
+    ]
     table = experiments.runs_table(runs).filter(pl.col("run").is_in(["b5", "untasked"]))
     assert table.select("inserted_side", "accuracy", "share_inserted").rows() == [
         ("base", 0.6, 0.04),
@@ -414,3 +424,109 @@ def test_the_default_pick_puts_runs_decoded_by_one_side_before_mixed_ones(tmp_pa
     plain = [label(n) for n in ("pure-aligned", "beta", "x1", "x2", "x3")] + [OTHER_PAIR]
     picked = at.sidebar.multiselect[0].value
     assert len(picked) == 8 and set(plain) <= set(picked)  # by name alone, x1-x3 would be left out
+
+
+# ---------------------------------------------------------------- sweeps, intervals, answers given
+
+
+def test_the_wilson_interval_of_an_accuracy():
+    assert experiments.wilson(0, 10) == pytest.approx((0.0, 0.27753), abs=1e-5)  # z^2 / (n + z^2) above 0 of 10
+    assert experiments.wilson(0, 100)[0] == 0.0 and experiments.wilson(100, 100)[1] == 1.0  # not 3e-18 off
+    assert experiments.wilson(37, 100) == pytest.approx((0.28182, 0.46779), abs=1e-5)
+    low, high = experiments.wilson(10, 10)
+    assert high == pytest.approx(1.0) and low == pytest.approx(1 - 0.27753, abs=1e-5)
+
+
+def test_a_run_without_decoding_decoded_only_where_its_answers_are_the_aligned_top_1():
+    assert experiments.answers_decoded(True, "arith.jsonl", None)
+    assert experiments.answers_decoded(False, "arith.jsonl", 1.0)  # the aligned side's greedy answers
+    assert experiments.answers_decoded(False, "arith.jsonl", 0.995)  # a near tie flipped
+    assert not experiments.answers_decoded(False, "arith.jsonl", 0.84)  # another side's answers, teacher-forced
+    assert not experiments.answers_decoded(False, "grpo-answers.h5", 1.0)  # answers from another artifact
+
+
+def test_sweep_points_take_the_registrys_key_and_the_share_it_counts():
+    logit = {"temperature": 0.0, "top_p": 1.0, "seed": 0}
+    runs = [
+        facts("a1.5", "logit-arithmetic", {"alpha": 1.5, **logit}, (6, 10), 0.3),
+        facts("a0.5", "logit-arithmetic", {"alpha": 0.5, **logit}, (4, 10), 0.1),
+        facts("k2", "prefill", {"tokens": 2}, (2, 10), 0.2),
+        facts("nudge", "nudging", {"threshold": 0.4}, (7, 10), 0.08),
+    ]
+    assert experiments.sweeps(runs) == ["logit-arithmetic", "prefill"]
+    points = experiments.sweep_points(runs, "logit-arithmetic")
+    assert points.select("run", "x", "accuracy", "share_counted").rows() == [
+        ("a0.5", 0.5, 0.4, 0.1),
+        ("a1.5", 1.5, 0.6, 0.3),
+    ]
+    assert points["accuracy_low"][0] == pytest.approx(experiments.wilson(4, 10)[0])
+    assert experiments.sweep_points(runs, "prefill")["x"].to_list() == [2.0]
+    assert experiments.inserted_side("logit-arithmetic", runs[0].params) == 2  # "mixed": neither side's top-1
+    assert experiments.parameters("prefill", {"tokens": 2}).startswith("prefill: the aligned side writes the first 2")
+
+
+def write_sweep_experiment(directory):
+    """A one-rule experiment first by name (another base model), then an experiment of both pure sides, two
+    logit-arithmetic runs and a prefill run, a second aligned-alone run on one problem, and a run scored over
+    answers from another artifact (teacher-forced)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    experiment_run(directory, "a-lone", [1, 0], base_model="tiny/other")
+    experiment_run(directory, "pure-aligned", [1, 1], "aligned")
+    experiment_run(directory, "pure-aligned-one", [1, -1], "aligned")
+    experiment_run(directory, "pure-base", [0, 0], "base")
+    logit = {"temperature": 0.0, "top_p": 1.0, "seed": 0}
+    experiment_run(directory, "alpha-05", [1, 0], "logit-arithmetic", [0, 2, 1, 1, 1, 0, 0, 1, 2], alpha=0.5, **logit)
+    experiment_run(directory, "alpha-15", [1, 1], "logit-arithmetic", [0, 2, 2, 2, 0, 0, 2, 2, 2], alpha=1.5, **logit)
+    experiment_run(directory, "prefill-2", [0, 1], "prefill", [0, 0, 1, 1, 1, 0, 0, 1, 1], tokens=2)
+    forced = experiment_run(directory, "forced", [1, 1])
+    with h5py.File(forced, "r+") as f:
+        f.attrs["dataset"] = "pure-aligned.h5"  # the answers of another run
+
+
+def test_the_experiments_page_opens_on_an_experiment_of_several_rules_with_labelled_references(tmp_path, monkeypatch):
+    directory = tmp_path / "runs"
+    write_sweep_experiment(directory)
+    monkeypatch.setenv("TDS_ARTIFACTS_DIR", str(directory))
+    at = AppTest.from_file(str(APP), default_timeout=60).run()
+    at.sidebar.multiselect[0].set_value(at.sidebar.multiselect[0].options).run()
+    at.switch_page("app_pages/experiments.py").run()
+    assert not at.exception and not at.error, [e.value for e in [*at.exception, *at.error]]
+    assert at.selectbox(key="exp-group").value == EXPERIMENT  # six runs of four rules, not the lone run
+    runs = at.dataframe[0].value.set_index("run")
+    assert label("forced") not in runs.index and label("a-lone") not in runs.index
+    assert any("teacher-forced), in no experiment: " + label("forced") in c.value.replace("\\", "") for c in at.caption)
+    assert runs.loc[label("alpha-05"), ["inserted_side", "accuracy"]].tolist() == ["mixed", 0.5]
+    assert runs.loc[label("alpha-05"), "share_inserted"] == pytest.approx(2 / 9)
+
+    alpha = table(at, "experiment-logit-arithmetic")
+    swept = alpha[alpha["x"].notna()]
+    assert swept[["x", "accuracy", "share_counted"]].values.ravel().tolist() == pytest.approx(
+        [0.5, 0.5, 2 / 9, 1.5, 1.0, 6 / 9]
+    )
+    lines = alpha[alpha["x"].isna()].set_index("run")["label"]
+    assert lines[label("pure-aligned")] == "aligned alone (pure-aligned, 2 problems): 100.0%"
+    assert lines[label("pure-aligned-one")] == "aligned alone (pure-aligned-one, 1 problem): 100.0%"
+    assert lines[label("pure-base")] == "base alone (pure-base, 2 problems): 0.0%"
+    assert table(at, "experiment-prefill")["x"].dropna().tolist() == [2.0]
+
+    drawn = {}
+    for chart in at.get("plotly_chart"):
+        spec = json.loads(chart.proto.spec)
+        drawn[spec["layout"]["title"]["text"]] = spec["layout"]
+    accuracy = drawn["logit-arithmetic: accuracy against alpha"]
+    assert accuracy["yaxis"]["range"] == [0, 1.02]  # accuracy is drawn on 0 to 100 %, never below
+    assert sorted(a["text"] for a in accuracy["annotations"]) == sorted(lines.tolist())
+    assert drawn["logit-arithmetic: share of tokens neither side's top-1 against alpha"]["yaxis"]["range"] == [0, 1.02]
+
+
+def test_the_examples_page_names_a_logit_rules_mixed_tokens(tmp_path, monkeypatch):
+    directory = tmp_path / "runs"
+    write_sweep_experiment(directory)
+    monkeypatch.setenv("TDS_ARTIFACTS_DIR", str(directory))
+    at = open_page("examples")
+    at.selectbox(key="ex-run").set_value(label("alpha-05")).run()
+    at.radio(key="ex-colour").set_value("emitting side").run()
+    assert not at.exception, [e.value for e in at.exception]
+    tokens = at.html[0].value.split("<br>", 1)[1]
+    assert tokens.count(f"background:{render.side_color(2)}") == 1  # ex-a's t 1, the one mixed token of ex-a
+    assert "emitted by the mixture (neither side" in tokens

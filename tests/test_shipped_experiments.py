@@ -18,13 +18,14 @@ RUNS = sorted(path.stem for path in ARTIFACTS.glob("gemma-270m-arith-*.h5") if n
 def test_the_experiments_are_shipped():
     assert {"gemma-270m-arith-aligned", "gemma-270m-arith-base", "gemma-270m-arith-nudging"} <= set(RUNS)
     assert any("cross-aligned" in name for name in RUNS) and any("cross-base" in name for name in RUNS)
+    assert any("alpha" in name for name in RUNS) and any("prefill" in name for name in RUNS)  # the sweeps
 
 
 @pytest.mark.parametrize("name", RUNS)
 def test_each_run_follows_its_rule_and_is_judged(name):
     artifact = open_artifact(ARTIFACTS / f"{name}.h5")
     assert artifact.attrs["task"] == "arithmetic" and artifact.n_examples == 100
-    assert check_provenance(artifact) == []
+    assert check_provenance(artifact) == []  # the sweeps' decoder log-probabilities too
     assert (ROOT / "compute" / "recipes" / f"{name}.toml").is_file()
 
 

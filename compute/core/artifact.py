@@ -21,7 +21,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from compute.core import statistics
+from compute.core import rules, statistics
 from compute.core.branching import ExampleSamples
 from compute.core.categories import DEFINITIONS
 from compute.core.categories import NAMES as CATEGORIES
@@ -65,6 +65,7 @@ class ExampleScores:
     reference: str | None = None  # the expected answer of a verifiable task (optional /examples/reference)
     correct: int = -1  # the task's verdict: 1 right, 0 wrong, -1 not judged (optional /examples/correct)
     source: np.ndarray | None = None  # (T,) int8: which side emitted each o_t (optional /positions/source)
+    decoding_logprobs: np.ndarray | None = None  # (T, 3) float32: the decoder's log P of o_t (aligned, base, decoded)
 
 
 @dataclass
@@ -205,6 +206,11 @@ def _write_body(f: h5py.File, meta: RunMeta, examples: list[ExampleScores], toke
         if any(e.source is None or len(e.source) != len(e.token_ids) for e in examples):
             raise ArtifactError(f"{meta.name}: an example lacks the source of its tokens")
         _put(pos, "source", _concat([e.source for e in examples], np.int8))
+    if any(e.decoding_logprobs is not None for e in examples):  # answers decoded by both sides stepping together
+        if any(e.decoding_logprobs is None or len(e.decoding_logprobs) != len(e.token_ids) for e in examples):
+            raise ArtifactError(f"{meta.name}: an example lacks the decoder's log-probabilities of its tokens")
+        logprobs = [e.decoding_logprobs.reshape(-1, 3) for e in examples]
+        _put(pos, "decoding_logprobs", np.concatenate(logprobs).astype(np.float32))
 
     sides = f.create_group("sides")
     for side in SIDE_NAMES:
@@ -445,6 +451,7 @@ _KIND_OF = {
     "positions/t": "integers",
     "positions/token_id": "integers",
     "positions/source": "integers",
+    "positions/decoding_logprobs": "numbers",
     "tokens/id": "integers",
     "tokens/text": "strings",
     **{
@@ -470,7 +477,7 @@ _OFFSET_PAIRS = tuple(
     for offsets, data in (("context_offsets", "context_ids"), ("context_text_offsets", "context_text"))
 )
 MAX_CHUNK_BYTES = 16 << 20  # this project writes chunks under 1 MiB
-_ALLOWED_VALUES = {"examples/correct": (-1, 0, 1), "positions/source": (0, 1)}  # the optional additions' codes
+_ALLOWED_VALUES = {"examples/correct": (-1, 0, 1), "positions/source": (0, 1, 2)}  # the optional additions' codes
 
 
 def _kinds() -> dict[str, str]:
@@ -521,6 +528,9 @@ def _check_contents(f: h5py.File, offsets: np.ndarray, fail) -> None:
         raise fail("/tokens/id lists an id more than once")
     if "positions/source" in f and f["positions/source"].shape != (offsets[-1],):
         raise fail(f"/positions/source has shape {f['positions/source'].shape}, expected ({offsets[-1]},)")
+    if "positions/decoding_logprobs" in f and f["positions/decoding_logprobs"].shape != (offsets[-1], 3):
+        shape = f["positions/decoding_logprobs"].shape
+        raise fail(f"/positions/decoding_logprobs has shape {shape}, expected ({offsets[-1]}, 3)")
     for name, allowed in _ALLOWED_VALUES.items():
         if name in f and not np.isin(f[name][()], allowed).all():
             raise fail(f"/{name} holds values other than {', '.join(map(str, allowed))}")
@@ -536,6 +546,7 @@ def read_examples(artifact: Artifact) -> list[ExampleScores]:
     references = artifact.read("examples/reference") if judged else [None] * artifact.n_examples
     correct = artifact.read("examples/correct") if judged else [-1] * artifact.n_examples
     source = artifact.read("positions/source") if artifact.has("positions/source") else None
+    logprobs = artifact.read("positions/decoding_logprobs") if artifact.has("positions/decoding_logprobs") else None
     offsets = cols["examples/offsets"]
     contexts = {side: _contexts(artifact, side) for side in SIDE_NAMES}
     examples = []
@@ -554,28 +565,23 @@ def read_examples(artifact: Artifact) -> list[ExampleScores]:
                 reference=references[e],
                 correct=int(correct[e]),
                 source=None if source is None else source[rows],
+                decoding_logprobs=None if logprobs is None else logprobs[rows],
             )
         )
     return examples
 
 
 # How a run's answers were decoded (root attribute `decoding`): one side alone, or both sides stepping together
-# with a rule choosing whose token is emitted (`positions/source` says whose it was). "greedy" is the shared
-# design notes' name for a file without the attribute.
-PURE_RULES = ("aligned", "base")
-MIXED_RULES = ("nudging", "cross-sampling")
+# under a rule of the registry (compute/core/rules/; `positions/source` says whose token each was). "greedy" is the
+# shared design notes' name for a file without the attribute.
+PURE_RULES, MIXED_RULES = rules.PURE_RULES, rules.MIXED_RULES
 
 
 def decoding(artifact: Artifact) -> tuple[str, dict[str, object]]:
     """The decoding rule and its parameters (the root attributes `decoding_*`, without the prefix). A file
     without the attribute holds the aligned side's own answers, or answers given: rule "aligned"."""
     rule = str(artifact.attrs.get("decoding", "aligned"))
-    params = {
-        key.removeprefix("decoding_"): value.item() if isinstance(value, np.generic) else value
-        for key, value in artifact.attrs.items()
-        if key.startswith("decoding_")
-    }
-    return ("aligned" if rule == "greedy" else rule), params
+    return ("aligned" if rule == "greedy" else rule), rules.params_of(artifact.attrs)
 
 
 @dataclass(frozen=True)

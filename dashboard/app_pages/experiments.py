@@ -1,5 +1,6 @@
-"""Experiments: accuracy of mixed decoding (nudging, cross-sampling) against the pure sides, where the inserted
-tokens went, and on any run how well the base side's uncertainty predicts the shifts (the nudging paper's γ)."""
+"""Experiments: accuracy of mixed decoding (the rules of compute/core/rules/) against the pure sides, the sweeps
+(logit arithmetic's alpha, prefill's k), where the inserted tokens went, and on any run how well the base side's
+uncertainty predicts the shifts (the nudging paper's γ)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import polars as pl
 import streamlit as st
 
 from compute.core import token_types
-from dashboard import charts, experiments, interval_views, load, ui
+from compute.core.rules import RULES
+from dashboard import charts, experiment_charts, experiments, interval_views, load, ui
 
 
 def facts(run: load.Run) -> experiments.RunFacts:
@@ -18,7 +20,12 @@ def facts(run: load.Run) -> experiments.RunFacts:
     if side is not None and run.artifact.has("positions/source"):
         share = experiments.share_of_side(load.provenance(run.key)["source"].to_numpy(), side)
     attrs, sides = run.artifact.attrs, run.artifact.side_attrs
-    return experiments.run_facts(run.label, attrs, sides, (rule, params), load.verdicts(run.key), share)
+    dataset = str(attrs.get("dataset", ""))
+    top_share = None
+    if "decoding" not in attrs and not dataset.endswith((".h5", ".hdf5")) and run.artifact.n_positions:
+        top_share = float((run.artifact.read("sides/aligned/rank") == 0).mean())
+    decoded = experiments.answers_decoded("decoding" in attrs, dataset, top_share)
+    return experiments.run_facts(run.label, attrs, sides, (rule, params), load.verdicts(run.key), share, decoded)
 
 
 def breakdowns(run: load.Run) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -41,14 +48,16 @@ def gamma_table(run: load.Run, definition: str) -> pl.DataFrame:
 st.header("Experiments")
 st.caption(
     "Runs on one dataset, judged by one task, with the same pair of sides (model, adapter and template of each) "
-    "form an experiment; they differ in how the answers were decoded: one side alone, **nudging** (the base side "
-    "decodes and the aligned side writes the tokens where the base side's top-1 probability is below γ) or "
-    "**cross-sampling** (one side decodes and the other's token is taken at the positions of highest "
-    "Jensen-Shannon divergence, up to a budget)."
+    "form an experiment; they differ in how the answers were decoded: "
+    + "; ".join(f"**{name}**: {spec.summary}" for name, spec in RULES.items())
+    + ". A run scored over answers given (teacher-forced) decoded nothing and is in no experiment."
 )
 runs = ui.chosen_runs()
 found = ui.each_run(runs, facts)
-plain = [f.run for f in found if not experiments.is_experiment(f)]
+given = [f.run for f in found if not f.decoded]
+if given:
+    st.caption(ui.md_escape(f"Scored over answers given (teacher-forced), in no experiment: {', '.join(given)}."))
+plain = [f.run for f in found if f.decoded and not experiments.is_experiment(f)]
 if plain:
     st.caption(ui.md_escape(f"Neither a task nor mixed decoding (only the γ curve below): {', '.join(plain)}."))
 
@@ -62,7 +71,7 @@ else:
         unpicked = [run for run in ui.all_runs()[0] if run.label not in picked]
         runs = runs + unpicked
         unpicked_facts = ui.each_run(unpicked, facts) if unpicked else []  # each_run stops the page on []
-        same = [f for f in unpicked_facts if f.experiment == members[0].experiment]
+        same = [f for f in unpicked_facts if f.experiment == members[0].experiment and experiments.is_experiment(f)]
         if same:
             members = members + same
             unpicked_note = f"{len(same)} of the experiment's {len(members)} runs are not picked in the sidebar."
@@ -74,12 +83,22 @@ else:
     if untasked:
         st.caption(ui.md_escape(f"No task (accuracy not judged): {', '.join(untasked)}."))
     points, references = experiments.accuracy_points(members), experiments.references(members)
-    if points.height or references.height:
+    st.caption(
+        "Accuracy with its 95 % Wilson interval over the judged answers. Dashed lines: the runs of one side "
+        "alone, each labelled with its run and the number of problems it was judged on."
+    )
+    if points.height:
         shown = pl.concat([points, references], how="diagonal_relaxed")
         fig = interval_views.accuracy_whiskers(
-            charts.accuracy_curves(points, references), points, runs, ui.definition()
+            experiment_charts.accuracy_curves(points, references), points, runs, ui.definition()
         )
         ui.chart(fig, shown, "experiment-accuracy")
+    for rule in experiments.sweeps(members):
+        swept = experiments.sweep_points(members, rule)
+        shown = pl.concat([swept, references], how="diagonal_relaxed")
+        ui.chart(experiment_charts.sweep_accuracy(swept, references, rule), shown, f"experiment-{rule}")
+        if RULES[rule].mixture is not None:
+            ui.chart(experiment_charts.sweep_share(swept, rule), swept, f"experiment-{rule}-share")
 
     labels = {f.run for f in members if f.share_inserted is not None}
     mixed = [run for run in runs if run.label in labels]
