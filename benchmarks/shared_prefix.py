@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from compute.core.config import load_config
-from compute.engine.run import Runner, make_batches, plan, select_examples
+from compute.core.inputs import select_examples
+from compute.engine.run import Runner, make_batches, plan
 from compute.engine.sides import load_sides
 
 ROOT = Path(__file__).resolve().parents[1]

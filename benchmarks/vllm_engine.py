@@ -20,7 +20,8 @@ from dataclasses import replace
 import torch
 
 from compute.core.config import VllmConfig, load_config
-from compute.engine.run import Runner, make_batches, plan, select_examples
+from compute.core.inputs import select_examples
+from compute.engine.run import Runner, make_batches, plan
 from compute.engine.sides import load_sides
 from compute.engine.vllm_engine import VllmEngine
 

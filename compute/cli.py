@@ -121,14 +121,20 @@ def parser() -> argparse.ArgumentParser:
 
 
 def validate(config_path: str) -> str:
+    """Check a config, its dataset and its output place without loading a model (and without torch, unless a
+    side names a device other than the CPU, which only torch can count)."""
     from compute.core.config import load_config
-    from compute.engine.model import check_device
-    from compute.engine.run import output_paths, select_examples
+    from compute.core.inputs import output_paths, select_examples
 
     config = load_config(config_path)
     _warn(config)
-    for side in ("aligned", "base"):
-        check_device(side, config.side(side))
+    on_devices = [side for side in ("aligned", "base") if config.side(side).device not in ("cpu", "auto")]
+    if on_devices:
+        require_engine("validate", f"to check the device of [{on_devices[0]}]")
+        from compute.engine.model import check_device
+
+        for side in on_devices:
+            check_device(side, config.side(side))
     examples = select_examples(config, None)
     given = sum(e.response is not None for e in examples)
     outs = list(output_paths(config).values())
@@ -200,12 +206,13 @@ def _train(stage: str, options: list[str]) -> None:
     common.run_main(lambda: module.main(options))
 
 
-def require_engine(command: str) -> None:
+def require_engine(command: str, why: str = "") -> None:
     """Refuse, in one line, a command that needs torch where the install has only the torch-free core."""
     missing = [name for name in ENGINE_PACKAGES if importlib.util.find_spec(name) is None]
     if missing:
         raise UserError(
-            f"`tds {command}` needs the compute engine ({', '.join(missing)} not installed here): {ENGINE_INSTALL}"
+            f"`tds {command}` needs the compute engine{' ' + why if why else ''} ({', '.join(missing)} not "
+            f"installed here): {ENGINE_INSTALL}"
         )
 
 
@@ -218,7 +225,7 @@ def _command(args: argparse.Namespace) -> int:
     if args.command == "validate":
         print(validate(args.config))
     elif args.command == "info":
-        from compute.engine.run import describe
+        from compute.core.describe import describe
 
         print(describe(args.artifact))
     elif args.command == "check":

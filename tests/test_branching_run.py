@@ -17,8 +17,9 @@ from compute.core.artifact import (
     read_examples,
 )
 from compute.core.config import load_config
+from compute.core.describe import describe
 from compute.engine import run as run_module
-from compute.engine.run import describe, run
+from compute.engine.run import run
 from compute.engine.sampling import sample_example
 from compute.engine.sides import load_sides
 from compute.engine.verify import load_side_models, sample_steps, verify_branching

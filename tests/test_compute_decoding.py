@@ -20,6 +20,7 @@ from test_compute_adapters import save_lora
 from compute.cli import main
 from compute.core.artifact import open_artifact
 from compute.core.config import load_config
+from compute.core.describe import describe
 from compute.core.partial import PartialWork
 from compute.core.provenance import check_provenance
 from compute.core.rules import ALIGNED, BASE, SIDE_OF, Rule, Step, cross_sampling, nudging
@@ -226,7 +227,7 @@ def test_a_nudged_run_stores_provenance_that_follows_its_rule(nudged):
     assert source.dtype == np.int8 and set(source.tolist()) == {ALIGNED, BASE}
     assert attrs["decoding_share"] == pytest.approx(np.mean(source == ALIGNED))
     assert check_provenance(nudged) == []
-    assert "nudging (gamma 0.05)" in run_module.describe(nudged.path)
+    assert "nudging (gamma 0.05)" in describe(nudged.path)
 
 
 def test_check_finds_a_token_that_broke_the_rule(nudged, tmp_path, capsys):

@@ -27,6 +27,7 @@ from compute.cli import main
 from compute.core import rules
 from compute.core.artifact import open_artifact
 from compute.core.config import load_config
+from compute.core.describe import describe
 from compute.core.provenance import check_provenance
 from compute.core.rules import ALIGNED, BASE, MIXED, Rule
 from compute.engine import run as run_module
@@ -172,7 +173,7 @@ def test_a_run_stores_its_rule_and_passes_check(decoded_run, capsys):
         assert np.allclose(logprobs[:, code], decoded_run.read(f"sides/{side}/logprob"), atol=1e-4)
     assert check_provenance(decoded_run) == []
     assert main(["check", str(decoded_run.path), "--samples", "2"]) == 0
-    assert spec.describe(rules.params_of(attrs)) in run_module.describe(decoded_run.path)
+    assert spec.describe(rules.params_of(attrs)) in describe(decoded_run.path)
 
 
 def _tampered(run, tmp_path, dataset, change):

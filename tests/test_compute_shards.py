@@ -17,10 +17,11 @@ from conftest import run_cli
 from test_compute_distributed import DATA, make_config
 
 from compute.core.config import load_config
+from compute.core.inputs import RunError
 from compute.core.lock import LockError, RunLock
 from compute.core.partial import PartialWork
 from compute.core.shards import Shard, ShardError, deal
-from compute.engine.run import RunError, run
+from compute.engine.run import run
 
 
 @pytest.fixture(autouse=True)

@@ -10,7 +10,8 @@ from compute.cli import main
 from compute.core.artifact import open_artifact, read_examples, summarize
 from compute.core.config import load_config
 from compute.core.datasets import DatasetError, load_examples
-from compute.engine.run import describe, run
+from compute.core.describe import describe
+from compute.engine.run import run
 from compute.tasks import arithmetic
 
 PROBLEMS = [

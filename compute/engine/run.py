@@ -15,38 +15,31 @@ gets its own partial work and its own artifact, in today's pair format.
 from __future__ import annotations
 
 import dataclasses
-import math
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from tqdm import tqdm
 from transformers.utils.logging import disable_progress_bar
 
-from compute import __version__, tasks
-from compute.core import aggregates, rules, shards
+from compute import __version__
+from compute.core import aggregates, shards
 from compute.core.artifact import (
     ExampleScores,
     RunMeta,
     SideContext,
-    branching_attrs,
-    has_branching,
     left_temp_files,
-    open_artifact,
-    read_branching,
-    summarize,
     write_artifact,
 )
-from compute.core.branching import MIN_SAMPLES, ExampleSamples, run_branching_factor
-from compute.core.config import ConfigError, PairPlan, RunConfig
-from compute.core.datasets import DatasetError, Example, load_examples
-from compute.core.errors import UserError
+from compute.core.branching import ExampleSamples
+from compute.core.config import PairPlan, RunConfig
+from compute.core.datasets import Example
+from compute.core.describe import summary_line
+from compute.core.inputs import RunError, check_output, select_examples
 from compute.core.lock import RunLock
 from compute.core.partial import PartialWork
 from compute.core.rules import SOURCE_OF, Rule
@@ -63,10 +56,6 @@ from compute.tasks import judge
 SIDES = ("aligned", "base")
 
 
-class RunError(UserError):
-    """A run that cannot start or finish; one line for the user."""
-
-
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -80,51 +69,6 @@ class Planned:
     context_texts: dict[str, str]
     answer: list[int] | None
     cost: int  # the longest side's sequence length, generation budget included
-
-
-def output_paths(config: RunConfig) -> dict[str, Path]:
-    """Each artifact the run writes, by name: out_dir/NAME.h5 (a control's pairs: NAME-ROLE.h5)."""
-    return {plan.name: config.out_dir / f"{plan.name}.h5" for plan in config.pairs()}
-
-
-def check_output(config: RunConfig, overwrite: bool) -> dict[str, Path]:
-    """The artifacts' final paths; refuse existing ones and an out_dir that cannot be written."""
-    paths = output_paths(config)
-    for path in paths.values():
-        if path.is_dir():
-            raise RunError(f"{path}: is a folder, not an artifact; move it away to write the run")
-        if path.exists() and not overwrite:
-            raise RunError(f"{path}: an artifact of that name exists (use --overwrite to replace it)")
-    try:
-        config.out_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=config.out_dir):
-            pass
-    except OSError as err:
-        raise RunError(f"out_dir {config.out_dir} is not writable: {err.strerror or err}") from None
-    return paths
-
-
-def select_examples(config: RunConfig, limit: int | None) -> list[Example]:
-    examples = load_examples(config.dataset)
-    if config.task and all(e.reference is None for e in examples):
-        raise ConfigError(
-            f"{config.path}: task {config.task!r} judges responses against a `reference` field, "
-            f"and no example of {config.dataset} has one"
-        )
-    if config.task:
-        check_reference = tasks.REFERENCE_CHECKS[config.task]
-        for e in examples:
-            if e.reference is not None and (problem := check_reference(e.reference)):
-                raise DatasetError(
-                    f"{config.dataset}: example {e.id!r}: reference {e.reference!r} {problem} "
-                    f"(task {config.task!r} needs one)"
-                )
-    if config.decoding and any(e.response is not None for e in examples):
-        raise ConfigError(
-            f"{config.path}: [decoding] decides how answers are generated, and {config.dataset} gives answers "
-            "(drop their `response` or the [decoding] table)"
-        )
-    return examples[:limit] if limit else examples
 
 
 def plan(sides: dict[str, Side], examples: list[Example], max_new_tokens: int) -> dict[int, Planned]:
@@ -484,7 +428,7 @@ def run_pairs(
         for work in works.values():
             work.remove()
         for path in final_paths.values():
-            _print_summary(path, time.perf_counter() - started)
+            print(summary_line(path, time.perf_counter() - started))
         return final_paths
     finally:
         if runner is not None:
@@ -595,88 +539,3 @@ def _score_share(
             bar.set_postfix(tok_s=f"{runner.scored_tokens / elapsed:.1f}")
     if ranks.world_size > 1:
         log(f"rank {ranks.rank} of {ranks.world_size}: scored {n_examples} examples in {len(batches)} batches")
-
-
-def _print_summary(path: Path, seconds: float) -> None:
-    s = summarize(open_artifact(path))
-    print(
-        f"wrote {path}: {s['examples']} examples, {s['positions']} positions; "
-        f"unshifted {s['share_unshifted']:.1%}, marginal {s['share_marginal']:.1%}, shifted {s['share_shifted']:.1%}; "
-        f"mean KL {s['mean_kl']:.3f} nats"
-        + (f", mean JS {s['mean_js']:.3f} nats" if "mean_js" in s else "")
-        + (f"; accuracy {s['accuracy']:.1%} of {s['judged']} judged" if "accuracy" in s else "")
-        + f"; {seconds:.1f} s"
-    )
-
-
-SIDE_ASPECTS = {  # what a side is made of -> the side attributes that hold it
-    "model": ("model", "gguf_file", "revision"),
-    "adapter": ("adapter", "adapter_revision"),
-    "template": ("template", "template_text"),
-    "system prompt": ("system",),
-}
-
-
-def side_differences(side_attrs: dict[str, dict[str, Any]]) -> str:
-    """Which of model, adapter, template and system prompt differ between the two sides ("nothing" if none)."""
-    aligned, base = side_attrs["aligned"], side_attrs["base"]
-    found = [aspect for aspect, keys in SIDE_ASPECTS.items() if any(aligned.get(k) != base.get(k) for k in keys)]
-    return ", ".join(found) or "nothing"
-
-
-def describe(path: Path) -> str:
-    """What `compute info` prints: the run, its sides and its summary, after the format check."""
-    artifact = open_artifact(path)
-    s = summarize(artifact)
-    lines = [f"{path}: {artifact.name} (format v{artifact.attrs['format_version']}, top_k {artifact.top_k})"]
-    lines.append(f"  created {artifact.attrs['created_utc']}, tool {artifact.attrs.get('tool_version', '?')}")
-    for name in SIDES:
-        a: dict[str, Any] = artifact.side_attrs[name]
-        keys = ("gguf_file", "revision", "adapter", "adapter_revision")
-        extra = ", ".join(
-            [f"{k} {a[k]}" for k in keys if k in a] + ([f"system {a['system']!r}"] if "system" in a else [])
-        )
-        lines.append(
-            f"  {name}: {a['model']} | template {a['template']!r} | {a['dtype']}" + (f" | {extra}" if extra else "")
-        )
-    lines.append(f"  the sides differ in: {side_differences(artifact.side_attrs)}")
-    lines.append(f"  {s['examples']} examples, {s['positions']} positions")
-    lines.append(
-        f"  answer token: unshifted {s['share_unshifted']:.1%}  marginal {s['share_marginal']:.1%}  "
-        f"shifted {s['share_shifted']:.1%}"
-    )
-    lines.append(
-        f"  aligned top choice (AlignTDS): unshifted {s['aligntds_share_unshifted']:.1%}  "
-        f"marginal {s['aligntds_share_marginal']:.1%}  shifted {s['aligntds_share_shifted']:.1%}; "
-        f"answer token = aligned top choice at {s['answer_is_aligned_top']:.1%}"
-    )
-    means = [
-        f"{stat.label}{f' {side}' if side else ''} {s['mean_' + stat.column(side)]:.4f}"
-        for _, stat, side in artifact.statistics()
-        if stat.aggregate == "mean"
-    ]
-    lines.append("  means (nats): " + "; ".join(means))
-    if "decoding" in artifact.attrs:
-        lines.append("  " + rules.describe(artifact.attrs))
-    if "engine" in artifact.attrs:
-        lines.append(f"  answers decoded by {artifact.attrs['engine']}")
-    if "accuracy" in s:
-        lines.append(
-            f"  task {artifact.attrs.get('task', '?')}: accuracy {s['accuracy']:.1%} "
-            f"({s['judged']} of {s['examples']} examples judged)"
-        )
-    if has_branching(artifact):
-        bf = {name: run_branching_factor(read_branching(artifact, name)) for name in SIDES}
-        n = branching_attrs(artifact, "aligned")["samples"]
-        if any(math.isnan(value) for value in bf.values()):
-            shown = ", ".join(f"{name} {'none' if math.isnan(bf[name]) else f'{bf[name]:.2f}'}" for name in SIDES)
-            lines.append(
-                f"  branching factor (BF paper, {n} samples per example): {shown} (no example has a position that "
-                f"{MIN_SAMPLES} or more samples reach)"
-            )
-        else:
-            lines.append(
-                f"  branching factor (BF paper, {n} samples per example): aligned {bf['aligned']:.2f}, "
-                f"base {bf['base']:.2f}; base / aligned {bf['base'] / bf['aligned']:.2f}"
-            )
-    return "\n".join(lines)
