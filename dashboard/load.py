@@ -134,24 +134,32 @@ def scan(directory: Path) -> tuple[list[RunKey], list[str]]:
 
 
 @st.cache_resource(show_spinner=False)
-def _open(key: RunKey) -> Artifact | str:
+def _opened(key: RunKey) -> Artifact | ArtifactError:
+    """The checked artifact, or the error that refuses it (kept as a value: Streamlit caches no exception)."""
     try:
         return open_artifact(key.path)
     except ArtifactError as err:
-        return str(err)
+        return err
     except Exception as err:  # noqa: BLE001  (any file must give a line, not a traceback: e.g. MemoryError)
-        return f"{key.path}: cannot open: {one_line(err)}"
+        return ArtifactError(f"{key.path}: cannot open: {one_line(err)}")
+
+
+def _open(key: RunKey) -> Artifact:
+    """The checked artifact of a run; raises its ArtifactError (one line) for a file that is not one."""
+    opened = _opened(key)
+    if isinstance(opened, ArtifactError):
+        raise opened
+    return opened
 
 
 def open_runs(keys: list[RunKey]) -> tuple[list[Run], list[str]]:
     """The complete format-v1 runs among `keys`, and one line per file that is not."""
     opened, problems = [], []
     for key in keys:
-        artifact = _open(key)
-        if isinstance(artifact, str):
-            problems.append(for_viewers(artifact, Path(key.path).parent))
-        else:
-            opened.append((key, artifact))
+        try:
+            opened.append((key, _open(key)))
+        except ArtifactError as err:
+            problems.append(for_viewers(str(err), Path(key.path).parent))
     labels = run_labels([(Path(key.path).name, artifact.name, artifact.side_attrs) for key, artifact in opened])
     return [Run(key, artifact, label) for (key, artifact), label in zip(opened, labels, strict=True)], problems
 
@@ -165,7 +173,6 @@ def has(run: Run, column: str) -> bool:
 def examples(key: RunKey) -> pl.DataFrame:
     """One row per example: example (0-based row), index, id, prompt, response, start, length."""
     artifact = _open(key)
-    assert not isinstance(artifact, str), artifact
     offsets = artifact.read("examples/offsets")
     return pl.DataFrame(
         {
@@ -185,7 +192,6 @@ def examples(key: RunKey) -> pl.DataFrame:
 def tokens(key: RunKey) -> pl.DataFrame:
     """The token table: id, text (decoded single token)."""
     artifact = _open(key)
-    assert not isinstance(artifact, str), artifact
     return pl.DataFrame(
         {"id": artifact.read("tokens/id"), "text": artifact.read("tokens/text").tolist()},
         schema_overrides={"id": pl.Int32, "text": pl.String},
@@ -196,7 +202,6 @@ def tokens(key: RunKey) -> pl.DataFrame:
 def branching(key: RunKey) -> tuple[dict[str, object], dict[str, list[ExampleSamples]]] | None:
     """The sampling settings and each side's sampled continuations (BF paper), or None where the run has none."""
     artifact = _open(key)
-    assert not isinstance(artifact, str), artifact
     if not has_branching(artifact):
         return None
     return branching_attrs(artifact, "aligned"), {side: read_branching(artifact, side) for side in SIDE_NAMES}
@@ -211,7 +216,6 @@ def decoding(run: Run) -> tuple[str, dict[str, object]]:
 def verdicts(key: RunKey) -> Judged | None:
     """The run's task and how many answers it judged right, or None where the run has no task."""
     artifact = _open(key)
-    assert not isinstance(artifact, str), artifact
     return judged(artifact)
 
 
@@ -220,7 +224,6 @@ def provenance(key: RunKey) -> pl.DataFrame:
     """t, token_id and source (the side that emitted it) of every position of a run decoded by both sides
     together (it must store positions/source; such runs are experiments of a few thousand answers)."""
     artifact = _open(key)
-    assert not isinstance(artifact, str), artifact
     return pl.DataFrame({name: artifact.read(POSITION_COLUMNS[name]) for name in ("t", "token_id", "source")})
 
 
@@ -244,7 +247,6 @@ def _located(key: RunKey) -> tuple[Path, str] | None:
 def _computed(key: RunKey) -> dict[str, pl.DataFrame]:
     """Every aggregate table of a run that stores none, computed here from its positions."""
     artifact = _open(key)
-    assert not isinstance(artifact, str), artifact
     return stored_aggregates.compute(artifact)
 
 
@@ -252,7 +254,6 @@ def _computed(key: RunKey) -> dict[str, pl.DataFrame]:
 def _computed_alone(key: RunKey, name: str) -> pl.DataFrame:
     """A table added since the run's aggregates were stored, computed here from its positions (in chunks)."""
     artifact = _open(key)
-    assert not isinstance(artifact, str), artifact
     return stored_aggregates.LATER_TABLES[name](artifact)
 
 
@@ -266,7 +267,6 @@ def _completion(key: RunKey) -> stored_aggregates.Completion:
     if contents.missing() == ((), ()):
         return stored_aggregates.Completion({}, {})
     artifact = _open(key)
-    assert not isinstance(artifact, str), artifact
     return stored_aggregates.completion(artifact, contents)
 
 
@@ -303,7 +303,6 @@ def damaged_tables(key: RunKey) -> dict[str, str]:
     if located is None:
         return {}
     artifact = _open(key)
-    assert not isinstance(artifact, str), artifact
     damaged = {}
     for name in stored_aggregates.TABLES:
         try:
@@ -435,7 +434,6 @@ def shared_blocks(keys: tuple[RunKey, ...], definition: str, token_ids: bool = F
     """The positions of the answers every run of `keys` holds, block by block: each block reads at most
     COMPARE_CHUNK_ROWS consecutive rows of each run, so two runs of 10M positions never sit in memory."""
     artifacts = [_open(key) for key in keys]
-    assert not any(isinstance(artifact, str) for artifact in artifacts), artifacts
     shared = shared_answers(keys)
     starts = shared.select(f"start_{i}" for i in range(len(keys))).to_numpy().T
     lengths = shared["length"].to_numpy()
@@ -473,7 +471,6 @@ def example_detail(key: RunKey, e: int, definition: str = ANSWER_TOKEN) -> dict[
     """Example `e` position by position: "positions" (t, token_id, every stored per-row statistic, category
     under `definition`) and per side "topk_<side>" (t, k, id, logprob)."""
     artifact = _open(key)
-    assert not isinstance(artifact, str), artifact
     rows = artifact.example_rows(e)
     n = rows.stop - rows.start
     detail = {
@@ -506,7 +503,6 @@ def context_text(key: RunKey, side: str, e: int) -> str | None:
     """The side's rendered context for example e as the run stored it (bytes that are not UTF-8, such as a
     character split by the offsets, show as �); None where it stored none."""
     artifact = _open(key)
-    assert not isinstance(artifact, str), artifact
     try:
         return artifact.context_text(side, e) or None  # None where the file stores none (an optional addition)
     except UnicodeDecodeError as err:
@@ -517,5 +513,4 @@ def context_text(key: RunKey, side: str, e: int) -> str | None:
 def context_ids(key: RunKey, side: str, e: int) -> list[int]:
     """The exact context ids the side scored example e with."""
     artifact = _open(key)
-    assert not isinstance(artifact, str), artifact
     return artifact.context_ids(side, e).tolist()

@@ -20,7 +20,7 @@ import torch
 from compute.core import statistics
 from compute.core.rules import ALIGNED, BASE, MIXED, SIDE_OF, Rule, Step
 from compute.engine.generate import cut_at_stop, eos_ids
-from compute.engine.score import SharedPrefix
+from compute.engine.score import SharedPrefix, prefix_hole_tail
 from compute.engine.sides import Side
 
 SIDES = ("aligned", "base")
@@ -46,24 +46,12 @@ class _Stream:
     """One side's batch on its way: the KV cache, the attention mask and each row's next position id."""
 
     def __init__(self, side: Side, contexts: list[list[int]], prefix: SharedPrefix | None):
-        if prefix is not None and side.model.has_sliding_window:
-            prefix = None  # the padding hole would count against a sliding window
         self.model = side.model
-        head = prefix.ids if prefix else []
-        tails = [context[len(head) :] for context in contexts]
-        width = len(head) + max(len(tail) for tail in tails)
-        pad = side.tokenizer.pad_token_id if side.tokenizer.pad_token_id is not None else 0
-        ids = torch.full((len(contexts), width), pad, dtype=torch.long)
-        self.mask = torch.zeros((len(contexts), width), dtype=torch.long)
-        ids[:, : len(head)] = torch.tensor(head, dtype=torch.long)
-        self.mask[:, : len(head)] = 1
-        for i, tail in enumerate(tails):
-            ids[i, width - len(tail) :] = torch.tensor(tail, dtype=torch.long)
-            self.mask[i, width - len(tail) :] = 1
+        ids, self.mask, prefix = prefix_hole_tail(side, contexts, prefix)
         positions = (self.mask.cumsum(-1) - 1).clamp(min=0)
         self.next_position = positions[:, -1] + 1
         cache: Any = prefix.for_batch(len(contexts)) if prefix else None
-        skip = len(head)
+        skip = len(prefix.ids) if prefix else 0
         hidden, self.cache = self.model.extend(ids[:, skip:], self.mask, positions[:, skip:], cache)
         self.logp = self._log_probs(hidden)
 

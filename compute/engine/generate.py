@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaList, StopStringCriteria
 
-from compute.engine.score import SharedPrefix
+from compute.engine.score import SharedPrefix, prefix_hole_tail
 from compute.engine.sides import Side
 
 
@@ -82,25 +82,14 @@ def generate_answers(
     on_tokens: Callable[[int], None] | None = None,
 ) -> list[list[int]]:
     """Greedy answers for a batch of contexts (left-padded), as id lists cut at EOS and stop strings."""
-    if prefix is not None and side.model.has_sliding_window:
-        prefix = None
-    head = prefix.ids if prefix else []
-    tails = [ctx[len(head) :] for ctx in contexts]
-    width = len(head) + max(len(t) for t in tails)
-    pad = side.tokenizer.pad_token_id if side.tokenizer.pad_token_id is not None else 0
-    input_ids = torch.full((len(contexts), width), pad, dtype=torch.long)
-    attention_mask = torch.zeros((len(contexts), width), dtype=torch.long)
-    input_ids[:, : len(head)] = torch.tensor(head, dtype=torch.long)
-    attention_mask[:, : len(head)] = 1
-    for i, tail in enumerate(tails):
-        input_ids[i, width - len(tail) :] = torch.tensor(tail)
-        attention_mask[i, width - len(tail) :] = 1
+    input_ids, attention_mask, prefix = prefix_hole_tail(side, contexts, prefix)
+    width = input_ids.shape[1]
     ends = eos_ids(side)
     config = GenerationConfig(
         do_sample=False,
         max_new_tokens=max_new_tokens,
         eos_token_id=ends or None,
-        pad_token_id=pad,
+        pad_token_id=side.tokenizer.pad_token_id if side.tokenizer.pad_token_id is not None else 0,
     )
     output = side.model.generate(
         input_ids,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -21,6 +21,9 @@ from compute.core import statistics
 from compute.core.errors import UserError
 from compute.core.statistics import SIDE_NAMES
 from compute.engine.model import SideModel
+
+if TYPE_CHECKING:
+    from compute.engine.sides import Side
 
 # Logits per chunk, rows x vocab: 32 MiB of float32. glibc serves blocks up to that size from its heap
 # and larger ones from fresh pages each time, which on a CPU made every rows x vocab pass twice as slow.
@@ -66,6 +69,28 @@ class SharedPrefix:
         cache = copy.deepcopy(self.cache)
         cache.batch_repeat_interleave(size)
         return cache
+
+
+def prefix_hole_tail(
+    side: Side, contexts: list[list[int]], prefix: SharedPrefix | None
+) -> tuple[torch.Tensor, torch.Tensor, SharedPrefix | None]:
+    """A batch of contexts laid out for decoding: the shared prefix (whose KV cache is reused), left padding,
+    then each context's rest; the ids, the attention mask and the prefix actually used (none on a side with a
+    sliding window, which would count the padding hole)."""
+    if prefix is not None and side.model.has_sliding_window:
+        prefix = None
+    head = prefix.ids if prefix else []
+    tails = [context[len(head) :] for context in contexts]
+    width = len(head) + max(len(tail) for tail in tails)
+    pad = side.tokenizer.pad_token_id if side.tokenizer.pad_token_id is not None else 0
+    ids = torch.full((len(contexts), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(contexts), width), dtype=torch.long)
+    ids[:, : len(head)] = torch.tensor(head, dtype=torch.long)
+    mask[:, : len(head)] = 1
+    for i, tail in enumerate(tails):
+        ids[i, width - len(tail) :] = torch.tensor(tail, dtype=torch.long)
+        mask[i, width - len(tail) :] = 1
+    return ids, mask, prefix
 
 
 def common_prefix_length(contexts: list[list[int]]) -> int:
