@@ -23,10 +23,9 @@ from typing import IO
 
 from peft import PeftConfig
 
-from compute.core import packaged
+from compute.core import packaged, rules
 from compute.core.config import PACKAGE_PREFIX, RunConfig, VllmConfig
 from compute.core.errors import UserError
-from compute.core.rules import Rule
 from compute.engine.generate import eos_ids, finish_answer
 from compute.engine.sides import Side
 
@@ -47,7 +46,7 @@ def check_engine(config: RunConfig, log) -> None:
     """Before any model loads: refuse what vLLM cannot serve, in one line; say what stays with transformers."""
     if config.engine != "vllm":
         return
-    if config.decoding and Rule.from_config(config.decoding).counted_side is not None:
+    if config.decoding and not rules.RULES[config.decoding.rule].pure:
         raise VllmError(
             f'{config.path}: engine = "vllm" decodes one side alone; [decoding] rule {config.decoding.rule!r} '
             'steps both sides together token by token (use engine = "transformers")'
