@@ -33,11 +33,11 @@ from pathlib import Path
 import numpy as np
 
 from compute.core.artifact import ExampleScores, RunMeta, SideContext, open_artifact, write_artifact
+from dashboard.pages import SLUGS as PAGES
 
 ROOT = Path(__file__).resolve().parent.parent
 
 VOCAB, TOP_K = 32_000, 10
-PAGES = ("overview", "positions", "token_types", "examples", "experiments", "compare", "stages")
 FIRST_TARGET_S, CACHED_TARGET_S, RSS_TARGET_MB = 10.0, 2.0, 2048
 COMMON = [
     " the",

@@ -7,7 +7,7 @@ import html
 import plotly.graph_objects as go
 import polars as pl
 
-from dashboard.charts import _hover, _layout, _text, position_axis
+from dashboard.charts import _layout, grouped_bars, position_axis
 
 FAINT = 0.3  # opacity of a curve's points where fewer than a handful of answers reach
 
@@ -26,32 +26,13 @@ def _errors(frame: pl.DataFrame, column: str) -> dict:
 def whisker_bars(
     frame: pl.DataFrame, x: str, ys: dict[str, str], title: str, percent: bool = False, horizontal: bool = False
 ) -> go.Figure:
-    """Grouped bars with 95 % whiskers: one bar per column in `ys` (column -> legend name) for each value of `x`;
-    the frame has `<column>_low` and `<column>_high` beside each column. `horizontal` lays the bars along the x
-    axis with `x`'s values down the side, in the frame's order (for names, which do not fit under a bar)."""
-    fig = go.Figure()
-    for column, name in ys.items():
-        labels, values = _text(frame[x].to_list()), frame[column].to_list()
-        fig.add_bar(
-            x=values if horizontal else labels,
-            y=labels if horizontal else values,
-            orientation="h" if horizontal else "v",
-            name=html.escape(name, quote=False),
-            hovertext=_hover(frame),
-            **{"error_x" if horizontal else "error_y": _errors(frame, column)},
-        )
-    tick = ".1%" if percent else None
-    if horizontal:
-        height = max(300, 140 + 16 * frame.height * len(ys))
-        return _layout(
-            fig,
-            title + " (95 % intervals)",
-            barmode="group",
-            xaxis_tickformat=tick,
-            yaxis_autorange="reversed",
-            height=height,
-        )
-    return _layout(fig, title + " (95 % intervals)", barmode="group", yaxis_tickformat=tick)
+    """charts.grouped_bars with 95 % whiskers: the frame has `<column>_low` and `<column>_high` beside each
+    column of `ys`."""
+    fig = grouped_bars(frame, x, ys, title + " (95 % intervals)", horizontal=horizontal)
+    axis = "x" if horizontal else "y"
+    for trace, column in zip(fig.data, ys, strict=True):
+        trace.update({f"error_{axis}": _errors(frame, column)})
+    return fig.update_layout({f"{axis}axis_tickformat": ".1%"}) if percent else fig
 
 
 def whiskers_on(fig: go.Figure, trace_errors: dict[str, tuple[list, list]], axis: str = "y") -> go.Figure:

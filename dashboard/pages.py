@@ -28,3 +28,4 @@ PAGES = (
     Page("experiments", "Experiments", ":material/science:"),
     Page("control", "Template control", ":material/grid_view:"),
 )
+SLUGS = tuple(page.slug for page in PAGES)  # what tests and the benchmark iterate

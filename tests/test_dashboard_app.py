@@ -27,8 +27,7 @@ from dashboard_helpers import (
 )
 from streamlit.testing.v1 import AppTest
 
-# compare last: a test reads it
-PAGES = ("overview", "positions", "token_types", "examples", "branching", "experiments", "stages", "compare")
+from dashboard.pages import SLUGS as PAGES
 
 
 @pytest.fixture
@@ -248,6 +247,7 @@ def test_bad_files_get_a_notice_and_the_rest_works(runs_dir):
         assert "newer.h5: format_version 2 is newer than this reader" in notices[1]
         assert "truncated.h5: not a readable HDF5 artifact (truncated or corrupt?)" in notices[2]
         assert all(n.startswith("Skipped ") and str(runs_dir) not in n and "\n" not in n for n in notices)
+    at = open_page("compare")
     assert at.header[0].value == "Compare two runs" and at.metric  # the good runs still compare
     assert sorted(p.name for p in broken.values()) == ["incomplete.h5", "newer.h5", "truncated.h5"]
 

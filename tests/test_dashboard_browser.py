@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 from dashboard_helpers import APP, BOLD, MATH, ROOT, XSS, small_runs
 
+from dashboard.pages import SLUGS as PAGES
+
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
-PAGES = ("overview", "positions", "token_types", "examples", "experiments", "stages", "compare")
 SCREENSHOTS = os.environ.get("TDS_SCREENSHOTS")  # a directory to save one screenshot a page in, when set
 
 pytestmark = pytest.mark.skipif(

@@ -33,8 +33,8 @@ from streamlit.testing.v1 import AppTest
 
 from compute.core.artifact import ArtifactError, open_artifact
 from dashboard.labels import pair, run_labels
+from dashboard.pages import SLUGS as PAGES
 
-PAGES = ("overview", "positions", "token_types", "examples", "experiments", "compare", "stages")
 # Pickers tried option by option: one run each, or (stages) each group of runs over the same answers.
 SINGLE_RUN_PICKERS = {"token_types": "types-run", "examples": "ex-run", "compare": "cmp-b", "stages": "stages-group"}
 
