@@ -7,7 +7,7 @@ import html
 import plotly.graph_objects as go
 import polars as pl
 
-from dashboard.charts import _layout, grouped_bars, position_axis
+from dashboard.charts import _hover, _layout, grouped_bars, position_axis
 
 FAINT = 0.3  # opacity of a curve's points where fewer than a handful of answers reach
 
@@ -84,6 +84,7 @@ def band_lines(
             y=part["value"].to_list(),
             mode="lines+markers",
             name=name,
+            hovertext=_hover(part),
             legendgroup=name,
             line_color=color,
             marker_opacity=[1.0 if k else FAINT for k in keep],

@@ -291,7 +291,6 @@ SUMS_TO_POSITIONS = {
     "answers": "length",
 }
 SHARE_COLUMNS = ("share_unshifted", "share_marginal", "share_shifted", "share_of_positions")
-MAY_BE_NULL = ("example_row", "answer_is_aligned_top")  # besides means: null where nothing is averaged
 
 
 @cached
@@ -317,9 +316,8 @@ def damaged_tables(key: RunKey) -> dict[str, str]:
 
 def table_problem(name: str, frame: pl.DataFrame, n_positions: int, n_examples: int) -> str | None:
     """What makes a stored table disagree with a run of `n_positions` positions and `n_examples` examples."""
-    for column in frame.columns:
-        nullable = column in MAY_BE_NULL or column.startswith("mean_")
-        if not nullable and frame[column].null_count():
+    for column in (c for c in (*COUNT_COLUMNS, *SHARE_COLUMNS) if c in frame.columns):
+        if frame[column].null_count():
             return f"nulls in {column}"
     for column in (c for c in COUNT_COLUMNS if c in frame.columns):
         if (frame[column] < 0).any():

@@ -173,6 +173,9 @@ def _corrupt(path: pathlib.Path, dataset: str) -> None:
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
 
 
+WITHOUT_RANKS = ("branching", "control")  # the BF samples; the control's own artifacts
+
+
 @pytest.mark.parametrize("page", PAGES)
 def test_a_run_that_fails_is_named_and_the_others_draw(tmp_path, monkeypatch, page):
     directory = tmp_path / "runs"
@@ -191,6 +194,9 @@ def test_a_run_that_fails_is_named_and_the_others_draw(tmp_path, monkeypatch, pa
         drew(at)
     failed = [n for n in notices(at) if n.startswith(f"{alpha.name}: cannot read sides/base/rank")]
     assert not any(str(directory) in n for n in notices(at))
+    if page in WITHOUT_RANKS:  # pages that read no rank have nothing to fail on
+        assert not at.exception and not failed, notices(at)
+        return
     assert failed and all("\n" not in n for n in failed), notices(at)
     if page in ("overview", "positions", "token_types"):
         drawn = json.dumps(json.loads(at.get("plotly_chart")[0].proto.spec), ensure_ascii=False)
