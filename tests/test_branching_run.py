@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from conftest import config_text, write_config, write_jsonl
 
+from compute.core import describe as describe_module
 from compute.core.artifact import (
     SIDE_NAMES,
     ArtifactError,
@@ -183,7 +184,7 @@ def test_the_smallest_temperature_samples_finite_entropies(tmp_path, model_pairs
 
 def test_info_says_why_a_branching_factor_is_missing(runs, monkeypatch):
     """A file written before samples had to be 4 or more: no position reached by 4 samples gives NaN."""
-    monkeypatch.setattr(run_module, "run_branching_factor", lambda examples: float("nan"))
+    monkeypatch.setattr(describe_module, "run_branching_factor", lambda examples: float("nan"))
     text = describe(runs[0].path)
     assert "nan" not in text
     assert "aligned none, base none (no example has a position that 4 or more samples reach)" in text

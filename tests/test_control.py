@@ -212,7 +212,7 @@ def test_a_control_config_names_its_cells_and_pairs(tmp_path):
     [
         ('control = "weights"', BASE_TEMPLATE, "ctl", "control must be one of template, got 'weights'"),
         ("[decoding]\nrule = 'nudging'", BASE_TEMPLATE, "ctl", "does not combine with [decoding]"),
-        ("[branching]\nsamples = 2", BASE_TEMPLATE, "ctl", "does not combine with [branching]"),
+        ("[branching]\nsamples = 8", BASE_TEMPLATE, "ctl", "does not combine with [branching]"),
         ("", "chat", "ctl", "needs the [aligned] and [base] templates (or system prompts) to differ"),
         ("", BASE_TEMPLATE, "n" * 220, "at most 213 with a control"),
     ],

@@ -10,7 +10,7 @@ from dashboard_helpers import ALPHA_LABEL, APP, BETA_LABEL, small_runs
 from streamlit.testing.v1 import AppTest
 
 from compute.core.intervals import Estimate
-from dashboard import interval_charts, intervals
+from dashboard import experiments, interval_charts, intervals
 
 
 @pytest.fixture
@@ -42,15 +42,15 @@ def test_overview_shows_every_number_with_its_interval_and_whiskers(runs_dir):
     assert shown.loc[ALPHA_LABEL, "KL max"].startswith("2.000 [")
     assert "aligned top-1 = base top-1" in shown.columns  # top-k 3 here: no top-5 or top-10 agreement
     bars = figure(at, "Shift shares (95 % intervals)")
-    shifted = next(trace for trace in bars["data"] if trace["name"] == "shifted")
-    alpha = shifted["x"].index(ALPHA_LABEL)
-    assert shifted["error_y"]["array"][alpha] == pytest.approx(0.4 - 1 / 3)
-    assert shifted["error_y"]["arrayminus"][alpha] == pytest.approx(1 / 3 - 0.25)
+    shifted = next(trace for trace in bars["data"] if trace["name"] == "shifted")  # horizontal: runs down the side
+    alpha = shifted["hovertext"].index(ALPHA_LABEL)
+    assert shifted["error_x"]["array"][alpha] == pytest.approx(0.4 - 1 / 3)
+    assert shifted["error_x"]["arrayminus"][alpha] == pytest.approx(1 / 3 - 0.25)
     kl = next(trace for trace in figure(at, "Mean divergence per position")["data"] if trace["name"].startswith("KL"))
     # mean KL: both examples 4.1 / 9, ex-a twice 3.6 / 10, ex-b twice 4.6 / 8
-    alpha = kl["x"].index(ALPHA_LABEL)
-    assert kl["error_y"]["array"][alpha] == pytest.approx(4.6 / 8 - 4.1 / 9, rel=1e-5)
-    assert kl["error_y"]["arrayminus"][alpha] == pytest.approx(4.1 / 9 - 3.6 / 10, rel=1e-5)
+    alpha = kl["hovertext"].index(ALPHA_LABEL)
+    assert kl["error_x"]["array"][alpha] == pytest.approx(4.6 / 8 - 4.1 / 9, rel=1e-5)
+    assert kl["error_x"]["arrayminus"][alpha] == pytest.approx(4.1 / 9 - 3.6 / 10, rel=1e-5)
 
 
 def test_positions_bands_are_cut_where_few_answers_reach(runs_dir):
@@ -114,8 +114,12 @@ def test_experiments_accuracy_and_inserted_share_get_whiskers(tmp_path, monkeypa
     monkeypatch.setenv("TDS_ARTIFACTS_DIR", str(directory))
     at = open_page("experiments")
     nudging = next(t for t in figure(at, "Accuracy against")["data"] if t.get("name") == "nudging")
-    # two problems, one right: a resample is both (0.5), the right one twice (1) or the wrong one twice (0)
-    assert (nudging["error_y"]["array"][0], nudging["error_y"]["arrayminus"][0]) == pytest.approx((0.5, 0.5))
+    # one of two problems right: the accuracy's whiskers are its Wilson interval
+    low, high = experiments.wilson(1, 2)
+    assert (nudging["error_y"]["array"][0], nudging["error_y"]["arrayminus"][0]) == pytest.approx(
+        (high - 0.5, 0.5 - low)
+    )
+    # the inserted share's whiskers, a bootstrap over the two problems: both (1/3), ex-a twice (0.2), ex-b twice (0.5)
     assert nudging["error_x"]["array"][0] == pytest.approx(0.5 - 1 / 3)
     assert nudging["error_x"]["arrayminus"][0] == pytest.approx(1 / 3 - 0.2)
 
