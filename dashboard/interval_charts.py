@@ -89,7 +89,8 @@ def band_lines(
             line_color=color,
             marker_opacity=[1.0 if k else FAINT for k in keep],
         )
-    fig = _layout(fig, title, xaxis_type="log", yaxis_title=y_title, yaxis_tickformat=".1%" if percent else None)
+    shares = {"yaxis_tickformat": ".1%", "yaxis_rangemode": "tozero"} if percent else {}  # a share is never below 0
+    fig = _layout(fig, title, xaxis_type="log", yaxis_title=y_title, **shares)
     return position_axis(fig, int(frame[t].max() or 0))
 
 

@@ -109,7 +109,7 @@ def ranked_examples(run: load.Run, definition: str) -> None:
             return
         left, right = st.columns([4, 1], vertical_alignment="bottom")
         pick = left.selectbox(
-            "Example",
+            "Ranked example",
             range(ranked.height),
             format_func=lambda r: f"{ranked['id'][r]} · t = {ranked['t'][r]}",
             key="ex-rank-pick",

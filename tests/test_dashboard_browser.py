@@ -108,7 +108,7 @@ def test_examples_page_shows_token_text_literally(server, browser):
 
     load_page(browser, server, "examples")
     # ex-a sorts first (most shifted); pick ex-b, which holds the tricky tokens.
-    browser.find_element(By.CSS_SELECTOR, '[data-testid="stSelectbox"] input[aria-label*="Example"]').click()
+    browser.find_element(By.CSS_SELECTOR, '[data-testid="stSelectbox"] input[aria-label="Example"]').click()
     options = browser.find_elements(By.CSS_SELECTOR, '[role="option"]')
     next(option for option in options if option.text.startswith("ex-b")).click()
     WebDriverWait(browser, 60).until(lambda d: XSS in d.find_element(By.TAG_NAME, "body").text)
