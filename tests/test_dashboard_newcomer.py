@@ -5,27 +5,20 @@ from __future__ import annotations
 
 import os
 import re
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
-from dashboard_helpers import APP, ROOT
+from browser_helpers import NEEDS_CHROMIUM, chromium, streamlit_server
+from dashboard_helpers import ROOT
 
 from dashboard import featured, names, pages
 
-CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 SHIPPED = ROOT / "artifacts"
 WIDTH = 1500
 SCREENSHOTS = os.environ.get("TDS_SCREENSHOTS")
 
-pytestmark = pytest.mark.skipif(
-    not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
-    reason="needs Debian's chromium and chromium-driver (apt-get install -y chromium chromium-driver)",
-)
+pytestmark = NEEDS_CHROMIUM
 
 # Every Plotly chart on the page, measured: its height and width, the plot area's size, its margins (where the
 # tick labels, axis titles and a legend below go), the percent axes' ranges and the y labels of every bar trace.
@@ -48,54 +41,17 @@ def page_list() -> list[str]:
     return [page.slug for page in pages.PAGES]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    port = free_port()
     env = {key: value for key, value in os.environ.items() if key != "TDS_ARTIFACTS_DIR"}  # the shipped runs
-    cmd = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.headless", "true", "--server.port", str(port)]
-    cmd += ["--browser.gatherUsageStats", "false"]
-    log = tmp_path_factory.mktemp("log") / "streamlit.log"
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(240):
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as reply:
-                    if reply.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.25)
-        else:
-            pytest.fail("streamlit did not come up: " + log.read_text(errors="replace")[-2000:])
+    with streamlit_server(env, tmp_path_factory.mktemp("log") / "streamlit.log") as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    flags = "--headless --no-sandbox --disable-gpu --disable-quic --no-first-run --disable-background-networking"
-    flags += f" --disable-component-update --disable-sync --window-size={WIDTH},1600"
-    for flag in flags.split():
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium')}")
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    try:
+    with chromium(tmp_path_factory.mktemp("chromium"), WIDTH, 1600) as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 def visit(driver, url: str, page: str, first: bool) -> str:
