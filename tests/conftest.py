@@ -207,3 +207,14 @@ def run_cli(*args: str, env: dict | None = None, timeout: int = 300) -> subproce
         timeout=timeout,
         env={**os.environ, **(env or {})},
     )
+
+
+@pytest.fixture
+def runs_dir(tmp_path, monkeypatch):
+    """alpha.h5 and beta.h5 (tests/dashboard_helpers.py) as the dashboard's artifacts folder."""
+    from dashboard_helpers import small_runs
+
+    directory = tmp_path / "runs"
+    small_runs(directory)
+    monkeypatch.setenv("TDS_ARTIFACTS_DIR", str(directory))
+    return directory

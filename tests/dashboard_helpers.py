@@ -7,6 +7,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+from streamlit.testing.v1 import AppTest
 
 from compute.core.artifact import ExampleScores, RunMeta, SideContext, write_artifact
 
@@ -373,3 +374,12 @@ def experiment_run(
     if source is not None:
         datasets["positions/source"] = np.array(source, dtype=np.int8)
     return write_with(directory / f"{name}.h5", ALPHA, attrs, datasets, base_model)
+
+
+def open_page(page: str) -> AppTest:
+    """The app on one page (the default selection) under AppTest, which must run without an exception."""
+    at = AppTest.from_file(str(APP), default_timeout=60).run()
+    if page != "overview":
+        at.switch_page(f"app_pages/{page}.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at

@@ -21,29 +21,13 @@ from dashboard_helpers import (
     TOKENS,
     XSS,
     bad_files,
-    small_runs,
+    open_page,
     strip_additions,
     write_run,
 )
 from streamlit.testing.v1 import AppTest
 
 from dashboard.pages import SLUGS as PAGES
-
-
-@pytest.fixture
-def runs_dir(tmp_path, monkeypatch):
-    directory = tmp_path / "runs"
-    small_runs(directory)
-    monkeypatch.setenv("TDS_ARTIFACTS_DIR", str(directory))
-    return directory
-
-
-def open_page(page: str) -> AppTest:
-    at = AppTest.from_file(str(APP), default_timeout=60).run()
-    if page != "overview":
-        at.switch_page(f"app_pages/{page}.py").run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
 
 
 def table(at: AppTest, name: str):

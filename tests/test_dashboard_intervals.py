@@ -6,27 +6,11 @@ import json
 
 import polars as pl
 import pytest
-from dashboard_helpers import ALPHA_LABEL, APP, BETA_LABEL, small_runs
+from dashboard_helpers import ALPHA_LABEL, BETA_LABEL, open_page
 from streamlit.testing.v1 import AppTest
 
 from compute.core.intervals import Estimate
 from dashboard import experiments, interval_charts, intervals
-
-
-@pytest.fixture
-def runs_dir(tmp_path, monkeypatch):
-    directory = tmp_path / "runs"
-    small_runs(directory)
-    monkeypatch.setenv("TDS_ARTIFACTS_DIR", str(directory))
-    return directory
-
-
-def open_page(page: str) -> AppTest:
-    at = AppTest.from_file(str(APP), default_timeout=60).run()
-    if page != "overview":
-        at.switch_page(f"app_pages/{page}.py").run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
 
 
 def figure(at: AppTest, title: str) -> dict:
