@@ -41,9 +41,13 @@ def template_name(attrs: dict[str, object]) -> str:
 
 
 def adapter_name(attrs: dict[str, object]) -> str:
-    """ "+name" for a side with a PEFT adapter (its folder's or hub id's last part), "no adapter" without."""
+    """ "+name" for a side with a PEFT adapter (its folder's or hub id's last part, and @revision where given),
+    "no adapter" without."""
     adapter = str(attrs.get("adapter", "")).rstrip("/\\")
-    return f"+{printable(PurePath(adapter).name or adapter)}" if adapter else "no adapter"
+    if not adapter:
+        return "no adapter"
+    revision = f"@{printable(str(attrs['adapter_revision']))}" if "adapter_revision" in attrs else ""
+    return f"+{printable(PurePath(adapter).name or adapter)}{revision}"
 
 
 def system_name(attrs: dict[str, object]) -> str:

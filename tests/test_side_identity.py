@@ -159,7 +159,7 @@ def what_each_place_says(tmp_path: Path, aligned: dict[str, object], base: dict[
 
     return {
         "tds info": side_differences(sides) != "nothing",
-        "labels": labels.pair(sides) != labels.pair(twice),
+        "labels": labels.pair(sides) != labels.pair(twice) or labels.differences(aligned, base) != [],
         "Stages": stages.chain([sides], ["run"]).stages != [],  # one side compared with itself is no chain
         "Experiments": experiment(sides) != experiment(twice),
         "template control": not side_identity.same_weights(aligned, base),
@@ -177,6 +177,31 @@ def test_sides_differing_only_in_their_system_prompt_are_two_sides_everywhere(tm
     monkeypatch.setattr(side_identity, "ASPECTS", without_system)
     assert not any(what_each_place_says(tmp_path, WITH_SYSTEM, CHAT).values())  # each place asks the declaration
     assert len(config_warnings(run_config(tmp_path, WITH_SYSTEM, CHAT))) == 1
+
+
+FROM_FILE = {**CHAT, "template": "t.txt", "template_text": "Q: {instruction}"}
+ONE_ASPECT_APART = {  # two sides that differ in one stored attribute, and the aspect it belongs to
+    "revision": ({**CHAT, "revision": "v2"}, CHAT, "model"),
+    "gguf_file": ({**CHAT, "gguf_file": "m.Q8_0.gguf"}, CHAT, "model"),
+    "adapter": ({**CHAT, "adapter": "adapters/sft"}, CHAT, "adapter"),
+    "adapter_revision": (
+        {**CHAT, "adapter": "org/lora", "adapter_revision": "v2"},
+        {**CHAT, "adapter": "org/lora"},
+        "adapter",
+    ),
+    "template_text": ({**FROM_FILE, "template_text": "Question: {instruction}"}, FROM_FILE, "template"),
+    "system": (WITH_SYSTEM, CHAT, "system prompt"),
+}
+
+
+@pytest.mark.parametrize("changed", ONE_ASPECT_APART)
+def test_sides_one_attribute_apart_are_two_sides_everywhere(changed, tmp_path):
+    """Stages left out system prompts and template texts, Experiments revisions and system prompts: no longer."""
+    side, base, aspect = ONE_ASPECT_APART[changed]
+    assert differences(side, base) == [aspect]
+    weights = next(a.weights for a in side_identity.ASPECTS if a.name == aspect)
+    said = what_each_place_says(tmp_path, side, base)
+    assert said == {name: name != "template control" or weights for name in said}
 
 
 def test_an_aspect_added_to_the_declaration_reaches_every_place(tmp_path, monkeypatch):
