@@ -3,6 +3,7 @@ source kinds own the attributes they write and read back (compute/core/sources.p
 
 from __future__ import annotations
 
+import functools
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,13 +24,24 @@ CHAT = {"model": "org/model", "template": "chat", "dtype": "float32"}
 WITH_SYSTEM = {**CHAT, "system": "Answer briefly."}
 
 
+@functools.cache
+def configured(recipe: Path) -> RunConfig:
+    return load_config(recipe)
+
+
+@functools.cache
+def stored(name: str) -> dict[str, dict[str, object]]:
+    """A shipped artifact's side attributes."""
+    return open_artifact(ARTIFACTS / f"{name}.h5").side_attrs
+
+
 def shipped_pairs() -> list[tuple[Path, str, str, str]]:
     """(recipe, artifact name, cell in the aligned role, cell in the base role) of every shipped artifact whose
     recipe is shipped too (and loads: its model package is installed)."""
     found = []
     for recipe in sorted(RECIPES.glob("*.toml")):
         try:
-            plans = load_config(recipe).pairs()
+            plans = configured(recipe).pairs()
         except UserError:
             continue
         for plan in plans:
@@ -68,7 +80,7 @@ def test_the_model_aspect_is_model_and_every_field_a_source_kind_names():
 @pytest.mark.parametrize("recipe, name, aligned, base", SHIPPED, ids=[s[1] for s in SHIPPED])
 def test_every_stored_side_attribute_is_identity_or_declared_not_to_be(recipe, name, aligned, base):
     declared = {a for aspect in side_identity.ASPECTS for a in aspect.attrs} | set(side_identity.NOT_IDENTITY)
-    for side, attrs in open_artifact(ARTIFACTS / f"{name}.h5").side_attrs.items():
+    for side, attrs in stored(name).items():
         assert set(attrs) <= declared, (side, set(attrs) - declared)
 
 
@@ -77,26 +89,25 @@ def test_every_stored_side_attribute_is_identity_or_declared_not_to_be(recipe, n
 
 @pytest.mark.parametrize("recipe, name, aligned, base", SHIPPED, ids=[s[1] for s in SHIPPED])
 def test_a_recipes_sides_have_the_identity_their_shipped_artifact_stored(recipe, name, aligned, base):
-    config = load_config(recipe)
-    cells = config.cells()
-    stored = open_artifact(ARTIFACTS / f"{name}.h5").side_attrs
+    config = configured(recipe)
+    cells, attrs = config.cells(), stored(name)
     for side, cell in (("aligned", aligned), ("base", base)):
-        assert config_identity(cells[cell], config.out_dir) == identity(stored[side]), (side, cell)
+        assert config_identity(cells[cell], config.out_dir) == identity(attrs[side]), (side, cell)
         # the format is unchanged: the run would write what the shipped run wrote (which predates adapter_sha256)
-        written = side_attrs.written(cells[cell], config.out_dir, str(stored[side]["dtype"]))
+        written = side_attrs.written(cells[cell], config.out_dir, str(attrs[side]["dtype"]))
         written.pop("adapter_sha256", None)
-        assert written == {k: str(v) for k, v in stored[side].items()}, (side, cell)
+        assert written == {k: str(v) for k, v in attrs[side].items()}, (side, cell)
 
 
 @pytest.mark.parametrize("recipe, name, aligned, base", SHIPPED, ids=[s[1] for s in SHIPPED])
 def test_a_stored_source_reads_back_as_the_kind_that_wrote_it(recipe, name, aligned, base):
-    config = load_config(recipe)
+    cells = configured(recipe).cells()
     for side, cell in (("aligned", aligned), ("base", base)):
-        stored = open_artifact(ARTIFACTS / f"{name}.h5").side_attrs[side]
-        configured = sources.kind_of(sources.fields_of(config.cells()[cell]))
-        read = sources.read_back(stored)
-        assert sources.kind_of(read) is configured
-        assert configured.attrs(read).items() <= {k: str(v) for k, v in stored.items()}.items()
+        attrs = stored(name)[side]
+        kind = sources.kind_of(sources.fields_of(cells[cell]))
+        read = sources.read_back(attrs)
+        assert sources.kind_of(read) is kind
+        assert kind.attrs(read).items() <= {k: str(v) for k, v in attrs.items()}.items()
 
 
 def kinds_and_fields(tmp_path: Path) -> list[tuple[str, dict[str, str | None]]]:
