@@ -11,7 +11,7 @@ compute/engine/model.py).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,7 +38,7 @@ class SourceKind:
     names: tuple[str, ...] = ()
     """Source fields that, with `model`, say which weights: written under their own names where set, and read
     back from them."""
-    facts: Callable[[Fields], dict[str, str]] = field(default=_nothing)
+    facts: Callable[[Fields], dict[str, str]] = _nothing
     """What else the artifact records about the source (a package's version and file); never read back."""
 
     def attrs(self, fields: Fields) -> dict[str, str]:
