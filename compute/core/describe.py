@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from compute.core import rules
+from compute.core import rules, side_identity
 from compute.core.artifact import branching_attrs, has_branching, open_artifact, read_branching, summarize
 from compute.core.branching import MIN_SAMPLES, run_branching_factor
 
@@ -26,19 +26,9 @@ def summary_line(path: Path, seconds: float) -> str:
     )
 
 
-SIDE_ASPECTS = {  # what a side is made of -> the side attributes that hold it
-    "model": ("model", "gguf_file", "revision"),
-    "adapter": ("adapter", "adapter_revision"),
-    "template": ("template", "template_text"),
-    "system prompt": ("system",),
-}
-
-
 def side_differences(side_attrs: dict[str, dict[str, Any]]) -> str:
-    """Which of model, adapter, template and system prompt differ between the two sides ("nothing" if none)."""
-    aligned, base = side_attrs["aligned"], side_attrs["base"]
-    found = [aspect for aspect, keys in SIDE_ASPECTS.items() if any(aligned.get(k) != base.get(k) for k in keys)]
-    return ", ".join(found) or "nothing"
+    """The aspects (compute/core/side_identity.py) in which the two sides differ, in words ("nothing" if none)."""
+    return ", ".join(side_identity.differences(side_attrs["aligned"], side_attrs["base"])) or "nothing"
 
 
 def describe(path: Path) -> str:

@@ -23,6 +23,7 @@ from pathlib import Path
 from compute.core.errors import UserError
 
 _MARKER = "tds-cache-complete"
+PACKAGE_PREFIX = "pypi:"  # how a config names a packaged model: pypi:<package>
 
 
 @dataclass(frozen=True)

@@ -24,9 +24,9 @@ from peft import PeftConfig, PeftModel
 from safetensors import SafetensorError
 from transformers import AutoModelForCausalLM, GenerationConfig
 
+from compute.core import sources
 from compute.core.config import SideConfig
 from compute.core.errors import UserError, one_line
-from compute.engine import sources
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -220,8 +220,9 @@ def load_weights(name: str, cfg: SideConfig) -> Weights:
     spread = cfg.device_map is not None
     device = pick_device("auto" if spread else cfg.device)  # with a device_map only its type counts (for dtype)
     dtype = pick_dtype(cfg.dtype, device)
-    kind = sources.kind_of(cfg)
-    location, kwargs = kind.location(cfg)
+    fields = sources.fields_of(cfg)
+    kind = sources.kind_of(fields)
+    location, kwargs = kind.location(fields)
     if spread:
         kwargs["device_map"] = cfg.device_map
     try:

@@ -27,7 +27,7 @@ from tqdm import tqdm
 from transformers.utils.logging import disable_progress_bar
 
 from compute import __version__
-from compute.core import aggregates, shards
+from compute.core import aggregates, shards, side_identity
 from compute.core.artifact import (
     ExampleScores,
     RunMeta,
@@ -109,11 +109,14 @@ def _is_out_of_memory(err: BaseException) -> bool:
     return isinstance(err, torch.OutOfMemoryError) or "out of memory" in str(err).lower()
 
 
-def forwarded_as(sides: dict[str, Side]) -> dict[str, str]:
-    """Each side's name -> the side that is forwarded for it: the first side with an identical config (the same
-    weights, adapter and template give the same distributions, e.g. a control's cells when both sides share weights)."""
+def forwarded_as(sides: dict[str, Side], artifact_dir: Path) -> dict[str, str]:
+    """Each side's name -> the side that is forwarded for it: the first with the same forward key (one identity
+    loaded alike gives the same distributions, e.g. a control's cells when both sides share weights)."""
     first: dict[object, str] = {}
-    return {name: first.setdefault(side.config, name) for name, side in sides.items()}
+    return {
+        name: first.setdefault(side_identity.forward_key(side.config, artifact_dir), name)
+        for name, side in sides.items()
+    }
 
 
 class Runner:
@@ -124,7 +127,7 @@ class Runner:
         self.rule = rule
         self.sides = sides
         self.pairs = config.pairs()
-        self.same = forwarded_as(sides)
+        self.same = forwarded_as(sides, config.out_dir)
         forwarded = {name: sides[name] for name in dict.fromkeys(self.same.values())}
         self.models = {name: side.model for name, side in forwarded.items()}
         self.cell_pairs = tuple(dict.fromkeys((self.same[p.aligned], self.same[p.base]) for p in self.pairs))

@@ -6,16 +6,14 @@ Sides on the same base weights share one loaded copy (compute/engine/model.py).
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
-from compute.core import adapters
+from compute.core import side_attrs, sources
 from compute.core.config import PLACEHOLDER, RunConfig, SideConfig
 from compute.core.errors import one_line
-from compute.engine import sources
 from compute.engine.model import SideError, SideModel, check_device, load_side_models
 
 __all__ = ["Side", "SideError", "load_sides"]
@@ -48,30 +46,15 @@ class Side:
         return ids
 
     def artifact_attrs(self, artifact_dir: Path) -> dict[str, str]:
-        """The side's attributes in an artifact written to `artifact_dir`. A local adapter is recorded relative
-        to that folder, so an artifact shipped with its adapter beside it re-checks on any machine, and with its
-        content hash, so that check refuses a different adapter found at that place."""
-        cfg = self.config
-        attrs = {"model": cfg.model, "template": cfg.template_label, "dtype": self.model.dtype_name}
-        if cfg.template_file:
-            attrs["template_text"] = cfg.template_text
-        if cfg.system is not None:
-            attrs["system"] = cfg.system
-        attrs.update(sources.kind_of(cfg).attrs(cfg))
-        if cfg.adapter:
-            local = Path(cfg.adapter)
-            attrs["adapter"] = os.path.relpath(local, artifact_dir) if local.is_absolute() else cfg.adapter
-            if local.is_absolute() and local.is_dir():
-                attrs["adapter_sha256"] = adapters.content_hash(local)
-        if cfg.adapter_revision:
-            attrs["adapter_revision"] = cfg.adapter_revision
-        return attrs
+        """The side's attributes in an artifact written to `artifact_dir` (compute/core/side_attrs.py)."""
+        return side_attrs.written(self.config, artifact_dir, self.model.dtype_name)
 
 
 def load_tokenizer(name: str, cfg: SideConfig) -> PreTrainedTokenizerBase:
     """The base model's tokenizer (an adapter keeps its base's vocabulary)."""
-    kind = sources.kind_of(cfg)
-    location, kwargs = kind.location(cfg)
+    fields = sources.fields_of(cfg)
+    kind = sources.kind_of(fields)
+    location, kwargs = kind.location(fields)
     try:
         tokenizer = AutoTokenizer.from_pretrained(location, **kwargs)
     except (OSError, ValueError) as err:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from compute.core import adapters
+from compute.core import adapters, sources
 from compute.core.artifact import SIDE_NAMES, Artifact, branching_attrs, read_branching
 from compute.core.config import SideConfig
 from compute.core.mismatch import Mismatch
@@ -51,7 +51,7 @@ def side_config(
     source the artifact records; the side's adapter still applies on top of it. `adapter` points at the side's
     adapter folder where it is no longer at the place the artifact records."""
     attrs = artifact.side_attrs[side]
-    source = {"model": str(attrs["model"]), "gguf_file": attrs.get("gguf_file"), "revision": attrs.get("revision")}
+    source = sources.read_back(attrs)
     if path:
         local = Path(path)
         source = {"model": str(local.parent), "gguf_file": local.name} if local.is_file() else {"model": path}

@@ -23,8 +23,8 @@ from typing import IO
 
 from peft import PeftConfig
 
-from compute.core import packaged, rules
-from compute.core.config import PACKAGE_PREFIX, RunConfig, VllmConfig
+from compute.core import rules, sources
+from compute.core.config import RunConfig, VllmConfig
 from compute.core.errors import UserError
 from compute.engine.generate import eos_ids, finish_answer
 from compute.engine.sides import Side
@@ -71,10 +71,8 @@ def python_of(settings: VllmConfig | None) -> str:
 
 def model_folder(side: Side) -> str:
     """What vLLM loads: a folder or hub id (a packaged model's dequantised copy)."""
-    model = side.config.model
-    if model.startswith(PACKAGE_PREFIX):
-        return str(packaged.local_copy(model.removeprefix(PACKAGE_PREFIX)))
-    return model
+    fields = sources.fields_of(side.config)
+    return sources.kind_of(fields).location(fields)[0]
 
 
 def lora_rank(adapter: str, revision: str | None) -> int:
