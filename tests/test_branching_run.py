@@ -8,17 +8,13 @@ import pytest
 from conftest import config_text, write_config, write_jsonl
 
 from compute.core import describe as describe_module
-from compute.core.artifact import (
-    SIDE_NAMES,
-    ArtifactError,
-    branching_attrs,
-    has_branching,
-    open_artifact,
-    read_branching,
-    read_examples,
-)
+from compute.core.artifact.branching_samples import branching_attrs, has_branching, read_branching
+from compute.core.artifact.errors import ArtifactError
+from compute.core.artifact.examples import read_examples
+from compute.core.artifact.reader import open_artifact
 from compute.core.config import load_config
 from compute.core.describe import describe
+from compute.core.statistics import SIDE_NAMES
 from compute.engine import run as run_module
 from compute.engine.run import run
 from compute.engine.sampling import sample_example

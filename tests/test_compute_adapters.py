@@ -16,7 +16,7 @@ from transformers import AutoModelForCausalLM
 
 from compute.cli import main
 from compute.core import packaged
-from compute.core.artifact import open_artifact
+from compute.core.artifact.reader import open_artifact
 from compute.core.config import SideConfig, load_config
 from compute.engine.model import load_plain, load_side_models
 from compute.engine.run import run

@@ -18,7 +18,7 @@ from conftest import BASE_TEMPLATE, config_text, write_config, write_jsonl
 from test_compute_adapters import save_lora
 
 from compute.cli import main
-from compute.core.artifact import open_artifact
+from compute.core.artifact.reader import open_artifact
 from compute.core.config import load_config
 from compute.core.describe import describe
 from compute.core.partial import PartialWork

@@ -10,7 +10,8 @@ import pytest
 from conftest import BASE_TEMPLATE, config_text, run_cli, write_config, write_jsonl
 
 from compute.cli import main
-from compute.core.artifact import ArtifactError, open_artifact
+from compute.core.artifact.errors import ArtifactError
+from compute.core.artifact.reader import open_artifact
 from compute.core.config import load_config
 from compute.engine import run as run_module
 from compute.engine.run import run

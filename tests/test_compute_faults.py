@@ -21,7 +21,8 @@ import pytest
 from conftest import ROOT, config_text, write_config, write_jsonl
 
 from compute.cli import main
-from compute.core import artifact, config, datasets, files, packaged
+from compute.core import config, datasets, files, packaged
+from compute.core.artifact.errors import ArtifactError
 from compute.core.config import ConfigError, _Loader, key, toml_keys
 from compute.core.errors import UserError
 from compute.core.partial import PartialWork
@@ -64,7 +65,7 @@ def out_files(folder) -> list[str]:
 
 def test_every_module_error_is_a_user_error():
     errors = [
-        artifact.ArtifactError,
+        ArtifactError,
         config.ConfigError,
         datasets.DatasetError,
         packaged.PackageError,

@@ -8,7 +8,7 @@ import torch
 from conftest import build_tokenizer, config_text, tiny_gemma3_config, write_config, write_jsonl
 from test_compute_reference import EXAMPLES
 
-from compute.core.artifact import open_artifact
+from compute.core.artifact.reader import open_artifact
 from compute.core.config import load_config
 from compute.engine.model import SideModel, Weights
 from compute.engine.run import run

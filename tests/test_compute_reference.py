@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from conftest import config_text, write_config, write_jsonl
 
-from compute.core.artifact import open_artifact, summarize
+from compute.core.artifact.reader import open_artifact
+from compute.core.artifact.summary import summarize
 from compute.core.config import load_config
 from compute.engine import score
 from compute.engine.run import run

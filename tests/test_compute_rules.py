@@ -25,7 +25,7 @@ from test_compute_decoding import (
 
 from compute.cli import main
 from compute.core import rules
-from compute.core.artifact import open_artifact
+from compute.core.artifact.reader import open_artifact
 from compute.core.config import load_config
 from compute.core.describe import describe
 from compute.core.provenance import check_provenance

@@ -31,7 +31,8 @@ from dashboard_helpers import (
 )
 from streamlit.testing.v1 import AppTest
 
-from compute.core.artifact import ArtifactError, open_artifact
+from compute.core.artifact.errors import ArtifactError
+from compute.core.artifact.reader import open_artifact
 from dashboard.labels import pair, run_labels
 from dashboard.pages import SLUGS as PAGES
 

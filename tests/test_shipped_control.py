@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from conftest import ROOT
 
-from compute.core.artifact import open_artifact
+from compute.core.artifact.reader import open_artifact
 from compute.core.config import CONTROL_PAIRS
 from compute.core.control import control_groups, decompose, format_decomposition, weights_of
 

@@ -8,7 +8,8 @@ import pytest
 from conftest import ROOT
 
 from compute.core import comparisons, intervals
-from compute.core.artifact import open_artifact, summarize
+from compute.core.artifact.reader import open_artifact
+from compute.core.artifact.summary import summarize
 from compute.core.provenance import check_provenance
 
 ARTIFACTS = ROOT / "artifacts"

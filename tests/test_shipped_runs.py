@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 from conftest import ROOT
 
-from compute.core.artifact import has_branching, open_artifact, read_branching, summarize
+from compute.core.artifact.branching_samples import has_branching, read_branching
+from compute.core.artifact.reader import open_artifact
+from compute.core.artifact.summary import summarize
 from compute.core.branching import run_branching_factor
 from compute.core.report import format_report, share_answers
 from compute.engine.verify import verify

@@ -28,13 +28,9 @@ from transformers.utils.logging import disable_progress_bar
 
 from compute import __version__
 from compute.core import aggregates, shards
-from compute.core.artifact import (
-    ExampleScores,
-    RunMeta,
-    SideContext,
-    left_temp_files,
-    write_artifact,
-)
+from compute.core.artifact.records import ExampleScores, RunMeta, SideContext
+from compute.core.artifact.temp_files import left_temp_files
+from compute.core.artifact.writer import write_artifact
 from compute.core.branching import ExampleSamples
 from compute.core.config import PairPlan, RunConfig
 from compute.core.datasets import Example
