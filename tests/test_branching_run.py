@@ -15,7 +15,7 @@ from compute.core.artifact.reader import open_artifact
 from compute.core.config import load_config
 from compute.core.describe import describe
 from compute.core.statistics import SIDE_NAMES
-from compute.engine import run as run_module
+from compute.engine import runner as runner_module
 from compute.engine.run import run
 from compute.engine.sampling import sample_example
 from compute.engine.sides import load_sides
@@ -41,7 +41,7 @@ def runs(model_pairs, tmp_path_factory):
     pair = model_pairs["llama"]
     whole = run(write_run(tmp_path_factory.mktemp("whole"), pair, batch_size=3))
     config = write_run(tmp_path_factory.mktemp("resumed"), pair, batch_size=1)
-    real, calls = run_module.score_batch, {"n": 0}
+    real, calls = runner_module.score_batch, {"n": 0}
 
     def fail_second(*args, **kwargs):
         calls["n"] += 1
@@ -50,7 +50,7 @@ def runs(model_pairs, tmp_path_factory):
         return real(*args, **kwargs)
 
     patch = pytest.MonkeyPatch()
-    patch.setattr(run_module, "score_batch", fail_second)
+    patch.setattr(runner_module, "score_batch", fail_second)
     try:
         with pytest.raises(RuntimeError, match="killed"):
             run(config)

@@ -30,7 +30,8 @@ from compute.core.config import ConfigError, load_config
 from compute.core.partial import PartialWork
 from compute.engine.distributed import Ranks, balanced_share
 from compute.engine.model import SideError, load_weights
-from compute.engine.run import make_batches, run
+from compute.engine.planning import make_batches
+from compute.engine.run import run
 
 DATA = [dict(e, id=f"{e['id']}-{i}") for i in range(3) for e in EXAMPLES]  # 18 examples, 3 of them generated
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
