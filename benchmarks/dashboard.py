@@ -32,7 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
-from compute.core.artifact import ExampleScores, RunMeta, SideContext, open_artifact, write_artifact
+from compute.core.artifact.reader import open_artifact
+from compute.core.artifact.records import ExampleScores, RunMeta, SideContext
+from compute.core.artifact.writer import write_artifact
 from dashboard.pages import SLUGS as PAGES
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -21,7 +21,8 @@ import torch
 from compute.core.config import load_config
 from compute.core.inputs import select_examples
 from compute.engine.generate import eos_ids, finish_answer
-from compute.engine.run import Planned, Runner, make_batches, plan
+from compute.engine.planning import Planned, make_batches, plan
+from compute.engine.runner import Runner
 from compute.engine.sides import Side, load_sides
 
 TARGET = 0.9

@@ -21,7 +21,8 @@ import torch
 
 from compute.core.config import VllmConfig, load_config
 from compute.core.inputs import select_examples
-from compute.engine.run import Runner, make_batches, plan
+from compute.engine.planning import make_batches, plan
+from compute.engine.runner import Runner
 from compute.engine.sides import load_sides
 from compute.engine.vllm_engine import VllmEngine
 

@@ -1,6 +1,6 @@
 """Token distribution shift analysis: score a pair of sides and write an artifact.
 
-Importing the package imports nothing heavy; `compute.core.artifact` needs only h5py
+Importing the package imports nothing heavy; the `compute.core.artifact` package needs only h5py
 and numpy and is shared with the dashboard.
 """
 

@@ -275,7 +275,8 @@ def _aggregate(paths: list[str]) -> None:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from compute.core.artifact import has_branching, open_artifact
+    from compute.core.artifact.branching_samples import has_branching
+    from compute.core.artifact.reader import open_artifact
     from compute.engine.verify import load_side_models, sample_positions, sample_steps, verify, verify_branching
 
     artifact = open_artifact(args.artifact)

@@ -18,8 +18,8 @@ import numpy as np
 import polars as pl
 
 from compute.core import tables
-from compute.core.artifact import MIXED_RULES, PURE_RULES, Judged
-from compute.core.rules import ALIGNED, BASE, RULES, SIDE_OF
+from compute.core.artifact.verdicts import Judged
+from compute.core.rules import ALIGNED, BASE, MIXED_RULES, PURE_RULES, RULES, SIDE_OF
 from compute.core.side_identity import identity
 from dashboard.labels import pair, printable
 

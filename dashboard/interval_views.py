@@ -9,7 +9,7 @@ import polars as pl
 import streamlit as st
 
 from compute.core import concentration
-from compute.core.artifact import open_artifact
+from compute.core.artifact.reader import open_artifact
 from dashboard import experiments, interval_charts, intervals, load, tokens, ui
 from dashboard.cache import cached
 

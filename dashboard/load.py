@@ -23,22 +23,16 @@ import streamlit as st
 
 from compute.core import aggregates as stored_aggregates
 from compute.core import statistics
-from compute.core.artifact import (
-    CATEGORIES,
-    SIDE_NAMES,
-    Artifact,
-    ArtifactError,
-    Judged,
-    branching_attrs,
-    has_branching,
-    judged,
-    open_artifact,
-    read_branching,
-)
-from compute.core.artifact import decoding as read_decoding
+from compute.core.artifact.branching_samples import branching_attrs, has_branching, read_branching
+from compute.core.artifact.decoding import decoding as read_decoding
+from compute.core.artifact.errors import ArtifactError
+from compute.core.artifact.reader import Artifact, open_artifact
+from compute.core.artifact.verdicts import Judged, judged
 from compute.core.branching import ExampleSamples
 from compute.core.categories import ALIGNED_TOP_CHOICE, ANSWER_TOKEN, DEFINITIONS, categories
+from compute.core.categories import NAMES as CATEGORIES
 from compute.core.errors import one_line
+from compute.core.statistics import SIDE_NAMES
 from dashboard.cache import cached
 from dashboard.labels import run_labels
 

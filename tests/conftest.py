@@ -1,4 +1,4 @@
-"""Tiny offline model pairs for the compute tests.
+"""Tiny offline model pairs for the compute tests, and the helpers several test files share.
 
 A byte-level BPE tokenizer is trained with `tokenizers` on a few lines; small
 random Llama and GPT-2 models are saved with `save_pretrained` and loaded by
@@ -13,8 +13,15 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import h5py
 import pytest
+
+from compute.core.statistics import SIDE_NAMES
+
+if TYPE_CHECKING:
+    from compute.engine.score import SharedPrefix
 
 ROOT = Path(__file__).resolve().parents[1]
 JUST_EVAL = ROOT / "data" / "just-eval-instruct.llama-2-7b-chat.json"
@@ -148,6 +155,20 @@ def tiny_gemma3_config(vocab_size: int, sliding_window: int, **extra):
     )
 
 
+def tiny_gemma3(folder, sliding_window: int = 8):
+    """A Gemma 3 text model whose sliding window is shorter than the shared prefix."""
+    import torch
+    from transformers import Gemma3ForCausalLM
+
+    tokenizer = build_tokenizer(add_bos=True)
+    torch.manual_seed(0)
+    config = tiny_gemma3_config(len(tokenizer), sliding_window, initializer_range=0.2)
+    model = Gemma3ForCausalLM(config).eval()
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return model, tokenizer
+
+
 def save_pair(folder: Path, arch: str, noise: float = 0.02) -> dict[str, Path]:
     """aligned/ and base/ model folders sharing one tokenizer; aligned = base + noise."""
     add_bos = arch in ("llama", "gemma2")
@@ -218,3 +239,90 @@ def runs_dir(tmp_path, monkeypatch):
     small_runs(directory)
     monkeypatch.setenv("TDS_ARTIFACTS_DIR", str(directory))
     return directory
+
+
+# ---------------------------------------------------------------- shared by several test files
+
+# Answers given and generated, with code, unicode and emoji (the reference check's and the engine's examples).
+EXAMPLES = [
+    {"id": "one-token", "instruction": "Say one word.", "response": "Sure"},
+    {"id": "short", "instruction": "Thank me.", "response": "Thank you for your question!"},
+    {
+        "id": "long",
+        "instruction": "Explain cats and code.",
+        "response": "However, it is important to note that I am an AI assistant. The cat sat on the mat. "
+        "def add(x, y):\n    return x + y  # code\n12 apples cost 3.50 dollars.",
+    },
+    {"id": "unicode", "instruction": "Überraschung: naïve café in 東京?", "response": "Überraschung für alle — café."},
+    {"id": "emoji", "instruction": "🙂🚀 what do these mean?", "response": "🙂 is a smile and 🚀 a rocket.\n\n"},
+    {"id": "generated", "instruction": "Here are some examples:"},
+]
+REPEATED_EXAMPLES = [dict(e, id=f"{e['id']}-{i}") for i in range(3) for e in EXAMPLES]  # 18, 3 generated
+
+
+def repeated_examples_config(folder: Path, pair: dict[str, Path], **extra) -> Path:
+    """A run of REPEATED_EXAMPLES in `folder` (distributed and sharded runs)."""
+    folder.mkdir(exist_ok=True)
+    dataset = write_jsonl(folder / "data.jsonl", REPEATED_EXAMPLES)
+    return write_config(folder, config_text(pair, dataset, folder / "out", top_k=5, max_new_tokens=8, **extra))
+
+
+def save_lora(base: Path, folder: Path, seed: int, targets: list[str]) -> Path:
+    """A LoRA with random A and B (peft's default B = 0 would change nothing), saved with save_pretrained."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_pretrained(base)
+    config = LoraConfig(r=4, lora_alpha=8, target_modules=targets, init_lora_weights=False)
+    get_peft_model(model, config).save_pretrained(folder, save_embedding_layers=False)
+    return folder
+
+
+# Mixed decoding (test_compute_decoding, test_compute_rules): a few instructions, a long base template.
+DECODING_INSTRUCTIONS = ["Hi there", "Thank you for the cat", "What is 12 apples?", "Sure! Here are some examples"]
+LONG_PROMPT = "The cat sat on the mat. " * 4 + "# Query:\n{instruction}\n# Answer:\n"  # a shared prefix to cache
+DECODING_MAX_NEW = 8
+
+
+def long_prompt_config(pair, dataset, folder) -> str:
+    """A config whose base side has a long template every context starts with (a shared prefix to cache)."""
+    return config_text(pair, dataset, folder).replace(json.dumps(BASE_TEMPLATE), json.dumps(LONG_PROMPT))
+
+
+def contexts_of(sides) -> dict[str, list[list[int]]]:
+    """Each side's context ids of the decoding instructions."""
+    return {
+        name: [sides[name].context_ids(sides[name].render(i)) for i in DECODING_INSTRUCTIONS] for name in SIDE_NAMES
+    }
+
+
+def prefixes_of(sides, contexts) -> dict[str, SharedPrefix]:
+    """The base side's shared-prefix cache of the long template."""
+    from compute.engine.score import SharedPrefix
+
+    base = contexts["base"]
+    n = next(i for i in range(len(base[0])) if any(c[i] != base[0][i] for c in base))
+    assert n >= 16
+    return {"base": SharedPrefix.build(sides["base"].model, base[0][:n])}
+
+
+def decoding_config(folder, pair, table: str, name: str = "run", **extra):
+    """A run of the decoding instructions with a config table appended (e.g. a [decoding] rule)."""
+    instructions = [{"id": str(i), "instruction": s} for i, s in enumerate(DECODING_INSTRUCTIONS)]
+    dataset = write_jsonl(folder / "d.jsonl", instructions)
+    text = config_text(pair, dataset, folder / "out", name=name, max_new_tokens=DECODING_MAX_NEW, batch_size=2, **extra)
+    return write_config(folder, text + table, name=f"{name}.toml")
+
+
+def corrupt_dataset(path: Path, dataset: str) -> None:
+    """Overwrite the stored bytes of `dataset` in place, keeping the file's size and mtime (so it stays 'the same
+    file' to every cache): the reader still accepts it, and reading that column fails."""
+    with h5py.File(path, "r") as f:
+        info = f[dataset].id.get_chunk_info(0)
+    stat = path.stat()
+    with path.open("r+b") as out:
+        out.seek(info.byte_offset)
+        out.write(b"\xff" * info.size)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))

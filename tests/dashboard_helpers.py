@@ -9,7 +9,8 @@ import h5py
 import numpy as np
 from streamlit.testing.v1 import AppTest
 
-from compute.core.artifact import ExampleScores, RunMeta, SideContext, write_artifact
+from compute.core.artifact.records import ExampleScores, RunMeta, SideContext
+from compute.core.artifact.writer import write_artifact
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
+import math
+
 import h5py
 import numpy as np
 import pytest
+import torch
 from conftest import config_text, write_config, write_jsonl
+from transformers import AutoModelForCausalLM
 
 from compute.core import describe as describe_module
-from compute.core.artifact import (
-    SIDE_NAMES,
-    ArtifactError,
-    branching_attrs,
-    has_branching,
-    open_artifact,
-    read_branching,
-    read_examples,
-)
+from compute.core.artifact.branching_samples import branching_attrs, has_branching, read_branching
+from compute.core.artifact.errors import ArtifactError
+from compute.core.artifact.examples import read_examples
+from compute.core.artifact.reader import open_artifact
 from compute.core.config import load_config
 from compute.core.describe import describe
-from compute.engine import run as run_module
+from compute.core.statistics import SIDE_NAMES
+from compute.engine import runner as runner_module
 from compute.engine.run import run
 from compute.engine.sampling import sample_example
 from compute.engine.sides import load_sides
@@ -45,7 +45,7 @@ def runs(model_pairs, tmp_path_factory):
     pair = model_pairs["llama"]
     whole = run(write_run(tmp_path_factory.mktemp("whole"), pair, batch_size=3))
     config = write_run(tmp_path_factory.mktemp("resumed"), pair, batch_size=1)
-    real, calls = run_module.score_batch, {"n": 0}
+    real, calls = runner_module.score_batch, {"n": 0}
 
     def fail_second(*args, **kwargs):
         calls["n"] += 1
@@ -54,7 +54,7 @@ def runs(model_pairs, tmp_path_factory):
         return real(*args, **kwargs)
 
     patch = pytest.MonkeyPatch()
-    patch.setattr(run_module, "score_batch", fail_second)
+    patch.setattr(runner_module, "score_batch", fail_second)
     try:
         with pytest.raises(RuntimeError, match="killed"):
             run(config)
@@ -86,6 +86,39 @@ def test_stored_samples_are_what_the_side_samples_for_that_example(runs, model_p
     np.testing.assert_array_equal(stored.offsets, direct.offsets)
     np.testing.assert_array_equal(stored.token_id, direct.token_id)
     np.testing.assert_allclose(stored.logprob, direct.logprob, atol=1e-5)
+
+
+def nucleus_of(logits: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
+    """Log-probabilities of the BF paper's distribution, in float64 with plain torch: logits / temperature, the
+    most likely tokens while the mass above each is below top_p, renormalised; -inf outside the nucleus."""
+    logprobs = torch.log_softmax(logits.double() / temperature, dim=-1)
+    ordered, order = logprobs.exp().sort(descending=True)
+    above = ordered.cumsum(dim=-1) - ordered
+    kept = torch.zeros_like(ordered, dtype=torch.bool).scatter(-1, order, above < top_p)
+    return torch.log_softmax(logprobs.masked_fill(~kept, -math.inf), dim=-1)
+
+
+def test_stored_entropies_are_those_of_each_steps_distribution(runs):
+    """Every stored step's entropy (and the sampled token's log-prob) against one plain forward of the model over
+    the context and that sample's tokens: the step's distribution truncated to the nucleus, recomputed here."""
+    artifact, _, config = runs
+    for side in SIDE_NAMES:
+        attrs = branching_attrs(artifact, side)
+        model = AutoModelForCausalLM.from_pretrained(getattr(config, side).model, dtype=torch.float32).eval()
+        for e, samples in enumerate(read_branching(artifact, side)):
+            context = artifact.context_ids(side, e).tolist()
+            for s in range(len(samples.offsets) - 1):
+                steps = slice(int(samples.offsets[s]), int(samples.offsets[s + 1]))
+                tokens = samples.token_id[steps].tolist()
+                with torch.no_grad():
+                    logits = model(torch.tensor([context + tokens])).logits[0, len(context) - 1 : -1]
+                logprobs = nucleus_of(logits, float(attrs["temperature"]), float(attrs["top_p"]))
+                probs = logprobs.exp()
+                entropy = -torch.where(probs > 0, probs * logprobs, 0.0).sum(dim=-1)
+                where = f"{side} example {e} sample {s}"
+                np.testing.assert_allclose(samples.entropy[steps], entropy.numpy(), atol=1e-4, err_msg=where)
+                sampled = logprobs[torch.arange(len(tokens)), torch.tensor(tokens)]
+                np.testing.assert_allclose(samples.logprob[steps], sampled.numpy(), atol=1e-4, err_msg=where)
 
 
 def test_resume_and_batching_keep_the_same_samples(runs):

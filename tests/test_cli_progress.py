@@ -5,7 +5,7 @@ from __future__ import annotations
 from conftest import config_text, run_cli, write_config, write_jsonl
 from dashboard_helpers import ALPHA, write_run
 
-from compute.core.artifact import open_artifact
+from compute.core.artifact.reader import open_artifact
 from compute.engine.verify import sample_positions
 
 

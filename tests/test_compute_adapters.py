@@ -10,30 +10,18 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import BASE_TEMPLATE, write_config, write_jsonl
-from test_compute_reference import EXAMPLES
+from conftest import BASE_TEMPLATE, EXAMPLES, save_lora, write_config, write_jsonl
 from transformers import AutoModelForCausalLM
 
 from compute.cli import main
 from compute.core import packaged, side_attrs
-from compute.core.artifact import open_artifact
+from compute.core.artifact.reader import open_artifact
 from compute.core.config import SideConfig, load_config
 from compute.core.side_identity import config_identity, identity
 from compute.engine.model import load_plain, load_side_models
 from compute.engine.run import run
 from compute.engine.sides import load_sides
 from compute.engine.verify import verify
-
-
-def save_lora(base: Path, folder: Path, seed: int, targets: list[str]) -> Path:
-    """A LoRA with random A and B (peft's default B = 0 would change nothing), saved with save_pretrained."""
-    from peft import LoraConfig, get_peft_model
-
-    torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_pretrained(base)
-    config = LoraConfig(r=4, lora_alpha=8, target_modules=targets, init_lora_weights=False)
-    get_peft_model(model, config).save_pretrained(folder, save_embedding_layers=False)
-    return folder
 
 
 @pytest.fixture(scope="module")

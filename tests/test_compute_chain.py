@@ -8,7 +8,7 @@ from conftest import config_text, write_config, write_jsonl
 from transformers import AutoTokenizer
 
 from compute.cli import main
-from compute.core.artifact import open_artifact
+from compute.core.artifact.reader import open_artifact
 from compute.core.config import load_config
 from compute.engine.run import run
 

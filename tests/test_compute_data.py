@@ -7,7 +7,7 @@ import json
 import pytest
 from conftest import BASE_TEMPLATE, JUST_EVAL, config_text, write_config, write_jsonl
 
-from compute.core.artifact import open_artifact
+from compute.core.artifact.reader import open_artifact
 from compute.core.config import load_config
 from compute.core.datasets import load_examples
 from compute.engine.run import run

@@ -8,61 +8,49 @@ unsure everywhere, so nudging uses a small gamma to get a mix of both sides.
 from __future__ import annotations
 
 import dataclasses
-import json
 
 import h5py
 import numpy as np
 import pytest
 import torch
-from conftest import BASE_TEMPLATE, config_text, write_config, write_jsonl
-from test_compute_adapters import save_lora
+from conftest import (
+    DECODING_INSTRUCTIONS,
+    DECODING_MAX_NEW,
+    config_text,
+    contexts_of,
+    decoding_config,
+    long_prompt_config,
+    prefixes_of,
+    save_lora,
+    write_config,
+    write_jsonl,
+)
 
 from compute.cli import main
-from compute.core.artifact import open_artifact
+from compute.core.artifact.reader import open_artifact
 from compute.core.config import load_config
 from compute.core.describe import describe
 from compute.core.partial import PartialWork
 from compute.core.provenance import check_provenance
 from compute.core.rules import ALIGNED, BASE, SIDE_OF, Rule, Step, cross_sampling, nudging
 from compute.core.rules.cross_sampling import js_threshold
-from compute.core.statistics import _naive_js
+from compute.core.statistics import SIDE_NAMES, _naive_js
 from compute.engine import run as run_module
 from compute.engine.decoding import decode_together
 from compute.engine.generate import eos_ids, generate_answers
 from compute.engine.model import load_plain
-from compute.engine.score import SharedPrefix
 from compute.engine.sides import load_sides
 
-SIDES = ("aligned", "base")
-INSTRUCTIONS = ["Hi there", "Thank you for the cat", "What is 12 apples?", "Sure! Here are some examples"]
-LONG_PROMPT = "The cat sat on the mat. " * 4 + "# Query:\n{instruction}\n# Answer:\n"  # a shared prefix to cache
 GAMMA = 0.05
-MAX_NEW = 8
 
 
 @pytest.fixture(scope="module", params=["llama", "gpt2", "gemma2"])
 def sides(request, model_pairs, tmp_path_factory):
     folder = tmp_path_factory.mktemp(f"decode-{request.param}")
-    dataset = write_jsonl(folder / "d.jsonl", [{"instruction": i} for i in INSTRUCTIONS])
+    dataset = write_jsonl(folder / "d.jsonl", [{"instruction": i} for i in DECODING_INSTRUCTIONS])
     return load_sides(
         load_config(write_config(folder, long_prompt_config(model_pairs[request.param], dataset, folder)))
     )
-
-
-def long_prompt_config(pair, dataset, folder) -> str:
-    """A config whose base side has a long template every context starts with (a shared prefix to cache)."""
-    return config_text(pair, dataset, folder).replace(json.dumps(BASE_TEMPLATE), json.dumps(LONG_PROMPT))
-
-
-def contexts_of(sides) -> dict[str, list[list[int]]]:
-    return {name: [sides[name].context_ids(sides[name].render(i)) for i in INSTRUCTIONS] for name in SIDES}
-
-
-def prefixes_of(sides, contexts) -> dict[str, SharedPrefix]:
-    base = contexts["base"]
-    n = next(i for i in range(len(base[0])) if any(c[i] != base[0][i] for c in base))
-    assert n >= 16
-    return {"base": SharedPrefix.build(sides["base"].model, base[0][:n])}
 
 
 def naive_decode(sides, context: dict[str, list[int]], rule: Rule) -> tuple[list[int], list[int]]:
@@ -70,12 +58,12 @@ def naive_decode(sides, context: dict[str, list[int]], rule: Rule) -> tuple[list
     ends = set(eos_ids(sides["aligned"])) | set(eos_ids(sides["base"]))
     ids: list[int] = []
     source: list[int] = []
-    for _ in range(MAX_NEW):
+    for _ in range(DECODING_MAX_NEW):
         logp = {}
-        for name in SIDES:
+        for name in SIDE_NAMES:
             row = torch.tensor([context[name] + ids])
             logp[name] = torch.log_softmax(sides[name].model.own_logits(row)[0, -1].double(), -1).numpy()
-        tops = {name: int(np.argmax(logp[name])) for name in SIDES}
+        tops = {name: int(np.argmax(logp[name])) for name in SIDE_NAMES}
         step = Step(
             t=len(ids),
             previous=source[-1] if source else None,
@@ -99,7 +87,7 @@ RULES = {
 
 
 def median_js(sides, contexts) -> float:
-    alone = decode_together(sides, contexts, Rule("base"), MAX_NEW, with_js=True)
+    alone = decode_together(sides, contexts, Rule("base"), DECODING_MAX_NEW, with_js=True)
     return js_threshold([d.js for d in alone], 0.5)
 
 
@@ -108,8 +96,10 @@ def test_the_batched_decode_equals_a_naive_decode(sides, rule):
     contexts = contexts_of(sides)
     if rule.needs_js:
         rule = rule.with_params(js_threshold=median_js(sides, contexts))
-    decoded = decode_together(sides, contexts, rule, MAX_NEW, prefixes=prefixes_of(sides, contexts))
-    naive = [naive_decode(sides, {n: contexts[n][i] for n in SIDES}, rule) for i in range(len(INSTRUCTIONS))]
+    decoded = decode_together(sides, contexts, rule, DECODING_MAX_NEW, prefixes=prefixes_of(sides, contexts))
+    naive = [
+        naive_decode(sides, {n: contexts[n][i] for n in SIDE_NAMES}, rule) for i in range(len(DECODING_INSTRUCTIONS))
+    ]
     assert [(d.ids, d.source) for d in decoded] == naive
     if rule.counted_side is not None:  # the rule really mixed the two sides
         assert {s for d in decoded for s in d.source} == {ALIGNED, BASE}
@@ -122,7 +112,7 @@ def test_two_adapters_on_one_loaded_base_decode_as_two_plain_models(model_pairs,
     adapters = {
         name: save_lora(base, tmp_path / name, seed, ["q_proj", "v_proj"]) for name, seed in (("a", 1), ("b", 2))
     }
-    dataset = write_jsonl(tmp_path / "d.jsonl", [{"instruction": i} for i in INSTRUCTIONS])
+    dataset = write_jsonl(tmp_path / "d.jsonl", [{"instruction": i} for i in DECODING_INSTRUCTIONS])
     text = long_prompt_config({"aligned": base, "base": base}, dataset, tmp_path).replace(
         "[base]\n", f'adapter = "{adapters["a"]}"\n[base]\n'
     )
@@ -131,8 +121,10 @@ def test_two_adapters_on_one_loaded_base_decode_as_two_plain_models(model_pairs,
     plain = {name: dataclasses.replace(side, model=load_plain(name, side.config)) for name, side in shared.items()}
     contexts = contexts_of(shared)
     rule = RULES["nudging"]
-    decoded = decode_together(shared, contexts, rule, MAX_NEW, prefixes=prefixes_of(shared, contexts))
-    naive = [naive_decode(plain, {n: contexts[n][i] for n in SIDES}, rule) for i in range(len(INSTRUCTIONS))]
+    decoded = decode_together(shared, contexts, rule, DECODING_MAX_NEW, prefixes=prefixes_of(shared, contexts))
+    naive = [
+        naive_decode(plain, {n: contexts[n][i] for n in SIDE_NAMES}, rule) for i in range(len(DECODING_INSTRUCTIONS))
+    ]
     assert [(d.ids, d.source) for d in decoded] == naive
     assert {s for d in decoded for s in d.source} == {ALIGNED, BASE}
 
@@ -140,28 +132,28 @@ def test_two_adapters_on_one_loaded_base_decode_as_two_plain_models(model_pairs,
 def test_batch_composition_does_not_change_the_answers(sides):
     contexts = contexts_of(sides)
     rule = RULES["nudging"]
-    together = decode_together(sides, contexts, rule, MAX_NEW, prefixes=prefixes_of(sides, contexts))
+    together = decode_together(sides, contexts, rule, DECODING_MAX_NEW, prefixes=prefixes_of(sides, contexts))
     for order in ([3, 1], [2], [0, 3, 2, 1]):
-        part = {n: [contexts[n][i] for i in order] for n in SIDES}
-        alone = decode_together(sides, part, rule, MAX_NEW)
+        part = {n: [contexts[n][i] for i in order] for n in SIDE_NAMES}
+        alone = decode_together(sides, part, rule, DECODING_MAX_NEW)
         assert [(d.ids, d.source) for d in alone] == [(together[i].ids, together[i].source) for i in order]
 
 
 def test_one_side_alone_equals_transformers_generate(sides):
     contexts = contexts_of(sides)
-    for name in SIDES:
-        ours = decode_together(sides, contexts, Rule(name), MAX_NEW)
-        theirs = generate_answers(sides[name], contexts[name], MAX_NEW, ())
+    for name in SIDE_NAMES:
+        ours = decode_together(sides, contexts, Rule(name), DECODING_MAX_NEW)
+        theirs = generate_answers(sides[name], contexts[name], DECODING_MAX_NEW, ())
         assert [d.ids for d in ours] == theirs
 
 
 def test_stop_strings_end_an_answer_whichever_side_emitted_them(sides):
     contexts = contexts_of(sides)
     rule = RULES["nudging"]
-    full = decode_together(sides, contexts, rule, MAX_NEW)
+    full = decode_together(sides, contexts, rule, DECODING_MAX_NEW)
     tokenizer = sides["aligned"].tokenizer
     stop = tokenizer.decode(full[0].ids[3:5])  # text the answer reaches after a few tokens
-    cut = decode_together(sides, contexts, rule, MAX_NEW, stop=(stop,))
+    cut = decode_together(sides, contexts, rule, DECODING_MAX_NEW, stop=(stop,))
     assert stop not in tokenizer.decode(cut[0].ids)
     assert cut[0].ids == full[0].ids[: len(cut[0].ids)] and len(cut[0].source) == len(cut[0].ids)
     assert len(cut[0].ids) <= 5
@@ -205,12 +197,6 @@ def test_js_threshold_is_the_quantile_for_the_budget():
 
 
 # ----------------------------------------------------------------- runs
-
-
-def decoding_config(folder, pair, table: str, name: str = "run", **extra):
-    dataset = write_jsonl(folder / "d.jsonl", [{"id": str(i), "instruction": s} for i, s in enumerate(INSTRUCTIONS)])
-    text = config_text(pair, dataset, folder / "out", name=name, max_new_tokens=MAX_NEW, batch_size=2, **extra)
-    return write_config(folder, text + table, name=f"{name}.toml")
 
 
 @pytest.fixture(scope="module")

@@ -23,16 +23,23 @@ import polars
 import polars.testing
 import pytest
 import torch
-from conftest import BASE_TEMPLATE, ROOT, config_text, write_config, write_jsonl
-from test_compute_reference import EXAMPLES
+from conftest import (
+    BASE_TEMPLATE,
+    REPEATED_EXAMPLES,
+    ROOT,
+    config_text,
+    repeated_examples_config,
+    write_config,
+    write_jsonl,
+)
 
 from compute.core.config import ConfigError, load_config
 from compute.core.partial import PartialWork
 from compute.engine.distributed import Ranks, balanced_share
 from compute.engine.model import SideError, load_weights
-from compute.engine.run import make_batches, run
+from compute.engine.planning import make_batches
+from compute.engine.run import run
 
-DATA = [dict(e, id=f"{e['id']}-{i}") for i in range(3) for e in EXAMPLES]  # 18 examples, 3 of them generated
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
@@ -47,12 +54,6 @@ def one_thread():
 @pytest.fixture()
 def pair(model_pairs) -> dict[str, Path]:
     return model_pairs["llama"]
-
-
-def make_config(folder: Path, pair: dict[str, Path], **extra) -> Path:
-    folder.mkdir(exist_ok=True)
-    dataset = write_jsonl(folder / "data.jsonl", DATA)
-    return write_config(folder, config_text(pair, dataset, folder / "out", top_k=5, max_new_tokens=8, **extra))
 
 
 def command(config: Path, nproc: int = 1) -> list[str]:
@@ -96,18 +97,18 @@ def assert_same_artifact(path: Path, reference: Path) -> None:
 
 
 def test_two_ranks_under_torchrun_write_the_one_process_artifact(pair, tmp_path):
-    config = make_config(tmp_path, pair, batch_size=3)
+    config = repeated_examples_config(tmp_path, pair, batch_size=3)
     reference = run(load_config(config)).rename(tmp_path / "one-process.h5")
     result = cli(config, nproc=2)
     shares = dict(re.findall(r"rank (\d) of 2: scored (\d+) examples", result.stderr))
     assert sorted(shares) == ["0", "1"], result.stderr[-3000:]
-    assert all(int(n) > 0 for n in shares.values()) and sum(int(n) for n in shares.values()) == len(DATA)
+    assert all(int(n) > 0 for n in shares.values()) and sum(int(n) for n in shares.values()) == len(REPEATED_EXAMPLES)
     assert_same_artifact(tmp_path / "out" / "run.h5", reference)
     assert not (tmp_path / "out" / ".run.partial").exists()
 
 
 def test_a_run_killed_with_sigkill_resumes_and_equals_an_uninterrupted_run(pair, tmp_path):
-    config = make_config(tmp_path, pair, batch_size=1)
+    config = repeated_examples_config(tmp_path, pair, batch_size=1)
     final, partial = tmp_path / "out" / "run.h5", tmp_path / "out" / ".run.partial"
     reference = run(load_config(config)).rename(tmp_path / "uninterrupted.h5")
     process = subprocess.Popen(command(config), cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -122,13 +123,13 @@ def test_a_run_killed_with_sigkill_resumes_and_equals_an_uninterrupted_run(pair,
     result = cli(config)
     resumed = re.search(r"resuming: (\d+) of (\d+) examples already scored", result.stderr)
     assert resumed, result.stderr[-3000:]
-    assert int(resumed[1]) >= 1 and int(resumed[2]) == len(DATA)
+    assert int(resumed[1]) >= 1 and int(resumed[2]) == len(REPEATED_EXAMPLES)
     assert_same_artifact(final, reference)
     assert not partial.exists()
 
 
 def test_a_changed_config_discards_partial_work_instead_of_resuming(pair, tmp_path, monkeypatch, capsys):
-    config = make_config(tmp_path, pair, batch_size=2)
+    config = repeated_examples_config(tmp_path, pair, batch_size=2)
     save = PartialWork.save
 
     def save_then_stop(self, *args):
@@ -190,7 +191,7 @@ def test_device_map_is_accepted_as_a_string_or_a_table_and_refused_otherwise(pai
         text = config_text(pair, tmp_path / "data.jsonl", tmp_path / "out").replace("[base]\n", f"{line}\n[base]\n")
         return load_config(write_config(tmp_path, text)).aligned
 
-    write_jsonl(tmp_path / "data.jsonl", DATA)
+    write_jsonl(tmp_path / "data.jsonl", REPEATED_EXAMPLES)
     assert side_with('device_map = "auto"').device_map == "auto"
     table = side_with('device_map = { "model.embed_tokens" = 0, "model.layers" = "cuda:1", "lm_head" = "cpu" }')
     assert table.device_map == {"model.embed_tokens": 0, "model.layers": "cuda:1", "lm_head": "cpu"}
@@ -204,8 +205,8 @@ def test_device_map_is_accepted_as_a_string_or_a_table_and_refused_otherwise(pai
 
 
 def test_a_side_with_a_device_map_runs_like_one_on_a_device(pair, tmp_path):
-    plain = run(load_config(make_config(tmp_path / "plain", pair, batch_size=4)))
-    config = make_config(tmp_path / "mapped", pair, batch_size=4)
+    plain = run(load_config(repeated_examples_config(tmp_path / "plain", pair, batch_size=4)))
+    config = repeated_examples_config(tmp_path / "mapped", pair, batch_size=4)
     config.write_text(config.read_text().replace('template = "chat"', 'template = "chat"\ndevice_map = "auto"'))
     mapped = run(load_config(config))
     with h5py.File(plain) as a, h5py.File(mapped) as b:
@@ -216,7 +217,7 @@ def test_a_side_with_a_device_map_runs_like_one_on_a_device(pair, tmp_path):
 
 
 def test_a_device_map_under_several_processes_per_node_is_refused(pair, tmp_path, monkeypatch):
-    config = make_config(tmp_path, pair)
+    config = repeated_examples_config(tmp_path, pair)
     config.write_text(config.read_text().replace('template = "chat"', 'template = "chat"\ndevice_map = "auto"'))
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
     with pytest.raises(SideError, match=r"\[aligned\] device_map .* one process per node"):

@@ -11,8 +11,7 @@ from pathlib import Path
 import h5py
 import pytest
 import torch
-from conftest import ROOT, config_text, write_config, write_jsonl
-from test_compute_reference import EXAMPLES
+from conftest import EXAMPLES, ROOT, config_text, write_config, write_jsonl
 
 from compute.core.config import ConfigError, load_config
 from compute.engine import generate as generate_module

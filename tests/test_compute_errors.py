@@ -10,9 +10,10 @@ import pytest
 from conftest import BASE_TEMPLATE, config_text, run_cli, write_config, write_jsonl
 
 from compute.cli import main
-from compute.core.artifact import ArtifactError, open_artifact
+from compute.core.artifact.errors import ArtifactError
+from compute.core.artifact.reader import open_artifact
 from compute.core.config import load_config
-from compute.engine import run as run_module
+from compute.engine import runner as runner_module
 from compute.engine.run import run
 
 GOOD = [{"id": "a", "instruction": "Thank me.", "response": "Thank you!"}, {"id": "b", "instruction": "Hi"}]
@@ -195,7 +196,7 @@ def test_a_failed_run_leaves_nothing_under_the_final_name_and_keeps_the_old_one(
     final = run(config)
     before = final.read_bytes()
     calls = {"n": 0}
-    real = run_module.score_batch
+    real = runner_module.score_batch
 
     def failing(*args, **kwargs):
         calls["n"] += 1
@@ -203,7 +204,7 @@ def test_a_failed_run_leaves_nothing_under_the_final_name_and_keeps_the_old_one(
             raise RuntimeError("boom")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(run_module, "score_batch", failing)
+    monkeypatch.setattr(runner_module, "score_batch", failing)
     with pytest.raises(RuntimeError, match="boom"):
         run(config, overwrite=True)
     assert final.read_bytes() == before  # the old artifact is untouched

@@ -21,7 +21,8 @@ import pytest
 from conftest import ROOT, config_text, write_config, write_jsonl
 
 from compute.cli import main
-from compute.core import artifact, config, datasets, files, packaged
+from compute.core import config, datasets, files, packaged
+from compute.core.artifact.errors import ArtifactError
 from compute.core.config import ConfigError, _Loader, key, toml_keys
 from compute.core.errors import UserError
 from compute.core.partial import PartialWork
@@ -64,7 +65,7 @@ def out_files(folder) -> list[str]:
 
 def test_every_module_error_is_a_user_error():
     errors = [
-        artifact.ArtifactError,
+        ArtifactError,
         config.ConfigError,
         datasets.DatasetError,
         packaged.PackageError,
@@ -498,7 +499,8 @@ def test_an_argument_error_is_one_line_and_exit_2_for_every_subcommand(capsys, a
 # ---------------------------------------------------------------- what the README and docs/training.md promise
 
 
-def test_the_readme_states_the_legal_run_names_the_config_enforces():
+def test_doc_sync_readme_states_the_legal_run_names_the_config_enforces():
+    """Doc sync: the README's sentence on legal run names states the rule config.LEGAL_NAME enforces."""
     import string
 
     readme = " ".join((ROOT / "README.md").read_text().split())
@@ -509,7 +511,8 @@ def test_the_readme_states_the_legal_run_names_the_config_enforces():
         assert bool(config.LEGAL_NAME.fullmatch(c + "a")) == (c in allowed - set("._-")), c
 
 
-def test_the_readme_lists_every_option_of_check_and_every_exit_status():
+def test_doc_sync_readme_lists_every_option_of_check_and_every_exit_status():
+    """Doc sync: the README names every option of `tds check` and has a row for every exit status."""
     from compute.cli import parser
     from compute.core import errors
 
@@ -525,7 +528,8 @@ def test_the_readme_lists_every_option_of_check_and_every_exit_status():
     assert "(a wrong command-line argument too)" in readme
 
 
-def test_the_training_docs_list_every_option_the_stages_share():
+def test_doc_sync_training_docs_list_every_option_the_stages_share():
+    """Doc sync: docs/training.md names every option the training stages share and their exit statuses."""
     from compute.train import common
 
     training = (ROOT / "docs" / "training.md").read_text()

@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import build_tokenizer, config_text, tiny_gemma3_config, write_config, write_jsonl
-from test_compute_reference import EXAMPLES
+from conftest import EXAMPLES, config_text, tiny_gemma3, write_config, write_jsonl
 
-from compute.core.artifact import open_artifact
+from compute.core.artifact.reader import open_artifact
 from compute.core.config import load_config
 from compute.engine.model import SideModel, Weights
 from compute.engine.run import run
@@ -18,19 +17,6 @@ PREAMBLE = (
     "# Query:\nThank me.\n# Answer:\nThank you for your question! I'm happy to help.\n\n"
     "# Query:\nExplain.\n# Answer:\nSure! Here are some examples:\n1. The first one\n2. The second one\n\n"
 )
-
-
-def tiny_gemma3(folder, sliding_window: int = 8):
-    """A Gemma 3 text model whose sliding window is shorter than the shared prefix."""
-    from transformers import Gemma3ForCausalLM
-
-    tokenizer = build_tokenizer(add_bos=True)
-    torch.manual_seed(0)
-    config = tiny_gemma3_config(len(tokenizer), sliding_window, initializer_range=0.2)
-    model = Gemma3ForCausalLM(config).eval()
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return model, tokenizer
 
 
 @pytest.fixture(scope="module")

@@ -4,27 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import config_text, write_config, write_jsonl
+from conftest import EXAMPLES, config_text, write_config, write_jsonl
 
-from compute.core.artifact import open_artifact, summarize
+from compute.core.artifact.reader import open_artifact
+from compute.core.artifact.summary import summarize
 from compute.core.config import load_config
 from compute.engine import score
 from compute.engine.run import run
 from compute.engine.verify import load_side_models, verify
-
-EXAMPLES = [
-    {"id": "one-token", "instruction": "Say one word.", "response": "Sure"},
-    {"id": "short", "instruction": "Thank me.", "response": "Thank you for your question!"},
-    {
-        "id": "long",
-        "instruction": "Explain cats and code.",
-        "response": "However, it is important to note that I am an AI assistant. The cat sat on the mat. "
-        "def add(x, y):\n    return x + y  # code\n12 apples cost 3.50 dollars.",
-    },
-    {"id": "unicode", "instruction": "Überraschung: naïve café in 東京?", "response": "Überraschung für alle — café."},
-    {"id": "emoji", "instruction": "🙂🚀 what do these mean?", "response": "🙂 is a smile and 🚀 a rocket.\n\n"},
-    {"id": "generated", "instruction": "Here are some examples:"},
-]
 
 
 @pytest.fixture(scope="module", params=["llama", "gpt2", "gemma2"])

@@ -12,24 +12,26 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from conftest import config_text, write_config, write_jsonl
-from test_compute_decoding import (
-    INSTRUCTIONS,
-    MAX_NEW,
-    SIDES,
+from conftest import (
+    DECODING_INSTRUCTIONS,
+    DECODING_MAX_NEW,
+    config_text,
     contexts_of,
     decoding_config,
     long_prompt_config,
     prefixes_of,
+    write_config,
+    write_jsonl,
 )
 
 from compute.cli import main
 from compute.core import rules
-from compute.core.artifact import open_artifact
+from compute.core.artifact.reader import open_artifact
 from compute.core.config import load_config
 from compute.core.describe import describe
 from compute.core.provenance import check_provenance
 from compute.core.rules import ALIGNED, BASE, MIXED, Rule
+from compute.core.statistics import SIDE_NAMES
 from compute.engine import run as run_module
 from compute.engine.decoding import decode_together
 from compute.engine.generate import eos_ids
@@ -39,7 +41,7 @@ from compute.engine.sides import load_sides
 @pytest.fixture(scope="module", params=["llama", "gpt2"])
 def sides(request, model_pairs, tmp_path_factory):
     folder = tmp_path_factory.mktemp(f"rules-{request.param}")
-    dataset = write_jsonl(folder / "d.jsonl", [{"instruction": i} for i in INSTRUCTIONS])
+    dataset = write_jsonl(folder / "d.jsonl", [{"instruction": i} for i in DECODING_INSTRUCTIONS])
     return load_sides(
         load_config(write_config(folder, long_prompt_config(model_pairs[request.param], dataset, folder)))
     )
@@ -49,9 +51,9 @@ def obvious_decode(sides, context: dict[str, list[int]], choose) -> list[int]:
     """choose(t, {side: float64 log-probs}) -> the token; one full forward per side per token, no cache."""
     ends = set(eos_ids(sides["aligned"])) | set(eos_ids(sides["base"]))
     ids: list[int] = []
-    for t in range(MAX_NEW):
+    for t in range(DECODING_MAX_NEW):
         logp = {}
-        for name in SIDES:
+        for name in SIDE_NAMES:
             row = torch.tensor([context[name] + ids])
             logp[name] = torch.log_softmax(sides[name].model.own_logits(row)[0, -1].double(), -1).numpy()
         token = int(choose(t, logp))
@@ -63,8 +65,11 @@ def obvious_decode(sides, context: dict[str, list[int]], choose) -> list[int]:
 
 def both(sides, rule: Rule, choose):
     contexts = contexts_of(sides)
-    decoded = decode_together(sides, contexts, rule, MAX_NEW, prefixes=prefixes_of(sides, contexts))
-    obvious = [obvious_decode(sides, {n: contexts[n][i] for n in SIDES}, choose) for i in range(len(INSTRUCTIONS))]
+    decoded = decode_together(sides, contexts, rule, DECODING_MAX_NEW, prefixes=prefixes_of(sides, contexts))
+    obvious = [
+        obvious_decode(sides, {n: contexts[n][i] for n in SIDE_NAMES}, choose)
+        for i in range(len(DECODING_INSTRUCTIONS))
+    ]
     return decoded, obvious
 
 
@@ -90,16 +95,16 @@ def test_logit_arithmetic_equals_the_obvious_decoder(sides, alpha, choose):
 
 def test_logit_arithmetic_sources_say_whose_top_1_each_token_is(sides):
     contexts = contexts_of(sides)
-    decoded = decode_together(sides, contexts, logit(0.5), MAX_NEW)
+    decoded = decode_together(sides, contexts, logit(0.5), DECODING_MAX_NEW)
     for i, answer in enumerate(decoded):
         for t, (token, source) in enumerate(zip(answer.ids, answer.source, strict=True)):
             logp = {
                 n: torch.log_softmax(
                     sides[n].model.own_logits(torch.tensor([contexts[n][i] + answer.ids[:t]]))[0, -1], -1
                 )
-                for n in SIDES
+                for n in SIDE_NAMES
             }
-            tops = {n: int(logp[n].argmax()) for n in SIDES}
+            tops = {n: int(logp[n].argmax()) for n in SIDE_NAMES}
             expected = ALIGNED if token == tops["aligned"] else BASE if token == tops["base"] else MIXED
             assert source == expected, (i, t)
             aligned, base, mixture = answer.logprobs[t]
@@ -112,14 +117,14 @@ def test_logit_arithmetic_sources_say_whose_top_1_each_token_is(sides):
 def test_logit_arithmetic_samples_when_asked_and_a_seed_repeats_it(sides):
     contexts = contexts_of(sides)
     sampled = Rule("logit-arithmetic", {"alpha": 1.5, "temperature": 1.0, "top_p": 0.9, "seed": 3})
-    first = decode_together(sides, contexts, sampled, MAX_NEW)
-    again = decode_together(sides, contexts, sampled, MAX_NEW)
-    greedy = decode_together(sides, contexts, logit(1.5), MAX_NEW)
+    first = decode_together(sides, contexts, sampled, DECODING_MAX_NEW)
+    again = decode_together(sides, contexts, sampled, DECODING_MAX_NEW)
+    greedy = decode_together(sides, contexts, logit(1.5), DECODING_MAX_NEW)
     assert [d.ids for d in first] == [d.ids for d in again]
     assert [d.ids for d in first] != [d.ids for d in greedy]
 
 
-@pytest.mark.parametrize("k", [0, 2, MAX_NEW])
+@pytest.mark.parametrize("k", [0, 2, DECODING_MAX_NEW])
 def test_prefill_equals_the_obvious_decoder(sides, k):
     decoded, obvious = both(
         sides, Rule("prefill", {"tokens": k}), lambda t, logp: np.argmax(logp["aligned" if t < k else "base"])
@@ -131,9 +136,9 @@ def test_prefill_equals_the_obvious_decoder(sides, k):
 def test_prefill_at_the_extremes_is_one_side_alone(sides):
     """k = 0 gives the base side's own greedy answers, k >= the answer length the aligned side's."""
     contexts = contexts_of(sides)
-    for k, alone in ((0, "base"), (MAX_NEW, "aligned")):
-        prefilled = decode_together(sides, contexts, Rule("prefill", {"tokens": k}), MAX_NEW)
-        own = decode_together(sides, contexts, Rule(alone), MAX_NEW)
+    for k, alone in ((0, "base"), (DECODING_MAX_NEW, "aligned")):
+        prefilled = decode_together(sides, contexts, Rule("prefill", {"tokens": k}), DECODING_MAX_NEW)
+        own = decode_together(sides, contexts, Rule(alone), DECODING_MAX_NEW)
         assert [d.ids for d in prefilled] == [d.ids for d in own]
 
 
@@ -149,11 +154,11 @@ def decoded_run(request, model_pairs, tmp_path_factory):
     table = {"logit-arithmetic": "alpha = 0.5", "prefill": "tokens = 2"}[request.param]
     records = [
         {"id": str(i), "instruction": s, "reference": r}
-        for i, (s, r) in enumerate(zip(INSTRUCTIONS, REFERENCES, strict=True))
+        for i, (s, r) in enumerate(zip(DECODING_INSTRUCTIONS, REFERENCES, strict=True))
     ]
     dataset = write_jsonl(folder / "d.jsonl", records)
     text = config_text(
-        model_pairs["llama"], dataset, folder / "out", task="arithmetic", max_new_tokens=MAX_NEW, batch_size=2
+        model_pairs["llama"], dataset, folder / "out", task="arithmetic", max_new_tokens=DECODING_MAX_NEW, batch_size=2
     )
     config = write_config(folder, text + f'[decoding]\nrule = "{request.param}"\n{table}\n')
     return open_artifact(run_module.run(load_config(config)))

@@ -7,8 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import BASE_TEMPLATE, config_text, write_config, write_jsonl
-from test_compute_prefix import tiny_gemma3
+from conftest import BASE_TEMPLATE, config_text, tiny_gemma3, write_config, write_jsonl
 
 from compute.core.config import BranchingConfig, load_config
 from compute.engine.generate import eos_ids

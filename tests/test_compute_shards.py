@@ -13,8 +13,7 @@ import polars
 import polars.testing
 import pytest
 import torch
-from conftest import run_cli
-from test_compute_distributed import DATA, make_config
+from conftest import REPEATED_EXAMPLES, repeated_examples_config, run_cli
 
 from compute.core.config import load_config
 from compute.core.inputs import RunError
@@ -34,7 +33,7 @@ def one_thread():
 
 @pytest.fixture()
 def config(model_pairs, tmp_path) -> Path:
-    return make_config(tmp_path, model_pairs["llama"], batch_size=2)  # 18 examples, 3 generated: 9 batches
+    return repeated_examples_config(tmp_path, model_pairs["llama"], batch_size=2)  # 18 examples, 3 generated: 9 batches
 
 
 def assert_identical(path: Path, reference: Path) -> None:
@@ -74,7 +73,7 @@ def test_shards_run_one_after_another_merge_into_the_one_process_artifact(config
         assert run(load_config(config), shard=Shard(index, 3)) is None
         counts.append(scored(capsys.readouterr().err))
         assert not (tmp_path / "out" / "run.h5").exists()  # a shard writes no artifact
-    assert sum(counts) == len(DATA) and all(counts)
+    assert sum(counts) == len(REPEATED_EXAMPLES) and all(counts)
     merged = run(load_config(config))
     assert "resuming: 18 of 18 examples already scored" in capsys.readouterr().err
     assert_identical(merged, reference)
@@ -100,7 +99,7 @@ def test_a_killed_shard_redoes_only_what_it_lacks(config, tmp_path, monkeypatch,
     second = scored(capsys.readouterr().err)
     run(load_config(config), shard=Shard(1, 2))
     first = scored(capsys.readouterr().err)
-    assert first_batch + second + first == len(DATA)
+    assert first_batch + second + first == len(REPEATED_EXAMPLES)
     assert_identical(run(load_config(config)), reference)
 
 

@@ -7,7 +7,9 @@ import pytest
 from conftest import config_text, write_config, write_jsonl
 
 from compute.cli import main
-from compute.core.artifact import open_artifact, read_examples, summarize
+from compute.core.artifact.examples import read_examples
+from compute.core.artifact.reader import open_artifact
+from compute.core.artifact.summary import summarize
 from compute.core.config import load_config
 from compute.core.datasets import DatasetError, load_examples
 from compute.core.describe import describe

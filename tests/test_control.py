@@ -11,7 +11,9 @@ import pytest
 from conftest import BASE_TEMPLATE, write_config, write_jsonl
 
 from compute.cli import main
-from compute.core.artifact import ExampleScores, RunMeta, SideContext, open_artifact, write_artifact
+from compute.core.artifact.reader import open_artifact
+from compute.core.artifact.records import ExampleScores, RunMeta, SideContext
+from compute.core.artifact.writer import write_artifact
 from compute.core.config import (
     ALIGNED_WEIGHTS_BASE_TEMPLATE,
     BASE_WEIGHTS_ALIGNED_TEMPLATE,

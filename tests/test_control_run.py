@@ -10,7 +10,7 @@ import pytest
 from conftest import BASE_TEMPLATE, config_text, write_config, write_jsonl
 
 from compute.cli import main
-from compute.core.artifact import open_artifact
+from compute.core.artifact.reader import open_artifact
 from compute.core.config import CONTROL_PAIRS, load_config
 from compute.core.control import INTERACTION, LOGPROB, MEAN_KL, control_groups, decompose
 from compute.engine import score

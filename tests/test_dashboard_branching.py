@@ -9,7 +9,8 @@ import pytest
 from dashboard_helpers import ALPHA, APP, BETA, TOKENS, write_run
 from streamlit.testing.v1 import AppTest
 
-from compute.core.artifact import RunMeta, write_artifact
+from compute.core.artifact.records import RunMeta
+from compute.core.artifact.writer import write_artifact
 from compute.core.branching import ExampleSamples
 from dashboard import branching
 

@@ -13,13 +13,10 @@ from dashboard_helpers import ALPHA, APP, BETA, experiment_run, label, odd_files
 from streamlit.testing.v1 import AppTest
 
 from compute.core import aggregates
-from compute.core.artifact import (
-    ArtifactError,
-    Judged,
-    decoding,
-    judged,
-    open_artifact,
-)
+from compute.core.artifact.decoding import decoding
+from compute.core.artifact.errors import ArtifactError
+from compute.core.artifact.reader import open_artifact
+from compute.core.artifact.verdicts import Judged, judged
 from compute.core.categories import ALIGNED_TOP_CHOICE, ANSWER_TOKEN
 from compute.core.token_types import token_types
 from dashboard import experiments, render

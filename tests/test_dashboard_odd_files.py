@@ -4,7 +4,6 @@ one line, a run that fails is left out with a notice while the others draw, and 
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 import subprocess
 import sys
@@ -13,6 +12,7 @@ import h5py
 import numpy as np
 import polars as pl
 import pytest
+from conftest import corrupt_dataset
 from dashboard_helpers import (
     ALPHA,
     ALPHA_LABEL,
@@ -31,7 +31,8 @@ from dashboard_helpers import (
 )
 from streamlit.testing.v1 import AppTest
 
-from compute.core.artifact import ArtifactError, open_artifact
+from compute.core.artifact.errors import ArtifactError
+from compute.core.artifact.reader import open_artifact
 from dashboard.labels import pair, run_labels
 from dashboard.pages import SLUGS as PAGES
 
@@ -161,18 +162,6 @@ def test_non_finite_values_and_unknown_token_ids_show_as_they_are(mixed_dir):
     assert "&lt;img" in answer  # the answer still draws, with the unknown token shown by its id
 
 
-def _corrupt(path: pathlib.Path, dataset: str) -> None:
-    """Overwrite the stored bytes of `dataset` in place, keeping the file's size and mtime (so it stays 'the same
-    file' to every cache): the reader still accepts it, and reading that column fails."""
-    with h5py.File(path, "r") as f:
-        info = f[dataset].id.get_chunk_info(0)
-    stat = path.stat()
-    with path.open("r+b") as out:
-        out.seek(info.byte_offset)
-        out.write(b"\xff" * info.size)
-    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-
-
 WITHOUT_RANKS = ("branching", "control")  # the BF samples; the control's own artifacts
 
 
@@ -181,7 +170,7 @@ def test_a_run_that_fails_is_named_and_the_others_draw(tmp_path, monkeypatch, pa
     directory = tmp_path / "runs"
     alpha, _ = small_runs(directory)
     write_run(directory / "gamma.h5", BETA)
-    _corrupt(alpha, "sides/base/rank")
+    corrupt_dataset(alpha, "sides/base/rank")
     open_artifact(alpha)  # the reader does not read ranks, so the damage shows only on the pages
     monkeypatch.setenv("TDS_ARTIFACTS_DIR", str(directory))
     at = page_with_all_runs(page)

@@ -17,7 +17,8 @@ from streamlit.testing.v1 import AppTest
 
 from compute.cli import main as cli
 from compute.core import aggregates, files, token_types
-from compute.core.artifact import open_artifact, write_artifact
+from compute.core.artifact.reader import open_artifact
+from compute.core.artifact.writer import write_artifact
 from compute.core.categories import ALIGNED_TOP_CHOICE, ANSWER_TOKEN, categories
 from dashboard import cache, load, picker, stages
 
@@ -199,7 +200,7 @@ def test_the_aggregate_command_leaves_no_temp_file_where_it_cannot_write(tmp_pat
 
 
 def bench_meta():
-    from compute.core.artifact import RunMeta
+    from compute.core.artifact.records import RunMeta
 
     attrs = {"model": "m", "template": "chat", "dtype": "float32"}
     return RunMeta(name="stored", top_k=3, side_attrs={"aligned": attrs, "base": attrs})

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pytest
+from conftest import corrupt_dataset
 from dashboard_helpers import (
     ALPHA,
     APP,
@@ -246,11 +247,9 @@ def test_one_picked_run_asks_for_two(chain_dir):
 
 def test_a_run_damaged_after_its_answers_were_stored_is_named(chain_dir):
     """The answers come from the side file; reading the damaged ranks fails: one line naming the file."""
-    from test_dashboard_odd_files import _corrupt
-
     paths = sorted(chain_dir.glob("chain-*.h5"))
     assert cli(["aggregate", *map(str, paths)]) == 0
-    _corrupt(chain_dir / "chain-dpo-vs-sft.h5", "sides/base/rank")
+    corrupt_dataset(chain_dir / "chain-dpo-vs-sft.h5", "sides/base/rank")
     at = stages_page()
     warnings = [w.value.replace("\\", "") for w in at.warning]
     assert len(warnings) == 1 and warnings[0].startswith(

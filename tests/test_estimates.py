@@ -10,7 +10,7 @@ import pytest
 from dashboard_helpers import ALPHA, ROOT, write_run
 
 from compute.core import estimates, example_sums, intervals, token_types
-from compute.core.artifact import open_artifact
+from compute.core.artifact.reader import open_artifact
 from compute.core.categories import ALIGNED_TOP_CHOICE, ANSWER_TOKEN, categories
 
 spec = importlib.util.spec_from_file_location("bench_dashboard", ROOT / "benchmarks" / "dashboard.py")

@@ -23,7 +23,8 @@ from dashboard_helpers import (
 )
 from streamlit.testing.v1 import AppTest
 
-from compute.core.artifact import RunMeta, write_artifact
+from compute.core.artifact.records import RunMeta
+from compute.core.artifact.writer import write_artifact
 from compute.core.describe import describe, side_differences
 from dashboard import charts, featured, names, stats, story, tokens
 from dashboard.labels import pair

@@ -11,7 +11,7 @@ from dashboard_helpers import ALPHA, BETA, example, experiment_run, write_run
 
 from compute.cli import main
 from compute.core import comparisons
-from compute.core.artifact import open_artifact
+from compute.core.artifact.reader import open_artifact
 from compute.core.categories import ALIGNED_TOP_CHOICE, ANSWER_TOKEN
 from compute.core.findings import run_findings
 from compute.core.report import pct, share_answers, shift_patterns

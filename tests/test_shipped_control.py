@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from conftest import ROOT
 
-from compute.core.artifact import open_artifact
+from compute.core.artifact.reader import open_artifact
 from compute.core.config import CONTROL_PAIRS
 from compute.core.control import control_groups, decompose, format_decomposition
 from compute.core.side_identity import same_weights
@@ -29,7 +29,8 @@ def control(name: str):
 
 
 @pytest.mark.parametrize(("name", "examples"), CONTROLS.items())
-def test_the_readme_quotes_the_shipped_decomposition(name, examples):
+def test_doc_sync_readme_quotes_the_shipped_decomposition(name, examples):
+    """Doc sync: the README quotes each shipped control's decomposition as `tds report` prints it."""
     d = decompose(control(name))
     assert d.examples == examples
     printed = format_decomposition(d).split("\n\n")
@@ -65,7 +66,8 @@ def test_the_gemma_controls_weights_pair_is_the_shipped_sft_run():
 
 @pytest.mark.parametrize("name", PROMPT_PAIRS)
 def test_the_prompt_pairs_differ_in_template_only(name):
-    """The README says their whole shift is template: their sides have the same weights."""
+    """The README says their whole shift is template: their sides have the same weights (and, doc sync, the README
+    lists them under "Weights or template?")."""
     artifact = open_artifact(ARTIFACTS / f"{name}.h5")
     assert same_weights(artifact.side_attrs["aligned"], artifact.side_attrs["base"])
     assert artifact.side_attrs["aligned"]["template"] != artifact.side_attrs["base"]["template"]

@@ -8,7 +8,8 @@ import pytest
 from conftest import ROOT
 
 from compute.core import comparisons, intervals
-from compute.core.artifact import open_artifact, summarize
+from compute.core.artifact.reader import open_artifact
+from compute.core.artifact.summary import summarize
 from compute.core.provenance import check_provenance
 
 ARTIFACTS = ROOT / "artifacts"
@@ -30,8 +31,9 @@ def test_each_run_follows_its_rule_and_is_judged(name):
 
 
 @pytest.mark.parametrize("name", RUNS)
-def test_docs_give_each_runs_accuracy_and_share(name):
-    """docs/experiments.md has a row per run: its accuracy and, for mixed rules, the share of the other side."""
+def test_doc_sync_experiments_page_gives_each_runs_accuracy_and_share(name):
+    """Doc sync: docs/experiments.md has a row per run: its accuracy and, for mixed rules, the share of the other
+    side."""
     text = (ROOT / "docs" / "experiments.md").read_text()
     row = next(line for line in text.splitlines() if line.startswith(f"| `{name}`"))
     cells = [cell.strip() for cell in row.split("|")[1:-1]]
@@ -49,8 +51,8 @@ def _accuracy_interval(artifact) -> intervals.Estimate:
 
 
 @pytest.mark.parametrize("name", RUNS)
-def test_docs_give_each_runs_accuracy_interval(name):
-    """The accuracy cell ends with its 95 % interval in points: a bootstrap over the 100 problems."""
+def test_doc_sync_experiments_page_gives_each_runs_accuracy_interval(name):
+    """Doc sync: the accuracy cell ends with its 95 % interval in points: a bootstrap over the 100 problems."""
     text = (ROOT / "docs" / "experiments.md").read_text()
     row = next(line for line in text.splitlines() if line.startswith(f"| `{name}`"))
     cell = [cell.strip() for cell in row.split("|")[1:-1]][2]
@@ -68,9 +70,10 @@ def _run_of(words: str) -> str:
     return SIDES[words]
 
 
-def test_docs_paired_accuracy_differences_are_what_the_runs_give():
-    """Each row of "Which differences are shown": the paired difference, its interval, the discordant problems,
-    the exact McNemar p and whether the interval excludes 0, recomputed from the two artifacts."""
+def test_doc_sync_experiments_page_paired_differences_are_what_the_runs_give():
+    """Doc sync: each row of docs/experiments.md's "Which differences are shown" (the paired difference, its
+    interval, the discordant problems, the exact McNemar p and whether the interval excludes 0) is what the two
+    artifacts give."""
     text = (ROOT / "docs" / "experiments.md").read_text()
     rows = [line for line in text.splitlines() if re.match(r"\| (insert|GRPO alone|nudging) .* − ", line)]
     assert len(rows) >= 10

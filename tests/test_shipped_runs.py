@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 from conftest import ROOT
 
-from compute.core.artifact import has_branching, open_artifact, read_branching, summarize
+from compute.core.artifact.branching_samples import has_branching, read_branching
+from compute.core.artifact.reader import open_artifact
+from compute.core.artifact.summary import summarize
 from compute.core.branching import run_branching_factor
 from compute.core.report import format_report, share_answers
 from compute.engine.verify import verify
@@ -45,9 +47,9 @@ def test_shipped_run_is_a_complete_checked_artifact(name, least):
 
 
 @pytest.mark.parametrize("name", SHIPPED)
-def test_the_readme_gives_each_shipped_runs_own_shares(name):
-    """The README's table row for a run states its unshifted / marginal / shifted shares under our definition and
-    then under AlignTDS's; both must be what the artifact holds, to the 0.1 % printed."""
+def test_doc_sync_readme_gives_each_shipped_runs_own_shares(name):
+    """Doc sync: the README's table row for a run states its unshifted / marginal / shifted shares under our
+    definition and then under AlignTDS's; both must be what the artifact holds, to the 0.1 % printed."""
     row = next(line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith(f"| `{name}`"))
     stated = [tuple(map(float, m)) for m in re.findall(r"(\d+\.\d) / (\d+\.\d) / (\d+\.\d) %", row)]
     summary = summarize(open_artifact(ARTIFACTS / f"{name}.h5"))
@@ -70,8 +72,9 @@ def test_a_chain_scores_the_final_stages_very_answers(chain):
 
 
 @pytest.mark.parametrize("runs", [FAMILY, *CHAINS], ids=["family", "dpo-chain", "grpo-chain"])
-def test_the_family_page_quotes_the_report(runs):
-    """docs/tuned-family.md quotes `compute report` on the family and on each chain: every row is what it prints."""
+def test_doc_sync_family_page_quotes_the_report(runs):
+    """Doc sync: docs/tuned-family.md quotes `compute report` on the family and on each chain: every row is what
+    it prints."""
     page = (ROOT / "docs" / "tuned-family.md").read_text()
     report = format_report([ARTIFACTS / f"{name}.h5" for name in runs])
     rows = [line for line in report.splitlines() if line.startswith(("| gemma", "| none"))]
@@ -97,8 +100,8 @@ def test_real_gemma_rescores_a_shipped_run_naively(name):
 
 
 @pytest.mark.parametrize("name", ["gemma-270m-urial-branching", "gemma-270m-grpo-vs-sft-branching"])
-def test_a_branching_run_has_the_bf_the_readme_gives(name):
-    """The README states the BF paper's branching factor per side for each shipped branching run, as
+def test_doc_sync_readme_gives_each_branching_runs_bf(name):
+    """Doc sync: the README states the BF paper's branching factor per side for each shipped branching run, as
     "`NAME` ... branching factor: aligned A, base B" within one paragraph."""
     artifact = open_artifact(ARTIFACTS / f"{name}.h5")
     assert has_branching(artifact)
@@ -110,8 +113,9 @@ def test_a_branching_run_has_the_bf_the_readme_gives(name):
 
 
 @pytest.mark.parametrize("name", ["gemma-270m-urial-branching", "gemma-270m-grpo-vs-sft-branching"])
-def test_the_readme_gives_the_bf_ratio_with_its_interval(name):
-    """ "(base / aligned R [LOW, HIGH] over the N examples)": the examples resampled, both sides together."""
+def test_doc_sync_readme_gives_the_bf_ratio_with_its_interval(name):
+    """Doc sync: the README gives "(base / aligned R [LOW, HIGH] over the N examples)" for each branching
+    run: the examples resampled, both sides together."""
     from compute.core import intervals
     from compute.core.branching import branching_estimates
 
@@ -128,8 +132,8 @@ def test_the_readme_gives_the_bf_ratio_with_its_interval(name):
     assert stated.groups() == tuple(f"{x:.2f}" for x in (ratio.value, ratio.low, ratio.high))
 
 
-def test_the_readme_quotes_the_familys_shifts_with_their_intervals():
-    """The tuned-family bullets: each stage's shifted share with the interval `compute report` gives."""
+def test_doc_sync_readme_quotes_the_familys_shifts_with_their_intervals():
+    """Doc sync: the tuned-family bullets: each stage's shifted share with the interval `compute report` gives."""
     from compute.core.categories import ANSWER_TOKEN
     from compute.core.findings import run_findings
     from compute.core.report import pct

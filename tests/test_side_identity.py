@@ -11,7 +11,7 @@ import pytest
 from conftest import ROOT
 
 from compute.core import packaged, side_attrs, side_identity, sources
-from compute.core.artifact import open_artifact
+from compute.core.artifact.reader import open_artifact
 from compute.core.config import RunConfig, SideConfig, config_warnings, load_config
 from compute.core.describe import side_differences
 from compute.core.errors import UserError

@@ -17,7 +17,7 @@ from streamlit.testing.v1 import AppTest
 
 from compute.cli import main
 from compute.core import aggregates, statistics, tables
-from compute.core.artifact import open_artifact
+from compute.core.artifact.reader import open_artifact
 from compute.core.categories import DEFINITIONS, CategoryDefinition, categories
 from dashboard import load
 from dashboard.pages import PAGES

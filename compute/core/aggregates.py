@@ -26,7 +26,8 @@ import numpy as np
 import polars as pl
 
 from compute.core import estimates, example_sums, tables
-from compute.core.artifact import ArtifactError, open_artifact
+from compute.core.artifact.errors import ArtifactError
+from compute.core.artifact.reader import open_artifact
 from compute.core.categories import DEFINITIONS, SHIFTED, categories, known_id
 from compute.core.files import write_atomically
 from compute.core.token_types import token_types

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from compute.core import intervals, side_identity
-from compute.core.artifact import Artifact
+from compute.core.artifact.reader import Artifact
 from compute.core.categories import SHIFTED, shift_category
 from compute.core.config import ALIGNED_WEIGHTS_BASE_TEMPLATE, BASE_WEIGHTS_ALIGNED_TEMPLATE, CONTROL_PAIRS
 from compute.core.intervals import Estimate

@@ -66,10 +66,8 @@ ARTIFACT_SUFFIXES = (".h5", ".hdf5")
 
 def _artifact(path: Path) -> list[Example]:
     """Another run's examples with its answers' token ids (the file is checked as any artifact is)."""
-    from compute.core.artifact import (  # the artifact module is not needed for text datasets
-        ArtifactError,
-        open_artifact,
-    )
+    from compute.core.artifact.errors import ArtifactError  # the artifact package is not needed for text datasets
+    from compute.core.artifact.reader import open_artifact
 
     try:
         artifact = open_artifact(path)

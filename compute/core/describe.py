@@ -7,7 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from compute.core import rules, side_identity
-from compute.core.artifact import branching_attrs, has_branching, open_artifact, read_branching, summarize
+from compute.core.artifact.branching_samples import branching_attrs, has_branching, read_branching
+from compute.core.artifact.reader import open_artifact
+from compute.core.artifact.summary import summarize
 from compute.core.branching import MIN_SAMPLES, run_branching_factor
 
 SIDES = ("aligned", "base")

@@ -16,13 +16,9 @@ import numpy as np
 import polars as pl
 
 from compute.core import branching, comparisons, concentration, control, estimates, example_sums, intervals, tables
-from compute.core.artifact import (
-    Artifact,
-    decoding,
-    has_branching,
-    open_artifact,
-    read_branching,
-)
+from compute.core.artifact.branching_samples import has_branching, read_branching
+from compute.core.artifact.decoding import decoding
+from compute.core.artifact.reader import Artifact, open_artifact
 from compute.core.categories import ANSWER_TOKEN, DEFINITIONS
 from compute.core.intervals import Estimate
 

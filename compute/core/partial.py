@@ -13,7 +13,11 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from compute.core.artifact import ArtifactError, ExampleScores, RunMeta, open_artifact, read_examples, write_artifact
+from compute.core.artifact.errors import ArtifactError
+from compute.core.artifact.examples import read_examples
+from compute.core.artifact.reader import open_artifact
+from compute.core.artifact.records import ExampleScores, RunMeta
+from compute.core.artifact.writer import write_artifact
 
 
 class PartialWork:

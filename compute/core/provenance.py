@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from compute.core.artifact import Artifact
+from compute.core.artifact.reader import Artifact
 from compute.core.mismatch import Mismatch
 from compute.core.rules import ALIGNED, BASE, RULES, SIDE_OF, Rule, Seen, params_of
 

@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from compute.core import findings
-from compute.core.artifact import Artifact, decoding, open_artifact
+from compute.core.artifact.decoding import decoding
+from compute.core.artifact.reader import Artifact, open_artifact
 from compute.core.categories import ALIGNED_TOP_CHOICE, ANSWER_TOKEN, SHIFTED, categories, label
 from compute.core.control import format_controls
 from compute.core.estimates import RESAMPLES, SEED

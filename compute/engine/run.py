@@ -10,263 +10,43 @@ A run may forward more than two sides (cells) over one answer set and write
 several pairs of them (the template control, config `control`): each cell runs
 once per batch, sides with identical configs once between them, and each pair
 gets its own partial work and its own artifact, in today's pair format.
+
+This module is the run loop and what it writes; planning.py plans and batches the examples, plan_checks.py
+refuses those that cannot run, runner.py answers and scores a batch, calibration.py sets up a [decoding] rule
+and sharding.py deals the batches to shards.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import torch
 from tqdm import tqdm
 from transformers.utils.logging import disable_progress_bar
 
 from compute import __version__
-from compute.core import aggregates, shards, side_identity
-from compute.core.artifact import (
-    ExampleScores,
-    RunMeta,
-    SideContext,
-    left_temp_files,
-    write_artifact,
-)
-from compute.core.branching import ExampleSamples
+from compute.core import aggregates, shards
+from compute.core.artifact.records import ExampleScores, RunMeta
+from compute.core.artifact.temp_files import left_temp_files
+from compute.core.artifact.writer import write_artifact
 from compute.core.config import PairPlan, RunConfig
-from compute.core.datasets import Example
 from compute.core.describe import summary_line
 from compute.core.inputs import RunError, check_output, select_examples
 from compute.core.lock import RunLock
 from compute.core.partial import PartialWork
-from compute.core.rules import SOURCE_OF, Rule
 from compute.core.shards import Shard
+from compute.core.statistics import SIDE_NAMES
 from compute.engine import distributed
-from compute.engine.decoding import decode_together
-from compute.engine.generate import generate_answers
-from compute.engine.sampling import sample_example
-from compute.engine.score import ScoreItem, SharedPrefix, check_logits_path, common_prefix_length, score_batch
+from compute.engine.calibration import decoding_rule, decoding_share
+from compute.engine.log import log
+from compute.engine.plan_checks import check_answer_ids, check_context_windows
+from compute.engine.planning import Planned, make_batches, plan
+from compute.engine.runner import Runner
+from compute.engine.score import check_logits_path
+from compute.engine.sharding import check_shards_finished, shard_batches
 from compute.engine.sides import Side, load_sides
-from compute.engine.vllm_engine import VllmEngine, check_engine
-from compute.tasks import judge
-
-SIDES = ("aligned", "base")
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-@dataclass
-class Planned:
-    """An example ready to run: each side's context, and the answer ids when the file gives them."""
-
-    example: Example
-    contexts: dict[str, list[int]]
-    context_texts: dict[str, str]
-    answer: list[int] | None
-    cost: int  # the longest side's sequence length, generation budget included
-
-
-def plan(sides: dict[str, Side], examples: list[Example], max_new_tokens: int) -> dict[int, Planned]:
-    """Render contexts and tokenise file answers once (alone, no special tokens) for every side."""
-    tokenizer = sides["aligned"].tokenizer
-    planned = {}
-    for example in examples:
-        texts = {name: side.render(example.instruction) for name, side in sides.items()}
-        contexts = {name: side.context_ids(texts[name]) for name, side in sides.items()}
-        answer = None
-        if example.answer_ids is not None:
-            answer = list(example.answer_ids)
-        elif example.response is not None:
-            answer = tokenizer(example.response, add_special_tokens=False).input_ids
-        longest_context = max(len(c) for c in contexts.values())
-        cost = longest_context + (len(answer) if answer is not None else max_new_tokens)
-        planned[example.index] = Planned(example, contexts, texts, answer, cost)
-    return planned
-
-
-def make_batches(indices: list[int], planned: dict[int, Planned], config: RunConfig) -> list[list[int]]:
-    """Longest first; at most batch_size examples and, when set, max_batch_tokens padded tokens."""
-    ordered = sorted(indices, key=lambda i: (-planned[i].cost, i))
-    batches: list[list[int]] = []
-    for index in ordered:
-        if batches:
-            batch = batches[-1]
-            width = planned[batch[0]].cost  # the longest, as the batch is sorted
-            fits_tokens = config.max_batch_tokens is None or width * (len(batch) + 1) <= config.max_batch_tokens
-            if len(batch) < config.batch_size and fits_tokens:
-                batch.append(index)
-                continue
-        batches.append([index])
-    return batches
-
-
-def _is_out_of_memory(err: BaseException) -> bool:
-    return isinstance(err, torch.OutOfMemoryError) or "out of memory" in str(err).lower()
-
-
-def forwarded_as(sides: dict[str, Side], artifact_dir: Path) -> dict[str, str]:
-    """Each side's name -> the side that is forwarded for it: the first with the same forward key (one identity
-    loaded alike gives the same distributions, e.g. a control's cells when both sides share weights)."""
-    first: dict[object, str] = {}
-    return {
-        name: first.setdefault(side_identity.forward_key(side.config, artifact_dir), name)
-        for name, side in sides.items()
-    }
-
-
-class Runner:
-    """Holds the loaded sides and turns batches of planned examples into ExampleScores, per pair."""
-
-    def __init__(self, config: RunConfig, sides: dict[str, Side], planned: list[Planned], rule: Rule | None = None):
-        self.config = config
-        self.rule = rule
-        self.sides = sides
-        self.pairs = config.pairs()
-        self.same = forwarded_as(sides, config.out_dir)
-        forwarded = {name: sides[name] for name in dict.fromkeys(self.same.values())}
-        self.models = {name: side.model for name, side in forwarded.items()}
-        self.cell_pairs = tuple(dict.fromkeys((self.same[p.aligned], self.same[p.base]) for p in self.pairs))
-        self.prefixes = shared_prefixes(config, forwarded, planned)
-        self.generated_tokens = 0
-        self.scored_tokens = 0
-        self.on_tokens: Callable[[int], None] | None = None  # told each decoding step's new tokens (progress)
-        longest = max((len(c) for p in planned for c in p.contexts.values()), default=0)
-        self.vllm = VllmEngine(config, longest + config.max_new_tokens) if config.engine == "vllm" else None
-
-    def close(self) -> None:
-        if self.vllm is not None:
-            self.vllm.close()
-
-    def process(self, batch: list[Planned]) -> dict[str, list[ExampleScores]]:
-        """Answer and score a batch, each pair's ExampleScores by pair name; a batch that runs out of GPU memory
-        is split in two and retried."""
-        try:
-            return self._process(batch)
-        except (torch.OutOfMemoryError, RuntimeError) as err:
-            if not _is_out_of_memory(err) or len(batch) == 1:
-                raise
-            torch.cuda.empty_cache()
-            half = len(batch) // 2
-            log(f"out of memory on a batch of {len(batch)}; retrying as {half} + {len(batch) - half}")
-            first, second = self.process(batch[:half]), self.process(batch[half:])
-            return {name: first[name] + second[name] for name in first}
-
-    def _process(self, batch: list[Planned]) -> dict[str, list[ExampleScores]]:
-        aligned = self.sides["aligned"]
-        answers = {p.example.index: p.answer for p in batch}
-        sources: dict[int, list[int]] = {}
-        logprobs: dict[int, np.ndarray] = {}
-        to_generate = [p for p in batch if p.answer is None]
-        if to_generate:
-            for p, (ids, source, decoder_logprobs) in zip(to_generate, self.generate(to_generate), strict=True):
-                answers[p.example.index] = ids
-                sources[p.example.index] = source
-                if decoder_logprobs is not None:
-                    logprobs[p.example.index] = np.asarray(decoder_logprobs, dtype=np.float32).reshape(-1, 3)
-                self.generated_tokens += len(ids)
-        items = [ScoreItem(p.contexts, answers[p.example.index]) for p in batch]
-        stats = score_batch(self.models, items, self.config.top_k, self.prefixes, self.cell_pairs)
-        results: dict[str, list[ExampleScores]] = {pair.name: [] for pair in self.pairs}
-        for p, item, s in zip(batch, items, stats, strict=True):
-            self.scored_tokens += len(item.answer)
-            example = p.example
-            response = example.response
-            if response is None:
-                response = aligned.tokenizer.decode(item.answer)
-            branching = self.sample(p)
-            correct = judge(self.config.task, response, example.reference) if self.config.task else -1
-            for pair in self.pairs:
-                cells = {"aligned": pair.aligned, "base": pair.base}
-                results[pair.name].append(
-                    ExampleScores(
-                        index=example.index,
-                        id=example.id,
-                        prompt=example.instruction,
-                        response=response,
-                        token_ids=np.asarray(item.answer, dtype=np.int32),
-                        contexts={
-                            side: SideContext(np.asarray(p.contexts[cell], dtype=np.int32), p.context_texts[cell])
-                            for side, cell in cells.items()
-                        },
-                        stats=s[(self.same[pair.aligned], self.same[pair.base])],
-                        branching=branching,
-                        reference=example.reference,
-                        correct=correct,
-                        source=np.asarray(sources[example.index], dtype=np.int8) if self.rule else None,
-                        decoding_logprobs=logprobs.get(example.index),
-                    )
-                )
-        return results
-
-    def generate(self, batch: list[Planned]) -> list[tuple[list[int], list[int], list | None]]:
-        """Per example: the answer, which side emitted each token, and the decoder's log-probabilities of each
-        (aligned, base, decoded; None for one side alone, decoded by transformers' generate); both sides step
-        together under a mixed rule."""
-        config, rule = self.config, self.rule
-        if rule is None or rule.spec.pure:
-            name = rule.name if rule else "aligned"
-            contexts = [p.contexts[name] for p in batch]
-            if self.vllm is not None:
-                answers = self.vllm.generate(self.sides[name], contexts, config.max_new_tokens, config.stop)
-                self._count(answers)
-            else:
-                answers = generate_answers(
-                    self.sides[name],
-                    contexts,
-                    config.max_new_tokens,
-                    config.stop,
-                    self.prefixes.get(name),
-                    self.on_tokens,
-                )
-            return [(ids, [SOURCE_OF[name]] * len(ids), None) for ids in answers]
-        contexts = {name: [p.contexts[name] for p in batch] for name in SIDES}
-        decoded = decode_together(
-            self.sides, contexts, rule, config.max_new_tokens, config.stop, self.prefixes, on_tokens=self.on_tokens
-        )
-        return [(d.ids, d.source, d.logprobs) for d in decoded]
-
-    def _count(self, answers: list[list[int]]) -> None:
-        """Progress for decoding without a per-step hook: the batch's tokens at once."""
-        if self.on_tokens is not None:
-            self.on_tokens(sum(map(len, answers)))
-
-    def sample(self, planned: Planned) -> dict[str, ExampleSamples] | None:
-        """Each side's sampled continuations of its own context, when the config asks for the branching factor."""
-        settings = self.config.branching
-        if settings is None:
-            return None
-        return {
-            name: sample_example(
-                self.sides[name],
-                planned.contexts[name],
-                settings,
-                self.config.stop,
-                planned.example.index,
-                self.prefixes.get(name),
-            )
-            for name in SIDES
-        }
-
-
-MIN_SHARED_PREFIX = 16  # shorter shared prefixes are not worth a cache
-
-
-def shared_prefixes(config: RunConfig, sides: dict[str, Side], planned: list[Planned]) -> dict[str, SharedPrefix]:
-    """Per side, the KV cache of the context tokens all examples share (an in-context prompt), computed once."""
-    prefixes = {}
-    if not config.reuse_prefix or not planned:
-        return prefixes
-    for name, side in sides.items():
-        contexts = [p.contexts[name] for p in planned]
-        n = common_prefix_length(contexts)
-        if n >= MIN_SHARED_PREFIX:
-            prefixes[name] = SharedPrefix.build(side.model, contexts[0][:n])
-    return prefixes
+from compute.engine.vllm_engine import check_engine
 
 
 def token_table(sides: dict[str, Side], examples: list[ExampleScores]) -> dict[int, str]:
@@ -274,42 +54,10 @@ def token_table(sides: dict[str, Side], examples: list[ExampleScores]) -> dict[i
     ids: set[int] = set()
     for example in examples:
         ids.update(example.token_ids.tolist())
-        for side in SIDES:
+        for side in SIDE_NAMES:
             ids.update(example.stats[f"sides/{side}/topk_ids"].ravel().tolist())
     tokenizer = sides["aligned"].tokenizer
     return {i: tokenizer.decode([i]) for i in sorted(ids)}
-
-
-def decoding_rule(config: RunConfig, sides: dict[str, Side], planned: list[Planned], work: PartialWork) -> Rule | None:
-    """The [decoding] rule with its parameters; a rule with a calibration gets the values the finished batches were
-    decoded with (a resumed run), or calibrates them on `planned` (every example of the run)."""
-    if config.decoding is None:
-        return None
-    rule = Rule(config.decoding.rule, dict(config.decoding.params))
-    calibration = rule.spec.calibration
-    if calibration is None:
-        return rule
-    recorded = {name: work.recorded(f"decoding_{name}") for name in calibration.adds}
-    if all(value is not None for value in recorded.values()):
-        return rule.with_params(**{name: float(value) for name, value in recorded.items()})
-    alone = Rule(calibration.alone(rule.params))
-    prefixes = shared_prefixes(config, sides, planned)
-    by_index = {p.example.index: p for p in planned}
-    js = []
-    batches = make_batches(list(by_index), by_index, config)
-    for batch in tqdm(batches, desc=f"calibrate ({alone.name} alone)", unit="batch"):
-        contexts = {name: [by_index[i].contexts[name] for i in batch] for name in SIDES}
-        decoded = decode_together(sides, contexts, alone, config.max_new_tokens, config.stop, prefixes, with_js=True)
-        js += [d.js for d in decoded]
-    added, line = calibration.compute(rule.params, js)
-    log(line)
-    return rule.with_params(**added)
-
-
-def decoding_share(rule: Rule, examples: list[ExampleScores]) -> float:
-    """The share of positions whose source is the one the rule counts (the nudging or inserted side, ...)."""
-    sources = np.concatenate([e.source for e in examples] or [np.zeros(0, dtype=np.int8)])
-    return float(np.mean(sources == rule.counted_side)) if len(sources) else float("nan")
 
 
 def control_attrs(config: RunConfig, pair: PairPlan) -> dict[str, str]:
@@ -440,37 +188,6 @@ def run_pairs(
         distributed.teardown(ranks)
 
 
-def shard_batches(config: RunConfig, every: dict[int, Planned], done: set[int], shard: Shard) -> list[list[int]]:
-    """The shard's share of the run's batches (made over every example, as one process makes them), less the
-    examples already scored."""
-    batches = make_batches(list(every), every, config)
-    share = shards.deal([every[b[0]].cost * len(b) for b in batches], shard.count)[shard.index - 1]
-    return [todo for todo in ([i for i in batches[b] if i not in done] for b in share) if todo]
-
-
-def check_shards_finished(config: RunConfig, work: PartialWork, every: dict[int, Planned], missing: set[int]) -> None:
-    """When shards wrote the partial work, the run without --shard only merges: name the shards not finished."""
-    record = shards.recorded(work.folder)
-    if record is None or not missing:
-        return
-    count, n_examples = record
-    if n_examples != len(every):
-        raise RunError(
-            f"{work.folder}: its shards ran over {n_examples} examples, this run has {len(every)}: "
-            "use the shards' --limit"
-        )
-    lacking = {}
-    for index in range(1, count + 1):
-        todo = sum(map(len, shard_batches(config, every, set(every) - missing, Shard(index, count))))
-        if todo:
-            lacking[index] = todo
-    named = ", ".join(f"{i}/{count} ({n} examples)" for i, n in lacking.items())
-    raise RunError(
-        f"{config.name}: shard{'s' if len(lacking) > 1 else ''} {named} not finished: run "
-        f"`tds run {config.path} --shard I/{count}` for each, then this command again"
-    )
-
-
 def remove_stale_temp_files(config: RunConfig) -> None:
     """Temp files a killed write of this run left behind (its lock is held, so none is being written)."""
     stale = [
@@ -485,34 +202,6 @@ def remove_stale_temp_files(config: RunConfig) -> None:
         path.unlink(missing_ok=True)
     if stale:
         log(f"removed {len(stale)} temp files an interrupted write left in {config.out_dir}")
-
-
-def check_context_windows(config: RunConfig, sides: dict[str, Side], planned: dict[int, Planned]) -> None:
-    """Refuse, before any scoring, an example longer than a side's context window (generation budget included)."""
-    for name, side in sides.items():
-        window = side.model.context_window
-        if not window:
-            continue
-        for p in planned.values():
-            length = len(p.contexts[name]) + (len(p.answer) if p.answer is not None else config.max_new_tokens)
-            if length > window:
-                budget = "answer" if p.answer is not None else f"max_new_tokens {config.max_new_tokens}"
-                raise RunError(
-                    f"{config.dataset}: example {p.example.id!r}: the {name} side's context and {budget} are "
-                    f"{length} tokens, more than the context window of {side.config.model} ({window})"
-                )
-
-
-def check_answer_ids(config: RunConfig, sides: dict[str, Side], planned: dict[int, Planned]) -> None:
-    """Answer ids taken from another artifact must exist in this pair's vocabulary (same tokenizer family)."""
-    vocabulary = len(sides["aligned"].tokenizer)
-    for p in planned.values():
-        if p.example.answer_ids and max(p.example.answer_ids) >= vocabulary:
-            raise RunError(
-                f"{config.dataset}: example {p.example.id!r}: answer token id {max(p.example.answer_ids)} is outside "
-                f"the vocabulary of {config.aligned.model} ({vocabulary} tokens); the artifact's pair used another "
-                f"tokenizer"
-            )
 
 
 def _score_share(

@@ -20,10 +20,12 @@ import torch
 from tqdm import tqdm
 
 from compute.core import adapters, sources
-from compute.core.artifact import SIDE_NAMES, Artifact, branching_attrs, read_branching
+from compute.core.artifact.branching_samples import branching_attrs, read_branching
+from compute.core.artifact.reader import Artifact
 from compute.core.config import SideConfig
 from compute.core.mismatch import Mismatch
 from compute.core.packaged import PackageError
+from compute.core.statistics import SIDE_NAMES
 from compute.engine.model import SideError, SideModel, check_adapter, load_plain
 
 

@@ -3,8 +3,9 @@
 A rule is one `RuleSpec` (compute/core/rules/<rule>.py). Everything else derives from it: the [decoding] keys and
 their one-line errors (compute/core/config.py), the decoder's per-step signals (compute/engine/decoding.py), the
 root attributes a run stores and the sentence describing them (compute/engine/run.py), the calibration before
-decoding, `tds check`'s provenance check (compute/core/provenance.py), the artifact's pure/mixed split and the
-Experiments page's grouping. Plain Python: `tds check` and the dashboard need no torch.
+decoding (compute/engine/calibration.py), `tds check`'s provenance check (compute/core/provenance.py), the
+artifact's pure/mixed split and the Experiments page's grouping. Plain Python: `tds check` and the dashboard need
+no torch.
 """
 
 from __future__ import annotations
