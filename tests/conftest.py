@@ -218,3 +218,11 @@ def runs_dir(tmp_path, monkeypatch):
     small_runs(directory)
     monkeypatch.setenv("TDS_ARTIFACTS_DIR", str(directory))
     return directory
+
+
+@pytest.fixture(autouse=True)
+def patient_pages(monkeypatch):
+    """Pages wait up to a minute for tables computed in the background (dashboard/background.py): the runs here
+    take milliseconds, and a loaded machine must not make a page test see a run as still being computed.
+    tests/test_dashboard_background.py sets its own, short waits."""
+    monkeypatch.setenv("TDS_TABLES_WAIT_S", "60")
