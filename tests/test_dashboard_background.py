@@ -171,3 +171,14 @@ def test_the_worker_computes_a_page_s_runs_first_one_at_a_time_and_keeps_errors(
     assert started == ["first", "b", "a", "bad"] and most == 1
     work.ask(["a", "bad"])
     assert started == ["first", "b", "a", "bad"]  # never again, the error included
+
+
+@pytest.mark.parametrize("setting", ["soon", "-1", "inf", "nan"])
+def test_an_unusable_wait_setting_is_named_and_the_default_used(monkeypatch, setting):
+    monkeypatch.setenv("TDS_TABLES_WAIT_S", setting)
+    assert load.wait_s() == (load.DEFAULT_WAIT_S, f"TDS_TABLES_WAIT_S={setting!r} is not a number of seconds; using 1")
+
+
+def test_a_wait_setting_in_seconds_is_used(monkeypatch):
+    monkeypatch.setenv("TDS_TABLES_WAIT_S", "0.25")
+    assert load.wait_s() == (0.25, None)
