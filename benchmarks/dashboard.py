@@ -14,6 +14,13 @@ reruns); then, each in a fresh process, 1, 8 and 50 runs of 1M (every run picked
 and the two 10M runs: first visit and warm revisit of every page and the peak RSS.
 With --browser the same in a real `streamlit run` server driven by headless Chromium
 (the server's peak RSS from /proc), where a viewer gets the default 8 runs picked.
+
+--no-tables DIR: writes one 1M-position run WITHOUT stored tables and 49 copies in
+DIR/runs-1m (kept), then, each in a fresh process, a new viewer on the Overview with
+the default 8 runs picked and with all 50: when the first page is drawn, when it
+first shows a run, when it shows every picked run (rerun once another run is ready,
+as the page's own refresh does), and the peak RSS. Run it with PYTHONPATH set to another checkout
+to measure that checkout's dashboard (the before of a change).
 """
 
 from __future__ import annotations
@@ -31,6 +38,9 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
+
+if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    del sys.path[0]  # run as a script, this folder would shadow the dashboard package with this very file
 
 from compute.core.artifact.reader import open_artifact
 from compute.core.artifact.records import ExampleScores, RunMeta, SideContext
@@ -348,6 +358,79 @@ def scale(directory: Path, examples: int, browser: bool) -> None:
     print(f"\nGoals: {SCALE_GOALS}")
 
 
+# ------------------------------------------------------------------ --no-tables: runs that store no tables
+
+REFRESH_S = 1.0  # how often the measured viewer looks whether another run is ready (then reruns the Overview)
+
+
+def no_tables_folder(directory: Path, examples: int) -> Path:
+    """One 1M run without stored tables and 49 copies (every copy a new file: its own cache keys)."""
+    runs = directory / "runs-1m"
+    runs.mkdir(parents=True, exist_ok=True)
+    first = runs / "run-00.h5"
+    if not first.exists():
+        cmd = [sys.executable, __file__, "--write", str(first), "--seed", "1", "--examples", str(examples)]
+        if subprocess.run(cmd).returncode:
+            sys.exit(f"writing {first} failed")
+    for i in range(1, max(SCALE_VIEWS)):
+        if not (runs / f"run-{i:02d}.h5").exists():
+            shutil.copy(first, runs / f"run-{i:02d}.h5")
+    return runs
+
+
+def overview_rows(at) -> int:
+    """How many runs the Overview's table shows (0 where it drew none)."""
+    return next((len(frame.value) for frame in at.dataframe if "run" in frame.value.columns), 0)
+
+
+def measure_no_tables(directory: Path, picked: str) -> dict:
+    """In this (fresh) process: a new viewer on the Overview with the default runs or every run picked; seconds
+    to the first page, to the first run shown and to every picked run shown, and the peak RSS."""
+    from streamlit.testing.v1 import AppTest
+
+    import dashboard
+    from dashboard import load
+
+    os.environ["TDS_ARTIFACTS_DIR"] = str(directory)
+    at = AppTest.from_file(str(Path(dashboard.__file__).parent / "app.py"), default_timeout=3600)
+    if picked == "all":
+        at.session_state["runs"] = [run.label for run in load.open_runs(load.scan(directory)[0])[0]]
+    start = time.perf_counter()
+    at.run()
+    first_page = time.perf_counter() - start
+    assert not at.exception, [e.value for e in at.exception]
+    wanted, shown = len(at.session_state["runs"]), overview_rows(at)
+    first_run = first_page if shown else None
+    keys = [key for key in load.scan(directory)[0] if Path(key.path).name.startswith("run-")]
+    ready = lambda: sum(load._computations().done(key) for key in keys)  # noqa: E731
+    while shown < wanted:
+        time.sleep(REFRESH_S)
+        if hasattr(load, "_computations") and ready() <= shown:
+            continue  # as the page's own refresh: a rerun once another run is ready
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        shown = overview_rows(at)
+        if shown and first_run is None:
+            first_run = time.perf_counter() - start
+    every = time.perf_counter() - start
+    return {"picked": wanted, "first_page": first_page, "first_run": first_run, "all": every, "peak_mb": rss_mb()[1]}
+
+
+def no_tables(directory: Path, examples: int) -> None:
+    runs = no_tables_folder(directory, examples)
+    print(f"{len(list(runs.glob('*.h5')))} runs without stored tables in {runs}; load: {os.getloadavg()}")
+    print("\n| picked | first page s | first run shown s | all shown s | peak RSS MB |\n|---|---|---|---|---|")
+    for picked in ("default", "all"):
+        cmd = [sys.executable, __file__, "--measure-no-tables", str(runs), "--picked", picked]
+        out = subprocess.run(cmd, capture_output=True, text=True)
+        if out.returncode:
+            print(f"| {picked} | failed: {out.stderr.strip().splitlines()[-1:]} |")
+            continue
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        print(f"| {r['picked']} | {r['first_page']:.2f} | {r['first_run']:.2f} | {r['all']:.2f} | {r['peak_mb']:.0f} |")
+    print(f"load after: {os.getloadavg()}")
+
+
 def time_aggregates(path: Path) -> None:
     """How long computing a run's aggregates takes, and how big they are."""
     from compute.core import aggregates
@@ -371,6 +454,9 @@ def main() -> None:
     parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)  # internal: measure one view, print JSON
     parser.add_argument("--mode", choices=("app", "browser"), default="app", help=argparse.SUPPRESS)
     parser.add_argument("--time-aggregates", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--no-tables", type=Path, metavar="DIR", help="50 runs without stored tables, kept in DIR")
+    parser.add_argument("--measure-no-tables", type=Path, help=argparse.SUPPRESS)  # internal: one viewer, JSON
+    parser.add_argument("--picked", choices=("default", "all"), default="default", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.write:
         from compute.core.aggregates import write_into
@@ -379,6 +465,12 @@ def main() -> None:
         return
     if args.measure:
         print(json.dumps(measure_app(args.measure) if args.mode == "app" else measure_browser(args.measure)))
+        return
+    if args.measure_no_tables:
+        print(json.dumps(measure_no_tables(args.measure_no_tables, args.picked)))
+        return
+    if args.no_tables:
+        no_tables(args.no_tables, args.examples)
         return
     if args.time_aggregates:
         time_aggregates(args.time_aggregates)

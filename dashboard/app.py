@@ -70,13 +70,14 @@ def run_picker(runs: list[load.Run], directory: Path) -> None:
 
 def main() -> None:
     st.set_page_config(page_title="Token distribution shift", layout="wide")
+    ui.new_script_run()
     directory = load.artifacts_dir()
     runs, problems = ui.all_runs()
     for problem in problems:
         st.warning(ui.md_escape(f"Skipped {problem}"), icon=":material/warning:")
-    bad_setting = cache.bound()[1]
-    if bad_setting:
-        st.warning(ui.md_escape(bad_setting), icon=":material/warning:")
+    for bad_setting in (cache.bound()[1], load.wait_s()[1]):
+        if bad_setting:
+            st.warning(ui.md_escape(bad_setting), icon=":material/warning:")
     if not runs:
         st.info(
             ui.md_escape(f"{directory}{load.where_from()} {state(directory)}.")

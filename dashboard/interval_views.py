@@ -170,8 +170,11 @@ def accuracy_whiskers(fig, points: pl.DataFrame, runs: list[load.Run], definitio
     for (curve,), part in points.group_by("curve", maintain_order=True):
         share = []
         for label in part["run"].to_list():
-            numbers = run_numbers(by_label[label].key, definition)
             side = experiments.inserted_side(*load.decoding(by_label[label]))
+            try:
+                numbers = run_numbers(by_label[label].key, definition) if side is not None else {}
+            except load.TablesPending:  # a run of the experiment not picked, still being computed: no whisker yet
+                numbers = {}
             share.append(numbers.get(f"share_from_{load.SIDE_NAMES[side]}") if side is not None else None)
         errors[str(curve)] = ([e and e.low for e in share], [e and e.high for e in share])
     st.caption(CAPTION + " Horizontal whiskers: the inserted side's share of the tokens.")

@@ -4,7 +4,8 @@ The only dashboard module that touches the artifact reader (and so h5py). Every
 cached function is keyed on a `RunKey` (path, mtime, size), so a replaced file
 is read afresh and an unchanged one is read once for all viewers. Pages draw from
 each run's aggregates (small tables stored with the run, or in its side file, or
-else computed once from its positions); per-position data is read only for one
+else computed once from its positions in the background: dashboard/background.py,
+so a page waits only a moment and shows the runs that are ready); per-position data is read only for one
 example, a few rows, or one pair of runs in bounded chunks. Large values live in a
 cache bounded in bytes (dashboard/cache.py).
 """
@@ -20,6 +21,7 @@ from typing import NamedTuple
 import numpy as np
 import polars as pl
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from compute.core import aggregates as stored_aggregates
 from compute.core import statistics
@@ -33,6 +35,7 @@ from compute.core.categories import ALIGNED_TOP_CHOICE, ANSWER_TOKEN, DEFINITION
 from compute.core.categories import NAMES as CATEGORIES
 from compute.core.errors import one_line
 from compute.core.statistics import SIDE_NAMES
+from dashboard.background import Computations
 from dashboard.cache import cached
 from dashboard.labels import run_labels
 
@@ -43,6 +46,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ENV_VAR = "TDS_ARTIFACTS_DIR"
 SUFFIXES = (".h5", ".hdf5")
 COMPARE_CHUNK_ROWS = 1 << 20  # positions of each run read at once when comparing two runs
+WAIT_VAR, DEFAULT_WAIT_S = "TDS_TABLES_WAIT_S", 1.0  # how long a page waits for tables computed in the background
 
 # Per-position columns a page may ask for, by frame column name -> dataset: the answer's own columns and every
 # registered per-position statistic that is one number per row (kl, js, rank_base, entropy_aligned, ...).
@@ -237,11 +241,74 @@ def _located(key: RunKey) -> tuple[Path, str] | None:
     return stored_aggregates.locate(Path(key.path), key.size, key.mtime_ns)
 
 
-@cached
+class TablesPending(Exception):
+    """A run's tables are still being computed from its positions in the background: a page leaves the run out
+    (ui.chosen_runs has said so) and shows it once they are ready."""
+
+    def __init__(self, key: RunKey):
+        super().__init__(f"{Path(key.path).name}: its tables are still being computed from its positions")
+        self.key = key
+
+
+def from_positions(key: RunKey) -> dict[str, pl.DataFrame]:
+    """Every aggregate table of a run, computed from its positions (in the background thread: no Streamlit)."""
+    return stored_aggregates.compute(open_artifact(key.path))
+
+
+@st.cache_resource(show_spinner=False)
+def _computations() -> Computations[RunKey, dict[str, pl.DataFrame]]:
+    """The server's one background computation of the tables of runs that store none (or store damaged ones)."""
+    return Computations(lambda key: from_positions(key), name="tds-tables")
+
+
+def _in_a_page() -> bool:
+    return get_script_run_ctx(suppress_warning=True) is not None
+
+
 def _computed(key: RunKey) -> dict[str, pl.DataFrame]:
-    """Every aggregate table of a run that stores none, computed here from its positions."""
-    artifact = _open(key)
-    return stored_aggregates.compute(artifact)
+    """Every aggregate table of a run that stores none, computed from its positions once per server. In a page
+    (a Streamlit script run), raises TablesPending until they are ready; elsewhere waits for them."""
+    future = _computations().ask([key])[0]
+    if _in_a_page() and not future.done():
+        raise TablesPending(key)
+    return future.result()
+
+
+def needs_computing(key: RunKey) -> bool:
+    """Whether a page reads tables of the run computed from its positions: it stores none, or damaged ones."""
+    return _located(key) is None or bool(damaged_tables(key))
+
+
+def wait_s() -> tuple[float, str | None]:
+    """How long a page waits for its runs' tables being computed before it shows the others ($TDS_TABLES_WAIT_S,
+    default 1 second), and a line saying why the default is used where the setting is unusable."""
+    text = os.environ.get(WAIT_VAR, str(DEFAULT_WAIT_S))
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        return DEFAULT_WAIT_S, f"{WAIT_VAR}={text!r} is not a number of seconds; using {DEFAULT_WAIT_S:g}"
+    return seconds, None
+
+
+def _computed_here(key: RunKey) -> bool:
+    try:
+        return needs_computing(key)
+    except Exception:  # noqa: BLE001  (a file that cannot be read is named where a page reads it)
+        return False
+
+
+def still_computing(keys: list[RunKey]) -> list[RunKey]:
+    """The runs among `keys` whose tables are computed from their positions and not ready: each is asked for
+    (these before any other page's), and this waits at most wait_s() for them all."""
+    needed = [key for key in keys if _computed_here(key)]
+    return _computations().wait(needed, wait_s()[0]) if needed else []
+
+
+def computing(keys: list[RunKey]) -> list[RunKey]:
+    """The runs among `keys` whose tables are computed from their positions and not ready yet; never waits."""
+    return [key for key in keys if _computed_here(key) and not _computations().done(key)]
 
 
 @cached
@@ -264,11 +331,19 @@ def _completion(key: RunKey) -> stored_aggregates.Completion:
     return stored_aggregates.completion(artifact, contents)
 
 
+@cached
+def _stored(key: RunKey, name: str) -> pl.DataFrame | None:
+    """One stored table as the file holds it (read once: the damage check and the pages share it)."""
+    located = _located(key)
+    assert located is not None
+    return stored_aggregates.load_table(located[0], name)
+
+
 def _table(key: RunKey, name: str) -> pl.DataFrame:
     located = _located(key)
     if located is None or name in damaged_tables(key):
         return _computed(key)[name]
-    stored = stored_aggregates.load_table(located[0], name)
+    stored = _stored(key, name)
     if stored is None:
         return _computed_alone(key, name)
     return stored_aggregates.complete_table(name, stored, _completion(key))
@@ -299,7 +374,7 @@ def damaged_tables(key: RunKey) -> dict[str, str]:
     damaged = {}
     for name in stored_aggregates.TABLES:
         try:
-            frame = stored_aggregates.load_table(located[0], name)
+            frame = _stored(key, name)
         except Exception as err:  # noqa: BLE001  (a table that cannot be read is damaged too)
             damaged[name] = f"unreadable: {one_line(err)}"
             continue

@@ -22,6 +22,10 @@ SHORT = "short_name"  # the column charts name runs by (a table's `run` column h
 RUNS_KEY = "runs"  # session-state key of the sidebar multiselect (run labels)
 DEFAULT_WHY_KEY = "runs-default-why"  # session-state key: why the picker opened on its runs, in a few words
 DEFINITION_KEY = "category-definition"  # session-state key of the sidebar's shift-category definition
+SCRIPT_RUN_KEY = "script-run"  # session-state key: counts the runs of the app's script (app.py)
+NOTICE_SHOWN_KEY = "computing-notice-shown"  # session-state key: the script run that said which runs are computing
+REFRESH_S = 2.0  # while a shown run's tables are being computed, the page looks again this often
+NAMED = 5  # runs named in the line saying which are still being computed (then "and N more")
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!$:<>|~])")
 
 
@@ -50,7 +54,42 @@ def chosen_runs(least: int = 1) -> list[load.Run]:
         )
         st.stop()
     damage_notices(chosen)
+    computing_notice(chosen)
     return chosen
+
+
+def new_script_run() -> None:
+    """Called first on every run of the app's script: what is said once per run counts from here."""
+    st.session_state[SCRIPT_RUN_KEY] = st.session_state.get(SCRIPT_RUN_KEY, 0) + 1
+
+
+def computing_notice(runs: list[load.Run]) -> None:
+    """Wait a moment (load.wait_s) for the shown runs' tables being computed from their positions, then say in
+    one line which are still not ready (once per run of the script: pages leave those runs out) and refresh the
+    page when they are."""
+    run_mark = st.session_state.get(SCRIPT_RUN_KEY)
+    if run_mark is not None and st.session_state.get(NOTICE_SHOWN_KEY) == run_mark:
+        return
+    pending = set(load.still_computing([run.key for run in runs]))
+    if pending:
+        st.session_state[NOTICE_SHOWN_KEY] = run_mark
+        left = [run for run in runs if run.key in pending]
+        _still_computing([run.key for run in left], [run.label for run in left])
+
+
+@st.fragment(run_every=REFRESH_S)
+def _still_computing(keys: list[load.RunKey], labels: list[str]) -> None:
+    """The line naming the runs still being computed; it looks again every REFRESH_S seconds and reruns the
+    page once some are ready."""
+    left = load.computing(keys)
+    if len(left) < len(keys):
+        st.rerun()
+    named = ", ".join(labels[:NAMED]) + (f" and {len(labels) - NAMED} more" if len(labels) > NAMED else "")
+    st.info(
+        md_escape(f"Still computing the tables of {len(labels)} of the runs shown from their positions: {named}.")
+        + " They appear here when ready; `tds aggregate RUN.h5` stores them beside a run.",
+        icon=":material/hourglass_top:",
+    )
 
 
 def short_names(runs: list[load.Run]) -> dict[str, str]:
@@ -117,11 +156,14 @@ def damage_notices(runs: list[load.Run]) -> None:
 
 def each_run(runs: list[load.Run], compute: Callable[[load.Run], T]) -> list[T]:
     """compute(run) for every run, each on its own: a run that fails gets a one-line notice and is left out, so
-    one bad file never takes a page down for the others. Stops the page when every run failed."""
+    one bad file never takes a page down for the others; a run whose tables are still being computed is left
+    out (computing_notice names it). Stops the page when no run gave a result."""
     results = []
     for run in runs:
         try:
             results.append(compute(run))
+        except load.TablesPending:
+            continue  # named by computing_notice; shown once its tables are ready
         except Exception as err:  # noqa: BLE001  (the boundary: whatever a file does, the page goes on)
             failed(run, err)
     if not results:

@@ -326,3 +326,11 @@ def corrupt_dataset(path: Path, dataset: str) -> None:
         out.seek(info.byte_offset)
         out.write(b"\xff" * info.size)
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+@pytest.fixture(autouse=True)
+def patient_pages(monkeypatch):
+    """Pages wait up to a minute for tables computed in the background (dashboard/background.py): the runs here
+    take milliseconds, and a loaded machine must not make a page test see a run as still being computed.
+    tests/test_dashboard_background.py sets its own, short waits."""
+    monkeypatch.setenv("TDS_TABLES_WAIT_S", "60")
