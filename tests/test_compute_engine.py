@@ -5,14 +5,17 @@ LoRA adapter), and vLLM's branching samples scored in torch against a naive reco
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import h5py
 import pytest
 import torch
 from conftest import ROOT, config_text, write_config, write_jsonl
+from test_compute_adapters import save_lora
 from test_compute_reference import EXAMPLES
 from test_compute_sampling import naive_step
 
@@ -99,6 +102,41 @@ def test_what_the_vllm_engine_cannot_serve_is_one_line_before_any_model_loads(mo
     ).replace('template = "chat"', 'gguf_file = "m.gguf"\ntemplate = "chat"')
     with pytest.raises(VllmError, match=r"\[aligned\] vLLM cannot serve a GGUF file \(m.gguf\)"):
         check_engine(load_config(write_config(tmp_path, text.replace("dataset", 'engine = "vllm"\ndataset'))), print)
+
+
+@pytest.fixture(scope="module")
+def tiny_lora(model_pairs, tmp_path_factory) -> Path:
+    return save_lora(model_pairs["llama"]["base"], tmp_path_factory.mktemp("lora") / "lora", 1, ["q_proj", "v_proj"])
+
+
+@pytest.mark.parametrize(
+    "change, refused",
+    [
+        ({}, None),
+        ({"use_dora": True}, "serves no DoRA"),
+        ({"r": 1024}, "serves no LoRA rank 1024"),
+        ({"rank_pattern": {"q_proj": 640}}, "serves no LoRA rank 640"),
+        ({"modules_to_save": ["lm_head"]}, "serves no modules_to_save"),
+        ({"bias": "all"}, "serves no LoRA that trains biases"),
+        ({"init_lora_weights": "pissa"}, "serves no init_lora_weights = 'pissa'"),
+    ],
+)
+def test_an_adapter_vllm_cannot_serve_is_one_line_before_any_model_loads(
+    model_pairs, tmp_path, tiny_lora, change, refused
+):
+    adapter = tmp_path / "adapter"
+    shutil.copytree(tiny_lora, adapter)
+    settings = json.loads((adapter / "adapter_config.json").read_text())
+    (adapter / "adapter_config.json").write_text(json.dumps({**settings, **change}))
+    text = config_text(model_pairs["llama"], write_jsonl(tmp_path / "d.jsonl", GENERATED), tmp_path, engine="vllm")
+    text = text.replace('template = "chat"', f'template = "chat"\nadapter = "{adapter}"', 1)
+    config = load_config(write_config(tmp_path, text + f'[vllm]\npython = "{sys.executable}"\n'))
+    if refused is None:
+        check_engine(config, print)  # a plain LoRA of rank 4 serves
+        return
+    with pytest.raises(VllmError) as err:
+        check_engine(config, print)
+    assert refused in str(err.value) and "[aligned] adapter" in str(err.value) and "\n" not in str(err.value)
 
 
 VLLM_PYTHON = os.environ.get("TDS_VLLM_PYTHON", "")
