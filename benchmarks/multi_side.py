@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> None:
     batches = -(-args.examples // args.batch_size)
     print(
         f"\nfour random Llamas ({args.shape}: {SHAPES[args.shape]}), float32, {args.examples} just-eval answers in "
-        f"{batches} batches of {args.batch_size}, {args.threads} thread(s)\n"
+        f"{batches} batch{'es' if batches > 1 else ''} of {args.batch_size}, {args.threads} thread(s)\n"
     )
     print("| run | side passes | wall s | CPU s | largest difference from the multi-side pair |")
     print("| --- | --: | --: | --: | --: |")

