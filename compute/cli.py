@@ -128,13 +128,13 @@ def validate(config_path: str) -> str:
 
     config = load_config(config_path)
     _warn(config)
-    on_devices = [side for side in ("aligned", "base") if config.side(side).device not in ("cpu", "auto")]
+    on_devices = [name for name, side in config.cells().items() if side.device not in ("cpu", "auto")]
     if on_devices:
         require_engine("validate", f"to check the device of [{on_devices[0]}]")
         from compute.engine.model import check_device
 
-        for side in on_devices:
-            check_device(side, config.side(side))
+        for name in on_devices:
+            check_device(name, config.cells()[name])
     examples = select_examples(config, None)
     given = sum(e.response is not None for e in examples)
     outs = list(output_paths(config).values())

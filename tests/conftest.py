@@ -334,3 +334,32 @@ def patient_pages(monkeypatch):
     take milliseconds, and a loaded machine must not make a page test see a run as still being computed.
     tests/test_dashboard_background.py sets its own, short waits."""
     monkeypatch.setenv("TDS_TABLES_WAIT_S", "60")
+
+
+def naive_step(side, prefix: list[int], token: int, settings) -> tuple[float, float]:
+    """A sampled step's (entropy, log-prob), the slow way: one forward over the whole prefix, then
+    compute.engine.verify's nucleus (temperature, sort, top_p). Torch is imported here: conftest imports none."""
+    import torch
+
+    from compute.engine.verify import nucleus_step
+
+    with torch.no_grad():
+        logits = side.model.own_logits(torch.tensor([prefix]))[0, -1]
+    expected = nucleus_step(logits, token, settings.temperature, settings.top_p)
+    assert expected is not None, "the sampled token lies outside the nucleus"
+    return expected
+
+
+def counting_forwards(patch: pytest.MonkeyPatch) -> list[int]:
+    """Patch the scorer's backbone pass to count it; returns the list it appends batch sizes to."""
+    from compute.engine import score
+
+    calls: list[int] = []
+    real = score.answer_hidden_states
+
+    def counted(model, items, side, prefix=None):
+        calls.append(len(items))
+        return real(model, items, side, prefix)
+
+    patch.setattr(score, "answer_hidden_states", counted)
+    return calls

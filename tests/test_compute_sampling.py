@@ -1,4 +1,5 @@
-"""Sampled continuations: every recorded number equals a naive recomputation, and a rerun gives the same samples."""
+"""Sampled continuations: every recorded number equals a naive recomputation, and a rerun gives the same samples;
+samples drawn elsewhere (vLLM) and scored by one teacher-forced pass get the numbers the recorder gets."""
 
 from __future__ import annotations
 
@@ -7,14 +8,13 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import BASE_TEMPLATE, config_text, tiny_gemma3, write_config, write_jsonl
+from conftest import BASE_TEMPLATE, config_text, naive_step, tiny_gemma3, write_config, write_jsonl
 
 from compute.core.config import BranchingConfig, load_config
 from compute.engine.generate import eos_ids
-from compute.engine.sampling import NucleusWarper, sample_example
+from compute.engine.sampling import NucleusWarper, sample_example, score_samples
 from compute.engine.score import SharedPrefix
 from compute.engine.sides import load_sides
-from compute.engine.verify import nucleus_step
 
 SETTINGS = BranchingConfig(samples=5, temperature=0.8, top_p=0.9, max_new_tokens=8, seed=3)
 
@@ -50,15 +50,6 @@ def sampled(side):
 
 def context(side) -> list[int]:
     return side.context_ids(side.render("Explain cats and code."))
-
-
-def naive_step(side, prefix: list[int], token: int, settings: BranchingConfig) -> tuple[float, float]:
-    """One forward over the whole prefix, then compute.engine.verify's slow nucleus (temperature, sort, top_p)."""
-    with torch.no_grad():
-        logits = side.model.own_logits(torch.tensor([prefix]))[0, -1]
-    expected = nucleus_step(logits, token, settings.temperature, settings.top_p)
-    assert expected is not None, "the sampled token lies outside the nucleus"
-    return expected
 
 
 @pytest.mark.parametrize("kind", ["llama", "gemma3-sliding", "gemma3-sliding-on-a-prefix-cache"])
@@ -120,6 +111,43 @@ def test_stop_strings_cut_a_sample_before_them(side, sampled):
     assert (
         cut.split(cut.token_id)[0].tolist() == free.split(free.token_id)[0].tolist()[: len(cut.split(cut.token_id)[0])]
     )
+
+
+def rows_of(samples) -> list[list[int]]:
+    return [t.tolist() for t in samples.split(samples.token_id)]
+
+
+@pytest.mark.parametrize("kind", ["llama", "gemma3-sliding-on-a-prefix-cache"])
+def test_samples_scored_by_one_teacher_forced_pass_get_the_recorded_numbers(kind, request):
+    """What engine = "vllm" stores: its samples' token ids, cut and scored by score_samples. Here the ids come from
+    sample_example, whose recorder saw the very distributions they were drawn from: the numbers must agree to
+    float32 rounding (1e-5: the same logits, another batch layout). Rows running on past their EOS (as a sampler
+    that does not stop could return them) are cut after it, as sample_example cuts."""
+    side = request.getfixturevalue("side" if kind == "llama" else "sliding")
+    ctx = context(side)
+    prefix = SharedPrefix.build(side.model, ctx[:-3]) if kind.endswith("cache") else None
+    drawn = sample_example(side, ctx, SETTINGS, (), 4, prefix)
+    ends = eos_ids(side)
+    rows = [row + [7, 8] if row[-1] in ends else row for row in rows_of(drawn)]
+    scored = score_samples(side, ctx, rows, SETTINGS, (), prefix)
+    np.testing.assert_array_equal(scored.offsets, drawn.offsets)
+    np.testing.assert_array_equal(scored.token_id, drawn.token_id)
+    np.testing.assert_allclose(scored.entropy, drawn.entropy, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(scored.logprob, drawn.logprob, atol=1e-5, rtol=0)
+    assert len(drawn.token_id) > 10 and drawn.entropy.max() > 0.1
+
+
+def test_scored_samples_are_cut_before_a_stop_string_and_keep_an_off_nucleus_token_finite(side, sampled):
+    ctx = context(side)
+    text = side.tokenizer.decode(rows_of(sampled)[0])
+    stop = text[len(text) // 2 :][:2]
+    cut = score_samples(side, ctx, rows_of(sampled), SETTINGS, (stop,))
+    assert rows_of(cut) == rows_of(sample_example(side, ctx, SETTINGS, (stop,), index=4))
+    # a token the nucleus leaves out (the least likely one) is scored as if kept: finite, far below the others
+    with torch.no_grad():
+        unlikely = int(side.model.own_logits(torch.tensor([ctx]))[0, -1].argmin())
+    (logprob,) = score_samples(side, ctx, [[unlikely]], SETTINGS, ()).logprob
+    assert np.isfinite(logprob) and logprob < sampled.logprob.min() - 5
 
 
 @pytest.mark.parametrize("spread", [0.5, 4.0, 40.0])

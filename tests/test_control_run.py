@@ -7,13 +7,12 @@ import json
 
 import numpy as np
 import pytest
-from conftest import BASE_TEMPLATE, config_text, write_config, write_jsonl
+from conftest import BASE_TEMPLATE, config_text, counting_forwards, write_config, write_jsonl
 
 from compute.cli import main
 from compute.core.artifact.reader import open_artifact
 from compute.core.config import CONTROL_PAIRS, load_config
 from compute.core.control import INTERACTION, LOGPROB, MEAN_KL, control_groups, decompose
-from compute.engine import score
 from compute.engine.run import run_pairs
 
 INSTRUCTIONS = [{"id": f"q{i}", "instruction": f"Tell me about item {i}."} for i in range(3)]
@@ -25,19 +24,6 @@ SEPARATE = {
     "template-aligned-weights": (("aligned", "chat"), ("aligned", BASE_TEMPLATE)),
     "template-base-weights": (("base", "chat"), ("base", BASE_TEMPLATE)),
 }
-
-
-def counting_forwards(patch: pytest.MonkeyPatch) -> list[int]:
-    """Patch the scorer's backbone pass to count it; returns the list it appends batch sizes to."""
-    calls: list[int] = []
-    real = score.answer_hidden_states
-
-    def counted(model, items, side, prefix=None):
-        calls.append(len(items))
-        return real(model, items, side, prefix)
-
-    patch.setattr(score, "answer_hidden_states", counted)
-    return calls
 
 
 @pytest.fixture(scope="module")

@@ -171,6 +171,11 @@ class PairPlan:
     role: str | None = None
 
 
+def compared_name(run: str, aligned: str, base: str) -> str:
+    """The artifact name of one `compare` pair."""
+    return f"{run}-{aligned}-vs-{base}"
+
+
 def crossed(weights: SideConfig, template: SideConfig) -> SideConfig:
     """The cell with `weights`' model (and adapter, dtype, device) under `template`'s template and system."""
     return replace(weights, **{name: getattr(template, name) for name in TEMPLATE_KEYS})
@@ -237,22 +242,32 @@ class RunConfig:
     each under the aligned and the base template, four cells forwarded once per batch, five pair artifacts
     NAME-total, NAME-weights-aligned-template, NAME-weights-base-template, NAME-template-aligned-weights and
     NAME-template-base-weights."""
+    sides: dict[str, SideConfig] = field(default_factory=dict)
+    """More sides over the same answers, by name ([sides.NAME] tables with [aligned]'s keys), for `compare`: e.g.
+    a stage chain's middle stages, each forwarded once per batch."""
+    compare: tuple[tuple[str, str], ...] = ()
+    """The pairs to write, each [side in the aligned role, side in the base role] by name ("aligned", "base" or a
+    [sides] name), one artifact NAME-A-vs-B.h5 each; absent: the aligned vs base pair, NAME.h5."""
     text: str = filled_in("")
     """The config file's text, kept in the artifact."""
 
     def side(self, name: str) -> SideConfig:
-        return {"aligned": self.aligned, "base": self.base}[name]
+        return {"aligned": self.aligned, "base": self.base, **self.sides}[name]
 
     def cells(self) -> dict[str, SideConfig]:
-        """Every side the run forwards, by name: the two sides, and with a control the two crossed cells."""
-        cells = {"aligned": self.aligned, "base": self.base}
+        """Every side the run forwards, by name: the two sides, the [sides], and with a control the two crossed
+        cells."""
+        cells = {"aligned": self.aligned, "base": self.base, **self.sides}
         if self.control:
             cells[ALIGNED_WEIGHTS_BASE_TEMPLATE] = crossed(self.aligned, self.base)
             cells[BASE_WEIGHTS_ALIGNED_TEMPLATE] = crossed(self.base, self.aligned)
         return cells
 
     def pairs(self) -> list[PairPlan]:
-        """The artifacts the run writes: NAME.h5 for the aligned vs base pair, or the control's five."""
+        """The artifacts the run writes: NAME.h5 for the aligned vs base pair, the `compare` pairs, or the control's
+        five."""
+        if self.compare:
+            return [PairPlan(compared_name(self.name, a, b), a, b) for a, b in self.compare]
         if not self.control:
             return [PairPlan(self.name, "aligned", "base")]
         return [PairPlan(f"{self.name}-{role}", *cells, role) for role, cells in CONTROL_PAIRS.items()]
@@ -264,7 +279,9 @@ class RunConfig:
         digest.update(self.text.encode())
         digest.update(self.aligned.template_text.encode())
         digest.update(self.base.template_text.encode())
-        for side in (self.aligned, self.base):
+        for side in self.sides.values():
+            digest.update(side.template_text.encode())
+        for side in (self.aligned, self.base, *self.sides.values()):
             for path in _adapter_files(side.adapter):
                 digest.update(path.name.encode())
                 digest.update(path.read_bytes())
@@ -327,6 +344,8 @@ class _Loader:
             raise self.fail(f"short_name {short!r} must be non-empty text without control characters")
         if values["control"] is not None:
             self.control(values)
+        if values["sides"] or values["compare"]:
+            self.compared(values)
         return RunConfig(path=self.path, text=text, **values)
 
     def control(self, values: dict[str, Any]) -> None:
@@ -344,6 +363,48 @@ class _Loader:
                 f"name is {len(values['name'].encode())} bytes long, at most {MAX_NAME_BYTES - LONGEST_ROLE} with a "
                 f"control (its artifacts are NAME-{max(CONTROL_PAIRS, key=len)}.h5 and the like)"
             )
+
+    def compared(self, values: dict[str, Any]) -> None:
+        """[sides] and compare: every pair names two known, different sides, every side is in a pair, and the
+        answers are one set for all pairs (no [decoding] of two sides, no [branching] of aligned and base only)."""
+        pairs, known = values["compare"], ["aligned", "base", *values["sides"]]
+        if not pairs:
+            raise self.fail('[sides] need compare, the pairs to write, e.g. compare = [["sft", "base"]]')
+        for table in ("control", "decoding", "branching"):
+            if values[table] is not None:
+                raise self.fail(f"compare does not combine with {'control' if table == 'control' else f'[{table}]'}")
+        for pair in pairs:
+            if len(pair) != 2:
+                raise self.fail(f"compare: each pair is [aligned-role side, base-role side], got {list(pair)!r}")
+            unknown = [name for name in pair if name not in known]
+            if unknown:
+                raise self.fail(f"compare: no side {unknown[0]!r} (sides: {', '.join(known)})")
+            if pair[0] == pair[1]:
+                raise self.fail(f"compare: pair {list(pair)!r} compares a side with itself")
+        if len(set(pairs)) < len(pairs):
+            raise self.fail("compare: a pair is listed twice")
+        unused = [name for name in values["sides"] if not any(name in pair for pair in pairs)]
+        if unused:
+            raise self.fail(f"[sides.{unused[0]}] is in no compare pair")
+        longest = max((compared_name(values["name"], *pair) for pair in pairs), key=lambda n: len(n.encode()))
+        if len(longest.encode()) > MAX_NAME_BYTES:
+            raise self.fail(f"artifact name {longest!r} is over {MAX_NAME_BYTES} bytes: shorten the name or the sides'")
+
+    def more_sides(self, raw: object) -> dict[str, SideConfig]:
+        """The [sides.NAME] tables, each a side as [aligned] is."""
+        if not isinstance(raw, dict) or not all(isinstance(table, dict) for table in raw.values()):
+            raise self.fail("[sides] must hold tables, one per side: [sides.NAME]")
+        taken = ("aligned", "base", ALIGNED_WEIGHTS_BASE_TEMPLATE, BASE_WEIGHTS_ALIGNED_TEMPLATE)
+        for name in raw:
+            if not LEGAL_NAME.fullmatch(name) or name in taken:
+                raise self.fail(
+                    f"[sides.{name}]: a side's name is ASCII letters, digits, '.', '_' and '-' and not one of "
+                    f"{', '.join(taken)}"
+                )
+        return {
+            name: self.side(f"sides.{name}", table, self.table(SideConfig, table, f"sides.{name}"))
+            for name, table in raw.items()
+        }
 
     def decoding(self, raw: object) -> DecodingConfig:
         """The [decoding] table: `rule` from the registry, then that rule's keys as its declaration gives them."""
@@ -412,6 +473,8 @@ class _Loader:
         """`value` as the type `hint` says (a table becomes its dataclass), or a ConfigError naming `label`."""
         if _table_type(hint) is DecodingConfig:
             return self.decoding(value)
+        if hint == dict[str, SideConfig]:
+            return self.more_sides(value)
         if (table := _table_type(hint)) is not None:
             hint = table
             values = self.table(hint, value, name)

@@ -129,7 +129,7 @@ def run_pairs(
         check_answer_ids(config, sides, every)
         pairs = config.pairs()
         metas = {pair.name: run_meta(config, sides, fingerprint, pair) for pair in pairs}
-        if any(p.answer is None for p in every.values()):
+        if config.branching or any(p.answer is None for p in every.values()):  # something was decoded
             for meta in metas.values():
                 meta.attrs["engine"] = config.engine
         works = {pair.name: PartialWork(config.out_dir / f".{pair.name}.partial", fingerprint) for pair in pairs}

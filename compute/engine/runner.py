@@ -19,7 +19,7 @@ from compute.engine.decoding import decode_together
 from compute.engine.generate import generate_answers
 from compute.engine.log import log
 from compute.engine.planning import Planned
-from compute.engine.sampling import sample_example
+from compute.engine.sampling import sample_example, score_samples
 from compute.engine.score import ScoreItem, SharedPrefix, common_prefix_length, score_batch
 from compute.engine.sides import Side
 from compute.engine.vllm_engine import VllmEngine
@@ -57,7 +57,8 @@ class Runner:
         self.scored_tokens = 0
         self.on_tokens: Callable[[int], None] | None = None  # told each decoding step's new tokens (progress)
         longest = max((len(c) for p in planned for c in p.contexts.values()), default=0)
-        self.vllm = VllmEngine(config, longest + config.max_new_tokens) if config.engine == "vllm" else None
+        budget = max(config.max_new_tokens, config.branching.max_new_tokens if config.branching else 0)
+        self.vllm = VllmEngine(config, longest + budget) if config.engine == "vllm" else None
 
     def close(self) -> None:
         if self.vllm is not None:
@@ -93,13 +94,14 @@ class Runner:
         items = [ScoreItem(p.contexts, answers[p.example.index]) for p in batch]
         stats = score_batch(self.models, items, self.config.top_k, self.prefixes, self.cell_pairs)
         results: dict[str, list[ExampleScores]] = {pair.name: [] for pair in self.pairs}
+        samples = self.sample(batch)
         for p, item, s in zip(batch, items, stats, strict=True):
             self.scored_tokens += len(item.answer)
             example = p.example
             response = example.response
             if response is None:
                 response = aligned.tokenizer.decode(item.answer)
-            branching = self.sample(p)
+            branching = samples[example.index] if samples else None
             correct = judge(self.config.task, response, example.reference) if self.config.task else -1
             for pair in self.pairs:
                 cells = {"aligned": pair.aligned, "base": pair.base}
@@ -156,22 +158,29 @@ class Runner:
         if self.on_tokens is not None:
             self.on_tokens(sum(map(len, answers)))
 
-    def sample(self, planned: Planned) -> dict[str, ExampleSamples] | None:
-        """Each side's sampled continuations of its own context, when the config asks for the branching factor."""
-        settings = self.config.branching
+    def sample(self, batch: list[Planned]) -> dict[int, dict[str, ExampleSamples]] | None:
+        """Per example, each side's sampled continuations of its own context, when the config asks for the
+        branching factor: drawn by transformers one example at a time, or by vLLM for the whole batch and scored
+        in torch."""
+        settings, stop = self.config.branching, self.config.stop
         if settings is None:
             return None
-        return {
-            name: sample_example(
-                self.sides[name],
-                planned.contexts[name],
-                settings,
-                self.config.stop,
-                planned.example.index,
-                self.prefixes.get(name),
-            )
-            for name in SIDE_NAMES
-        }
+        by_side = {}
+        for name in SIDE_NAMES:
+            side, prefix = self.sides[name], self.prefixes.get(name)
+            contexts = [p.contexts[name] for p in batch]
+            if self.vllm is None:
+                by_side[name] = [
+                    sample_example(side, context, settings, stop, p.example.index, prefix)
+                    for p, context in zip(batch, contexts, strict=True)
+                ]
+            else:
+                drawn = self.vllm.sample(side, contexts, [p.example.index for p in batch], settings, stop)
+                by_side[name] = [
+                    score_samples(side, context, rows, settings, stop, prefix)
+                    for context, rows in zip(contexts, drawn, strict=True)
+                ]
+        return {p.example.index: {name: by_side[name][i] for name in SIDE_NAMES} for i, p in enumerate(batch)}
 
 
 MIN_SHARED_PREFIX = 16  # shorter shared prefixes are not worth a cache

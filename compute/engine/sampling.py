@@ -1,4 +1,5 @@
-"""Sampled continuations for the branching factor (compute/core/branching.py), with transformers' generate.
+"""Sampled continuations for the branching factor (compute/core/branching.py): drawn with transformers' generate,
+or drawn by vLLM (engine = "vllm") and scored here.
 
 A side samples n continuations of one example's context in one generate call:
 the context runs once (on top of the side's shared-prefix cache, when it has
@@ -17,12 +18,21 @@ branches, and the paper's vLLM samples keep it) or, when stop strings are
 configured, before the first of them (as answers are cut). The global torch
 RNG is seeded with seed + the example's dataset index before each call, so an
 example's samples do not depend on batching, resuming or the rank.
+
+Samples vLLM drew (compute/engine/vllm_engine.py) come as token ids only. They
+are cut the same way and scored by one teacher-forced pass per example and
+side over its n samples (the context once, its KV cache copied n times): at
+each step the same warpers and the same entropy as the recorder's, from the
+model's full-vocabulary logits. vLLM's nucleus and this one can differ for a
+token right at the top-p boundary (float rounding): the sampled token is always
+kept in the nucleus it is scored in, so its log-prob is finite.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 from transformers.generation.logits_process import TemperatureLogitsWarper, TopPLogitsWarper
@@ -30,7 +40,7 @@ from transformers.generation.logits_process import TemperatureLogitsWarper, TopP
 from compute.core.branching import ExampleSamples
 from compute.core.config import BranchingConfig
 from compute.engine.generate import cut_at_stop, eos_ids, stopping_criteria
-from compute.engine.score import SharedPrefix
+from compute.engine.score import CHUNK_ELEMENTS, SharedPrefix
 from compute.engine.sides import Side
 
 NUCLEUS_MARGIN = 1e-4  # float rounding between two ways of summing probabilities must not move the boundary
@@ -72,8 +82,7 @@ class StepRecorder(LogitsProcessor):
         if input_ids.shape[1] > self.context_width:
             self.take_sampled(input_ids[:, -1])
         logprobs = torch.log_softmax(scores.float(), dim=-1)
-        probs = logprobs.exp()
-        self.entropy.append(-torch.where(probs > 0, probs * logprobs, 0.0).sum(dim=-1))
+        self.entropy.append(entropy_of(logprobs))
         self._pending = logprobs
         return scores
 
@@ -82,6 +91,24 @@ class StepRecorder(LogitsProcessor):
         assert self._pending is not None
         self.logprob.append(self._pending.gather(1, tokens[:, None]).squeeze(1))
         self._pending = None
+
+
+def entropy_of(logprobs: torch.Tensor) -> torch.Tensor:
+    """Per row, the entropy of a distribution given as log-probabilities (0 log 0 = 0), nats."""
+    probs = logprobs.exp()
+    return -torch.where(probs > 0, probs * logprobs, 0.0).sum(dim=-1)
+
+
+def truncated_steps(
+    logits: torch.Tensor, tokens: torch.Tensor, settings: BranchingConfig
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row of logits: the entropy of the temperature-scaled, top-p-truncated, renormalised distribution, and
+    the log-prob of that row's sampled token in it (kept in the nucleus whatever the boundary's rounding)."""
+    scaled = TemperatureLogitsWarper(settings.temperature)(tokens[:, None], logits.float())
+    truncated = NucleusWarper(settings.top_p)(tokens[:, None], scaled)
+    sampled = torch.zeros_like(truncated, dtype=torch.bool).scatter(1, tokens[:, None], True)
+    logprobs = torch.log_softmax(torch.where(sampled, scaled, truncated), dim=-1)
+    return entropy_of(logprobs), logprobs.gather(1, tokens[:, None]).squeeze(1)
 
 
 def sample_length(side: Side, row: list[int], ends: list[int], stop: tuple[str, ...]) -> int:
@@ -160,4 +187,48 @@ def sample_example(
         [e[:n_kept] for e, n_kept in zip(entropy, lengths, strict=True)],
         [r[:n_kept] for r, n_kept in zip(rows, lengths, strict=True)],
         [p[:n_kept] for p, n_kept in zip(logprob, lengths, strict=True)],
+    )
+
+
+@torch.inference_mode()
+def score_samples(
+    side: Side,
+    context: list[int],
+    rows: list[list[int]],
+    settings: BranchingConfig,
+    stop: tuple[str, ...],
+    prefix: SharedPrefix | None = None,
+) -> ExampleSamples:
+    """Continuations drawn elsewhere (vLLM) from `context`, cut as sample_example cuts its own, with each step's
+    truncated entropy and log-prob from one teacher-forced pass over the n samples."""
+    ends = eos_ids(side)
+    kept = [row[: sample_length(side, row, ends, stop)] for row in rows]
+    width = max(map(len, kept), default=0)
+    steps = [(s, t) for s, row in enumerate(kept) for t in range(len(row))]
+    if not steps:
+        return ExampleSamples.from_lists([[] for _ in kept], kept, [[] for _ in kept])
+    cache = context_cache(side, context, prefix)
+    if cache is not None:
+        cache.batch_repeat_interleave(len(kept))
+    # each row feeds the context's last token and its sample but the last token; right padding is never attended to
+    feeds = [([context[-1], *row[:-1]] if row else []) + [0] * (width - len(row)) for row in kept]
+    hidden = side.model.hidden_states(
+        torch.tensor(feeds, device=side.model.device), past_key_values=cache, use_cache=cache is not None
+    )
+    rows_at, steps_at = (torch.tensor(axis, device=hidden.device) for axis in zip(*steps, strict=True))
+    hidden = hidden[rows_at, steps_at]
+    tokens = torch.tensor([t for row in kept for t in row], dtype=torch.long)
+    chunk = max(1, CHUNK_ELEMENTS // side.model.vocab_size)
+    entropy, logprob = [], []
+    for start in range(0, len(steps), chunk):
+        logits = side.model.logits(hidden[start : start + chunk])
+        e, p = truncated_steps(logits, tokens[start : start + chunk].to(logits.device), settings)
+        entropy.append(e.cpu())
+        logprob.append(p.cpu())
+    lengths = np.cumsum([0, *map(len, kept)])
+    flat_entropy, flat_logprob = torch.cat(entropy).tolist(), torch.cat(logprob).tolist()
+    return ExampleSamples.from_lists(
+        [flat_entropy[a:b] for a, b in zip(lengths[:-1], lengths[1:], strict=True)],
+        kept,
+        [flat_logprob[a:b] for a, b in zip(lengths[:-1], lengths[1:], strict=True)],
     )

@@ -74,12 +74,12 @@ def bos_prefix(tokenizer: PreTrainedTokenizerBase) -> list[int]:
     return []
 
 
-def check_same_tokenizer(aligned: PreTrainedTokenizerBase, base: PreTrainedTokenizerBase) -> None:
-    """Both sides must map every token to the same id, or their answers are not one sequence."""
+def check_same_tokenizer(aligned: PreTrainedTokenizerBase, base: PreTrainedTokenizerBase, name: str = "base") -> None:
+    """Every side must map every token to the same id as the aligned side, or their answers are not one sequence."""
     vocab_a, vocab_b = aligned.get_vocab(), base.get_vocab()
     if len(vocab_a) != len(vocab_b):
         raise SideError(
-            f"the tokenizers differ: aligned has {len(vocab_a)} tokens, base has {len(vocab_b)}; "
+            f"the tokenizers differ: aligned has {len(vocab_a)} tokens, {name} has {len(vocab_b)}; "
             "both sides must share one tokenizer"
         )
     differing = [tok for tok, i in vocab_a.items() if vocab_b.get(tok) != i]
@@ -87,7 +87,7 @@ def check_same_tokenizer(aligned: PreTrainedTokenizerBase, base: PreTrainedToken
         example = differing[0]
         raise SideError(
             f"the tokenizers differ: {len(differing)} tokens have other ids "
-            f"(e.g. {example!r}: aligned {vocab_a[example]}, base {vocab_b.get(example)}); "
+            f"(e.g. {example!r}: aligned {vocab_a[example]}, {name} {vocab_b.get(example)}); "
             "both sides must share one tokenizer"
         )
 
@@ -99,7 +99,8 @@ def load_sides(config: RunConfig) -> dict[str, Side]:
     for name, cfg in cells.items():
         check_device(name, cfg)
     tokenizers = {name: load_tokenizer(name, cfg) for name, cfg in cells.items()}
-    check_same_tokenizer(tokenizers["aligned"], tokenizers["base"])
+    for name in ("base", *config.sides):  # a control's crossed cells take their tokenizers from these
+        check_same_tokenizer(tokenizers["aligned"], tokenizers[name], name)
     vocabulary = len(tokenizers["aligned"])
     if config.top_k > vocabulary:
         raise SideError(
@@ -111,6 +112,7 @@ def load_sides(config: RunConfig) -> dict[str, Side]:
         name: Side(name, cells[name], tokenizers[name], models[name], bos_prefix(tokenizers[name])) for name in cells
     }
     vocab = {name: side.model.vocab_size for name, side in sides.items()}
-    if vocab["aligned"] != vocab["base"]:
-        raise SideError(f"the models' output vocabularies differ: aligned {vocab['aligned']}, base {vocab['base']}")
+    for name, size in vocab.items():
+        if size != vocab["aligned"]:
+            raise SideError(f"the models' output vocabularies differ: aligned {vocab['aligned']}, {name} {size}")
     return sides

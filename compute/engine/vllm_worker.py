@@ -1,11 +1,14 @@
-"""vLLM's half of engine = "vllm": loads one model in vLLM and decodes greedy answers on request.
+"""vLLM's half of engine = "vllm": loads one model in vLLM and decodes or samples on request.
 
 compute/engine/vllm_engine.py starts this file as a script with the Python of
 vLLM's own environment, which need not have TDS (or TDS's pins) installed, so
 it imports only the standard library and vLLM. It speaks JSON lines: the first
-line on stdin says what to load, each further line is a batch to decode; each
-reply is one line on stdout. Everything else either process prints (vLLM logs,
-its engine process) goes to stderr.
+line on stdin says what to load (the model and every adapter it will be asked
+for), each further line is one batch of prompts, each prompt with its own
+SamplingParams keywords (greedy answers: temperature 0; the branching factor's
+samples: n, temperature, top_p and a seed); each reply is one line on stdout
+with every prompt's n token-id lists. Everything else either process prints
+(vLLM logs, its engine process) goes to stderr.
 """
 
 import ctypes
@@ -41,6 +44,7 @@ def main() -> None:
     adapters = setup["adapters"]
     llm = LLM(
         model=setup["model"],
+        revision=setup["revision"],
         dtype=setup["dtype"],
         max_model_len=setup["max_model_len"],
         gpu_memory_utilization=setup["memory"],
@@ -53,19 +57,14 @@ def main() -> None:
     send(replies, {"ready": vllm.__version__})
     for line in sys.stdin:
         request = json.loads(line)
-        params = SamplingParams(
-            temperature=0.0,
-            max_tokens=request["max_new_tokens"],
-            stop_token_ids=request["eos"],
-            stop=request["stop"] or None,
-        )
         outputs = llm.generate(
-            [{"prompt_token_ids": ids} for ids in request["contexts"]],
-            params,
+            [{"prompt_token_ids": prompt["ids"]} for prompt in request["prompts"]],
+            [SamplingParams(**prompt["params"]) for prompt in request["prompts"]],
             lora_request=loras.get(request["adapter"]),
             use_tqdm=False,
         )
-        send(replies, {"answers": [list(output.outputs[0].token_ids) for output in outputs]})
+        samples = [sorted(output.outputs, key=lambda sample: sample.index) for output in outputs]
+        send(replies, {"outputs": [[list(sample.token_ids) for sample in n] for n in samples]})
 
 
 def send(replies, message: dict) -> None:
