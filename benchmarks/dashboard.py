@@ -268,6 +268,12 @@ def measure_app(directory: Path) -> dict:
 
 
 REPEATS = 3  # warm revisits and new sessions: the best of this many
+WATCH_SCRIPT_STATE = """
+window.tdsScriptRan = false;
+const app = document.querySelector('[data-testid="stApp"]');
+new MutationObserver(() => { window.tdsScriptRan = true; })
+    .observe(app, {attributes: true, attributeFilter: ["data-test-script-state"]});
+"""  # in-app navigation: a flag set once the script state changes (a run started), so the old page never counts
 
 
 def measure_browser(directory: Path) -> dict:
@@ -309,11 +315,11 @@ def measure_browser(directory: Path) -> dict:
         return time.perf_counter() - start
 
     def in_app(page: str) -> float:
+        driver.execute_script(WATCH_SCRIPT_STATE)  # the old page is "settled" until the click's run starts
         start = time.perf_counter()
         links = driver.find_elements(By.CSS_SELECTOR, '[data-testid="stSidebarNavLink"]')
         next(link for link in links if link.text.strip().endswith(titles[page])).click()  # after its icon
-        time.sleep(0.05)  # let the click start a script run before waiting for it to end
-        wait.until(settled)
+        wait.until(lambda d: d.execute_script("return window.tdsScriptRan") and settled(d))
         return time.perf_counter() - start
 
     pages: dict[str, dict[str, float]] = {}

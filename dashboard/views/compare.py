@@ -7,6 +7,7 @@ import streamlit as st
 
 from dashboard import charts, interval_views, load, stats, ui
 from dashboard.cache import cached
+from dashboard.views import overlap
 
 
 @cached
@@ -49,17 +50,15 @@ def render() -> None:
         st.info("Pick at least 2 readable runs in the sidebar.")
         st.stop()
 
-    comparable = stats.shared_answers(list(answer_sets))
+    keys = tuple(run.key for run in runs)
+    comparable = overlap.pairs(keys)
     if comparable:
         st.caption(
             "Runs over the same answers (same example id and answer token ids), whatever their pairs of sides, are "
             "compared position by position on the answers they share. Groups of runs sharing answers:"
         )
         groups = pl.DataFrame(
-            [
-                (len(members), n, [runs[i].label for i in members])
-                for members, n in stats.answer_groups(list(answer_sets))
-            ],
+            [(len(members), n, [runs[i].label for i in members]) for members, n in overlap.groups(keys)],
             schema={"runs": pl.Int64, "answers all hold": pl.Int64, "members": pl.List(pl.String)},
             orient="row",
         )

@@ -10,6 +10,14 @@ import streamlit as st
 from compute.core import token_types
 from compute.core.rules import RULES
 from dashboard import charts, experiment_charts, experiments, interval_views, load, ui
+from dashboard.cache import CACHE
+
+
+def aligned_top_share(run: load.Run) -> float:
+    """The share of a run's positions whose answer token is the aligned side's top choice (it reads a whole
+    column: once per server, keyed on the run's file identity)."""
+    read = lambda: float((run.artifact.read("sides/aligned/rank") == 0).mean())  # noqa: E731
+    return CACHE.get((__name__, "aligned_top_share", run.key), read)
 
 
 def facts(run: load.Run) -> experiments.RunFacts:
@@ -23,7 +31,7 @@ def facts(run: load.Run) -> experiments.RunFacts:
     dataset = str(attrs.get("dataset", ""))
     top_share = None
     if "decoding" not in attrs and not dataset.endswith((".h5", ".hdf5")) and run.artifact.n_positions:
-        top_share = float((run.artifact.read("sides/aligned/rank") == 0).mean())
+        top_share = aligned_top_share(run)
     decoded = experiments.answers_decoded("decoding" in attrs, dataset, top_share)
     return experiments.run_facts(run.label, attrs, sides, (rule, params), load.verdicts(run.key), share, decoded)
 

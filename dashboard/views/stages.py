@@ -11,6 +11,7 @@ from compute.core.categories import MARGINAL, SHIFTED
 from compute.core.errors import one_line
 from dashboard import charts, interval_views, load, pages, stages, stats, tokens, ui
 from dashboard.cache import cached
+from dashboard.views import overlap
 
 CHAIN, NAME = "the chain of their sides", "run name"
 SHIFTED_OR_MARGINAL = MARGINAL  # the least category that counts as shifting a position, with the box ticked
@@ -57,14 +58,15 @@ def distinct_first(
 def folder_chain() -> list[str]:
     """The labels of the folder's largest group of runs of different pairs over the same answers (a stage chain),
     or [] where it has none."""
-    every, answers = [], []
+    every = []
     for run in ui.all_runs()[0]:
         try:
-            answers.append(load.answer_set(run.key))
+            load.answer_set(run.key)
         except Exception:  # noqa: BLE001  (a file that cannot be read offers no chain; where picked, it is named)
             continue
         every.append(run)
-    found = [members for members, _ in stats.answer_groups(answers) if distinct(members, every)]
+    groups = overlap.groups(tuple(run.key for run in every))
+    found = [members for members, _ in groups if distinct(members, every)]
     return [every[i].label for i in found[0]] if found else []
 
 
@@ -74,7 +76,7 @@ def render() -> None:
     picked = ui.chosen_runs(least=2)
     readable = ui.each_run(picked, lambda run: (run, load.answer_set(run.key)))
     runs, answer_sets = [run for run, _ in readable], [answers for _, answers in readable]
-    groups = distinct_first(stats.answer_groups(answer_sets), runs)
+    groups = distinct_first(overlap.groups(tuple(run.key for run in runs)), runs)
     if not groups or not distinct(groups[0][0], runs):
         why = (
             "The picked runs that share answers are of one pair of sides, so they agree by construction"

@@ -7,6 +7,7 @@ import streamlit as st
 
 from compute.core import token_types
 from dashboard import charts, interval_views, load, stats, tokens, ui
+from dashboard.cache import CACHE
 
 CONTEXT_WIDTH = 4  # tokens shown either side of a shifted token
 
@@ -34,7 +35,13 @@ def context_of(run: load.Run, row: int) -> str:
 
 
 def most_shifted(run: load.Run, min_count: int, by: str, definition: str) -> pl.DataFrame:
-    """The top tokens, each with its first shifted position in context (newlines shown as ↵)."""
+    """The top tokens, each with its first shifted position in context (newlines shown as ↵); once per server for
+    each choice (the contexts are read from the file), keyed on the run's file identity."""
+    key = (__name__, "most_shifted", run.key, min_count, by, definition)
+    return CACHE.get(key, lambda: _most_shifted(run, min_count, by, definition))
+
+
+def _most_shifted(run: load.Run, min_count: int, by: str, definition: str) -> pl.DataFrame:
     top = stats.top_tokens(load.table(run.key, "token_counts", definition), min_count, by)
     contexts = [tokens.visible(context_of(run, row)) for row in top["example_row"]]
     return top.with_columns(
