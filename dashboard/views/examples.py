@@ -13,8 +13,12 @@ from dashboard.cache import cached
 SORTS = {"shifted share": ("share_shifted", True), "mean KL": ("mean_kl", True), "dataset order": ("example", False)}
 MAX_OPTIONS = 1000
 EMITTED_BY = "emitting side"  # the colouring offered for a run decoded by both sides together
-# The per-pair statistics a token can be coloured by (KL, JS), from the registry.
-DIVERGENCES = {column: stat for column, (stat, side) in stats.AVERAGED.items() if side is None}
+
+
+def divergences() -> dict:
+    """The per-pair statistics a token can be coloured by (KL, JS), from the registry as it is now (read at every
+    run, as a statistic may be registered after this module is imported)."""
+    return {column: stat for column, (stat, side) in stats.AVERAGED.items() if side is None}
 
 
 @cached
@@ -75,6 +79,7 @@ def topk_table(detail: dict[str, pl.DataFrame], t: int, text: dict[int, str]) ->
 def render() -> None:
     """Draw the page."""
     st.header("Examples")
+    divergent = divergences()
     runs = ui.chosen_runs()
 
     run = ui.pick_run("Run", runs, key="ex-run")
@@ -103,7 +108,7 @@ def render() -> None:
     e = st.selectbox("Example", list(labels), format_func=labels.get, key=f"ex-pick-{run.file}")
     with st.expander("Matching examples (table)"):
         listing = table.select(
-            "example", "index", "id", "positions", *stats.SHARE_COLUMNS, *(f"mean_{c}" for c in DIVERGENCES)
+            "example", "index", "id", "positions", *stats.SHARE_COLUMNS, *(f"mean_{c}" for c in divergent)
         )
         st.dataframe(listing, hide_index=True)
         ui.downloads(listing, "examples")
@@ -119,11 +124,11 @@ def render() -> None:
     emitted = run.artifact.has("positions/source")  # decoded by both sides together: which one emitted each token
     colour_by = st.radio(
         "Colour by",
-        ["shift category", *(stat.name.upper() for stat in DIVERGENCES.values()), *([EMITTED_BY] if emitted else [])],
+        ["shift category", *(stat.name.upper() for stat in divergent.values()), *([EMITTED_BY] if emitted else [])],
         horizontal=True,
         key="ex-colour",
     )
-    scale = next((column for column, stat in DIVERGENCES.items() if stat.name.upper() == colour_by), None)
+    scale = next((column for column, stat in divergent.items() if stat.name.upper() == colour_by), None)
     if scale is not None and not load.has(run, scale):
         st.caption(f"This run does not store {colour_by}; tokens are coloured by shift category.")
         scale = None
@@ -134,24 +139,24 @@ def render() -> None:
         top = max(float(positions[scale].max() or 0.0), 1e-6)
         backgrounds = [markup.scale_color(v, top) for v in positions[scale].to_list()]
         legend = [
-            (f"{DIVERGENCES[scale].name.upper()} {v:.2g} nats", markup.scale_color(v, top)) for v in (0.0, top / 2, top)
+            (f"{divergent[scale].name.upper()} {v:.2g} nats", markup.scale_color(v, top)) for v in (0.0, top / 2, top)
         ]
     else:
         backgrounds = [markup.category_color(c) for c in positions["category"].to_list()]
         legend = [(name, markup.category_color(i)) for i, name in enumerate(load.CATEGORIES)]
-    kept = {column: load.has(run, column) for column in DIVERGENCES}  # "–" for a statistic the run lacks
+    kept = {column: load.has(run, column) for column in divergent}  # "–" for a statistic the run lacks
     titles = [
         f"t={r['t']} base rank {r['rank_base']} aligned rank {r['rank_aligned']} "
-        + " ".join(f"{column.upper()} {number(r[column], kept[column])}" for column in DIVERGENCES)
+        + " ".join(f"{column.upper()} {number(r[column], kept[column])}" for column in divergent)
         + (f" emitted by {markup.emitted_by(r['source'])}" if emitted else "")
-        for r in positions.select("t", "rank_base", "rank_aligned", "source", *DIVERGENCES).iter_rows(named=True)
+        for r in positions.select("t", "rank_base", "rank_aligned", "source", *divergent).iter_rows(named=True)
     ]
     n = positions.height
     position_key, clicked_key = f"ex-t-{run.file}-{e}", f"ex-clicked-{run.file}-{e}"
     st.caption(
         "Click a token to open it below. ↵ newline, → tab; each box is one token, spaces included. Hover a token for "
         "its ranks, "
-        + ", ".join(column.upper() for column in DIVERGENCES)
+        + ", ".join(column.upper() for column in divergent)
         + (" and the side that emitted it." if emitted else ".")
     )
     if n:
@@ -191,8 +196,8 @@ def render() -> None:
     cols[3].metric("P base", probability(row["logprob_base"]))
     cols = st.columns(4)
     cols[0].metric(
-        " / ".join(column.upper() for column in DIVERGENCES) + " (nats)",
-        " / ".join(number(row[column], kept[column]) for column in DIVERGENCES),
+        " / ".join(column.upper() for column in divergent) + " (nats)",
+        " / ".join(number(row[column], kept[column]) for column in divergent),
     )
     cols[1].metric("entropy aligned (nats)", f"{row['entropy_aligned']:.3f}")
     cols[2].metric("entropy base (nats)", f"{row['entropy_base']:.3f}")
