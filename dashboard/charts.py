@@ -36,18 +36,17 @@ def legend_rows(names: list[str]) -> int:
 
 def _layout(fig: go.Figure, title: str, **kwargs) -> go.Figure:
     """Title, tight margins, and the legend below the plot (a legend beside it takes the plot's width); a chart
-    with a long legend grows, so that the plot keeps two thirds of its height."""
-    fig.update_layout(
-        title=title, margin={"l": 10, "r": 10, "t": 40, "b": 10}, legend_title_text="", legend=LEGEND_BELOW
-    )
-    fig.update_layout(**kwargs)
+    with a long legend grows, so that the plot keeps two thirds of its height. One layout update (each costs
+    Plotly a validation pass)."""
     entries = [str(t.name) for t in fig.data if t.showlegend is not False and t.name]
-    if len(entries) > 1 and fig.layout.height is None:
+    height = kwargs.pop("height", fig.layout.height)
+    if len(entries) > 1 and height is None:
         below = 60 + LEGEND_ROW_PX * legend_rows(entries)  # tick labels, axis title, legend
-        fig.update_layout(height=max(450, 3 * below + 40))
-    plot_height = (fig.layout.height or 450) - 110  # less the title, tick labels and axis title, about
-    fig.update_layout(legend_y=-min(0.5, 48 / max(plot_height, 80)))  # below the tick labels, whatever the height
-    return fig
+        height = max(450, 3 * below + 40)
+    plot_height = (height or 450) - 110  # less the title, tick labels and axis title, about
+    legend = {**LEGEND_BELOW, "title": {"text": ""}, "y": -min(0.5, 48 / max(plot_height, 80))}  # below the ticks
+    margin = {"l": 10, "r": 10, "t": 40, "b": 10}
+    return fig.update_layout(title=title, margin=margin, legend=legend, height=height, **kwargs)
 
 
 def _hover(frame: pl.DataFrame) -> list | None:
@@ -114,14 +113,18 @@ def grouped_bars(
 
 def bars(frame: pl.DataFrame, x: str, y: str, color: str, title: str, y_title: str, percent: bool = False) -> go.Figure:
     """Grouped bars: for each value of `x`, one bar per value of `color`."""
-    fig = go.Figure()
-    for (name,), part in frame.group_by(color, maintain_order=True):
-        fig.add_bar(
-            x=_text(part[x].to_list()),
-            y=part[y].to_list(),
-            name=html.escape(str(name), quote=False),
-            hovertext=_hover(part),
-        )
+    fig = go.Figure(
+        data=[
+            {
+                "type": "bar",
+                "x": _text(part[x].to_list()),
+                "y": part[y].to_list(),
+                "name": html.escape(str(name), quote=False),
+                "hovertext": _hover(part),
+            }
+            for (name,), part in frame.group_by(color, maintain_order=True)
+        ]
+    )  # one validation of every trace (a trace added at a time is validated on its own, one per run)
     if percent:
         return _layout(
             fig,
@@ -147,15 +150,19 @@ def lines(
 ) -> go.Figure:
     """One line per value of `color`; `log_x` spreads out the start of a long-tailed x; lines only without
     `markers` (many runs)."""
-    fig = go.Figure()
-    for (name,), part in frame.group_by(color, maintain_order=True):
-        fig.add_scatter(
-            x=_text(part[x].to_list()),
-            y=part[y].to_list(),
-            mode="lines+markers" if markers else "lines",
-            name=html.escape(str(name), quote=False),
-            hovertext=_hover(part),
-        )
+    fig = go.Figure(
+        data=[
+            {
+                "type": "scatter",
+                "x": _text(part[x].to_list()),
+                "y": part[y].to_list(),
+                "mode": "lines+markers" if markers else "lines",
+                "name": html.escape(str(name), quote=False),
+                "hovertext": _hover(part),
+            }
+            for (name,), part in frame.group_by(color, maintain_order=True)
+        ]
+    )  # one validation of every trace, as in bars()
     return _layout(
         fig,
         title,

@@ -59,7 +59,7 @@ def band_lines(
     """One curve per value of `name` (a run) with its 95 % band against the position `t`, on a log scale (drawn
     at t + 1, ticked with t); `frame` has the name, t, value, low, high and `few` (fewer than a handful of
     answers reach the point): there the band is cut and the points drawn faint."""
-    fig = go.Figure()
+    traces = []  # as dicts, validated once by the figure (a trace added at a time is validated on its own)
     for i, ((run,), part) in enumerate(frame.group_by(name, maintain_order=True)):
         color = _palette(i)
         xs = [v + 1 for v in part[t].to_list()]
@@ -67,28 +67,24 @@ def band_lines(
         low = [v if k else None for v, k in zip(part["low"].to_list(), keep, strict=True)]
         high = [v if k else None for v, k in zip(part["high"].to_list(), keep, strict=True)]
         name = html.escape(str(run), quote=False)
-        fig.add_scatter(x=xs, y=high, mode="lines", line_width=0, showlegend=False, hoverinfo="skip", legendgroup=name)
-        fig.add_scatter(
-            x=xs,
-            y=low,
-            mode="lines",
-            line_width=0,
-            fill="tonexty",
-            fillcolor=_fade(color),
-            showlegend=False,
-            hoverinfo="skip",
-            legendgroup=name,
+        band = {"type": "scatter", "x": xs, "mode": "lines", "line": {"width": 0}, "showlegend": False}
+        band |= {"hoverinfo": "skip", "legendgroup": name}
+        traces.append({**band, "y": high})
+        traces.append({**band, "y": low, "fill": "tonexty", "fillcolor": _fade(color)})
+        traces.append(
+            {
+                "type": "scatter",
+                "x": xs,
+                "y": part["value"].to_list(),
+                "mode": "lines+markers",
+                "name": name,
+                "hovertext": _hover(part),
+                "legendgroup": name,
+                "line": {"color": color},
+                "marker": {"opacity": [1.0 if k else FAINT for k in keep]},
+            }
         )
-        fig.add_scatter(
-            x=xs,
-            y=part["value"].to_list(),
-            mode="lines+markers",
-            name=name,
-            hovertext=_hover(part),
-            legendgroup=name,
-            line_color=color,
-            marker_opacity=[1.0 if k else FAINT for k in keep],
-        )
+    fig = go.Figure(data=traces)
     shares = {"yaxis_tickformat": ".1%", "yaxis_rangemode": "tozero"} if percent else {}  # a share is never below 0
     fig = _layout(fig, title, xaxis_type="log", yaxis_title=y_title, **shares)
     return position_axis(fig, int(frame[t].max() or 0))

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Page:
-    slug: str  # its script's name in app_pages/, and its URL path
+    slug: str  # its script's name in app_pages/ (which calls render() of dashboard/views/<slug>.py), its URL path
     title: str
     icon: str
 
@@ -29,3 +29,8 @@ PAGES = (
     Page("control", "Template control", ":material/grid_view:"),
 )
 SLUGS = tuple(page.slug for page in PAGES)  # what tests and the benchmark iterate
+
+
+def script(slug: str) -> str:
+    """The script of the page `slug` (what st.switch_page takes)."""
+    return next(page.script for page in PAGES if page.slug == slug)

@@ -15,6 +15,7 @@ import streamlit as st
 
 from compute.core.errors import one_line
 from dashboard import load, names
+from dashboard.cache import cached
 
 T = TypeVar("T")
 LOG = logging.getLogger(__name__)
@@ -35,10 +36,17 @@ def md_escape(text: str) -> str:
 
 
 def all_runs() -> tuple[list[load.Run], list[str]]:
-    """The complete runs in the artifacts directory and one line per file that is not one."""
+    """The complete runs in the artifacts directory and one line per file that is not one (the folder is listed
+    on every call; the runs of one listing are opened and labelled once per server)."""
     keys, unreadable = load.scan(load.artifacts_dir())
-    runs, problems = load.open_runs(keys)
-    return runs, unreadable + problems
+    runs, problems = _opened_runs(tuple(keys))
+    return list(runs), unreadable + list(problems)
+
+
+@cached
+def _opened_runs(keys: tuple[load.RunKey, ...]) -> tuple[tuple[load.Run, ...], tuple[str, ...]]:
+    runs, problems = load.open_runs(list(keys))
+    return tuple(runs), tuple(problems)
 
 
 def chosen_runs(least: int = 1) -> list[load.Run]:
