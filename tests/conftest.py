@@ -8,10 +8,12 @@ the base side, so that some positions shift and others do not.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -350,8 +352,9 @@ def naive_step(side, prefix: list[int], token: int, settings) -> tuple[float, fl
     return expected
 
 
-def counting_forwards(patch: pytest.MonkeyPatch) -> list[int]:
-    """Patch the scorer's backbone pass to count it; returns the list it appends batch sizes to."""
+@contextlib.contextmanager
+def counting_forwards() -> Iterator[list[int]]:
+    """The scorer's backbone pass counted while inside: yields the list it appends batch sizes to."""
     from compute.engine import score
 
     calls: list[int] = []
@@ -361,5 +364,17 @@ def counting_forwards(patch: pytest.MonkeyPatch) -> list[int]:
         calls.append(len(items))
         return real(model, items, side, prefix)
 
-    patch.setattr(score, "answer_hidden_states", counted)
-    return calls
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(score, "answer_hidden_states", counted)
+        yield calls
+
+
+@pytest.fixture
+def one_torch_thread():
+    """torch on one thread for the test (restored after): runs that compare timings or processes stay steady."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

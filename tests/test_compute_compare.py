@@ -41,12 +41,8 @@ def chain(model_pairs, tmp_path_factory):
     lines = ['name = "chain"', *head, f"compare = {json.dumps([list(pair) for pair in CHAIN])}"]
     for name, (model, adapter) in models.items():
         lines += side_lines(name if name in ("aligned", "base") else f"sides.{name}", model, adapter)
-    patch = pytest.MonkeyPatch()
-    calls = counting_forwards(patch)
-    try:
+    with counting_forwards() as calls:
         paths = run_pairs(load_config(write_config(folder, "\n".join(lines) + "\n")))
-    finally:
-        patch.undo()
     return folder, head, models, paths, calls
 
 

@@ -22,7 +22,6 @@ import numpy as np
 import polars
 import polars.testing
 import pytest
-import torch
 from conftest import (
     BASE_TEMPLATE,
     REPEATED_EXAMPLES,
@@ -44,11 +43,8 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def one_thread(one_torch_thread):
+    """Every test here on one torch thread."""
 
 
 @pytest.fixture()

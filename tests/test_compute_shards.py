@@ -12,7 +12,6 @@ import numpy as np
 import polars
 import polars.testing
 import pytest
-import torch
 from conftest import REPEATED_EXAMPLES, repeated_examples_config, run_cli
 
 from compute.core.config import load_config
@@ -24,11 +23,8 @@ from compute.engine.run import run
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def one_thread(one_torch_thread):
+    """Every test here on one torch thread."""
 
 
 @pytest.fixture()

@@ -34,12 +34,8 @@ def control(model_pairs, tmp_path_factory):
     text = config_text(
         model_pairs["llama"], dataset, folder / "out", name="ctl", control="template", max_new_tokens=8, batch_size=2
     )
-    patch = pytest.MonkeyPatch()
-    calls = counting_forwards(patch)
-    try:
+    with counting_forwards() as calls:
         paths = run_pairs(load_config(write_config(folder, text)))
-    finally:
-        patch.undo()
     return folder, paths, calls
 
 
@@ -103,12 +99,8 @@ def test_a_control_on_one_model_forwards_two_cells_and_is_all_template(model_pai
     same = {"aligned": model_pairs["llama"]["base"], "base": model_pairs["llama"]["base"]}
     dataset = write_jsonl(tmp_path / "questions.jsonl", INSTRUCTIONS[:2])
     text = config_text(same, dataset, tmp_path / "out", name="one", control="template", max_new_tokens=6)
-    patch = pytest.MonkeyPatch()
-    calls = counting_forwards(patch)
-    try:
+    with counting_forwards() as calls:
         paths = run_pairs(load_config(write_config(tmp_path, text)))
-    finally:
-        patch.undo()
     assert len(calls) == 2
     d = decompose(control_groups([open_artifact(p) for p in paths.values()])["one"])
     assert d.weights_equal
